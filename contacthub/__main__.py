@@ -1,0 +1,5 @@
+"""`python -m contacthub` is the `contacthub` command."""
+
+from contacthub.cli.main import app
+
+app()

@@ -1,0 +1,1 @@
+"""Activities: custom types, the rules of each type, and the batch ingest."""

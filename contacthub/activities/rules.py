@@ -1,0 +1,127 @@
+"""The rules of each activity type (seed 000), checked without touching the database.
+
+An activity arrives as a JSON object whose property names may come in any case. It is either
+accepted as an `ActivityInput` or refused alone as an `ActivityRejection`; custom types are
+resolved later, against the stored types, inside the write transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from contacthub.contacts.fields import parse_contact_fields
+from contacthub.errors import InvalidInput
+
+PAGE_VISIT = "pagevisit"
+CLICK = "click"
+DATA_INPUT = "datainput"
+# Email engagement is logged by the hub itself, never through the tracking API.
+EMAIL_OPEN = "emailopen"
+EMAIL_CLICK = "emailclick"
+BUILT_IN_TYPES = frozenset({PAGE_VISIT, CLICK, DATA_INPUT, EMAIL_OPEN, EMAIL_CLICK})
+TRACKABLE_BUILT_IN_TYPES = frozenset({PAGE_VISIT, CLICK, DATA_INPUT})
+
+MAX_TYPE_LENGTH = 100
+MAX_VALUE_LENGTH = 250
+MAX_URL_LENGTH = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityInput:
+    """An activity that passed the checks that need no database."""
+
+    type: str
+    value: str | None
+    url: str | None
+    referrer: str | None
+    contact_fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_custom(self) -> bool:
+        return self.type not in TRACKABLE_BUILT_IN_TYPES
+
+    def title(self, custom_display_name: str | None = None) -> str:
+        """The activity's title, as the seed spells it for each type."""
+        quoted = f"'{self.value if self.value is not None else ''}'"
+        if self.type == PAGE_VISIT:
+            # The seed's own example posts a page visit without a value: show the URL then.
+            return f"Page visit '{self.value if self.value else self.url}'"
+        if self.type == CLICK:
+            return f"Clicked {quoted}"
+        if self.type == DATA_INPUT:
+            return f"Data input {quoted}"
+        name = custom_display_name or self.type
+        return name if self.value is None else f"{name} {quoted}"
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityRejection:
+    """An activity refused alone; its place in the 207 answer carries this."""
+
+    status: int
+    error: str
+    code: str
+
+    def as_result(self) -> dict[str, Any]:
+        return {"status": self.status, "error": self.error, "code": self.code}
+
+
+def lower_keys(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """The object with lower-cased property names; two spellings of one name are an error."""
+    lowered = {key.lower(): value for key, value in raw.items()}
+    if len(lowered) != len(raw):
+        raise InvalidInput(
+            f"{where} has the same property twice in different case.", code="duplicate_property"
+        )
+    return lowered
+
+
+def _optional_string(props: dict[str, Any], name: str, limit: int) -> str | None:
+    value = props.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string.", code=f"invalid_{name}")
+    if len(value) > limit:
+        raise InvalidInput(f"{name} is longer than {limit} characters.", code=f"{name}_too_long")
+    return value
+
+
+def check_activity(raw: object) -> ActivityInput | ActivityRejection:
+    """Check one activity object against the rules of its type."""
+    try:
+        return _check(raw)
+    except InvalidInput as error:
+        return ActivityRejection(error.status_code, error.message, error.code)
+
+
+def _check(raw: object) -> ActivityInput:
+    if not isinstance(raw, dict):
+        raise InvalidInput("An activity must be a JSON object.", code="invalid_activity")
+    props = lower_keys(raw, "The activity")
+    activity_type = _optional_string(props, "type", MAX_TYPE_LENGTH)
+    if not activity_type:
+        raise InvalidInput("type is required.", code="missing_type")
+    activity_type = activity_type.lower()
+    if activity_type in BUILT_IN_TYPES - TRACKABLE_BUILT_IN_TYPES:
+        raise InvalidInput(
+            f"{activity_type} activities are logged by the hub itself.", code="reserved_type"
+        )
+    value = _optional_string(props, "value", MAX_VALUE_LENGTH)
+    url = _optional_string(props, "url", MAX_URL_LENGTH)
+    referrer = _optional_string(props, "referrer", MAX_URL_LENGTH)
+    if activity_type == PAGE_VISIT and not url:
+        raise InvalidInput("url is required for pagevisit activities.", code="missing_url")
+    if activity_type in (CLICK, DATA_INPUT) and not value:
+        raise InvalidInput(
+            f"value is required for {activity_type} activities.", code="missing_value"
+        )
+    contact_fields: dict[str, Any] = {}
+    if props.get("contactfields") is not None:
+        if activity_type != DATA_INPUT:
+            raise InvalidInput(
+                "contactFields is only for datainput activities.", code="unexpected_contact_fields"
+            )
+        contact_fields = parse_contact_fields(props["contactfields"])
+    return ActivityInput(activity_type, value, url, referrer, contact_fields)

@@ -1,0 +1,1 @@
+"""Channels (connected applications) and their API keys."""

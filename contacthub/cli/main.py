@@ -1,0 +1,23 @@
+"""The `contacthub` command: one entry point, one sub-command group per feature."""
+
+from __future__ import annotations
+
+import typer
+
+from contacthub.cli import server
+from contacthub.cli.activity_types import activity_type_app
+from contacthub.cli.channels import apikey_app, channel_app
+from contacthub.cli.consents import consent_app
+
+app = typer.Typer(
+    help="contacthub: the central hub for contacts, consents, activities and emails.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command()(server.serve)
+app.command()(server.migrate)
+app.command()(server.proxy)
+app.add_typer(channel_app, name="channel")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(consent_app, name="consent")
+app.add_typer(activity_type_app, name="activity-type")

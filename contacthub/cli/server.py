@@ -1,0 +1,54 @@
+"""`contacthub serve`, `contacthub migrate` and `contacthub proxy`."""
+
+from __future__ import annotations
+
+import typer
+import uvicorn
+
+from contacthub.cli.output import console, load_settings
+from contacthub.storage.migrate import upgrade
+
+
+def migrate() -> None:
+    """Apply the schema migrations to the configured database."""
+    settings = load_settings()
+    upgrade(settings.database_url)
+    console.print("[green]Database is up to date.[/green]")
+
+
+def serve(
+    host: str | None = typer.Option(None, help="Address to bind (default: setting `host`)."),
+    port: int | None = typer.Option(None, help="Port to listen on (default: setting `port`)."),
+    workers: int = typer.Option(1, min=1, help="Worker processes."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+) -> None:
+    """Apply migrations, then serve the hub."""
+    settings = load_settings()
+    upgrade(settings.database_url)
+    uvicorn.run(
+        "contacthub.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=log_level,
+        access_log=False,
+        # Let in-flight requests finish and the writer drain its queue on shutdown.
+        timeout_graceful_shutdown=30,
+    )
+
+
+def proxy(
+    hub: str = typer.Option(..., help="Base URL of the hub, e.g. https://hub.example.com."),
+    api_key: str = typer.Option(
+        ..., envvar="CONTACTHUB_PROXY_API_KEY", help="Tracking API key to add to requests."
+    ),
+    host: str = typer.Option("127.0.0.1", help="Address to bind."),
+    port: int = typer.Option(8001, help="Port to listen on."),
+) -> None:
+    """Run the backend proxy that adds the API key, so it stays off public pages."""
+    from contacthub.tracking.proxy import create_proxy_app
+
+    uvicorn.run(create_proxy_app(hub, api_key), host=host, port=port, access_log=False)

@@ -1,0 +1,1 @@
+"""Consents, their texts and revisions, and contacts' agreements."""

@@ -1,0 +1,49 @@
+"""Contacts: creating them, finding them, and filling their fields from data input."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from contacthub.contacts import repository
+from contacthub.errors import NotFound
+from contacthub.identifiers import parse_guid
+from contacthub.storage.models import Contact
+
+
+def create_contact(session: Session, **fields: Any) -> Contact:
+    """A new contact, anonymous unless fields are given."""
+    contact = Contact(guid=uuid.uuid4(), **fields)
+    session.add(contact)
+    session.flush()
+    return contact
+
+
+def get_contact(session: Session, guid: str | uuid.UUID) -> Contact:
+    """The contact with this GUID, or NotFound."""
+    key = guid if isinstance(guid, uuid.UUID) else parse_guid(guid, "Contact")
+    contact = repository.contact_by_guid(session, key)
+    if contact is None:
+        raise NotFound(f"No contact with GUID {key}.", code="unknown_contact")
+    return contact
+
+
+def apply_data_input(session: Session, contact: Contact, fields: Mapping[str, Any]) -> Contact:
+    """Fill a contact's fields; answer the contact the data now belongs to.
+
+    A data input never overwrites an existing, different email (the vendor's rule since 2024):
+    the data then belongs to the oldest contact that has that email, or to a new contact.
+    """
+    new_email = fields.get("email")
+    target = contact
+    if new_email and contact.email and contact.email.lower() != new_email.lower():
+        target = repository.oldest_contact_with_email(session, new_email) or create_contact(session)
+    for attribute, value in fields.items():
+        if attribute == "email" and target.email and target.email.lower() == value.lower():
+            continue  # keep the address as first stored
+        setattr(target, attribute, value)
+    session.flush()
+    return target

@@ -1,0 +1,80 @@
+"""Domain errors.
+
+Services raise these; they know nothing of HTTP beyond the status each error maps to. One
+handler per entry point renders them: JSON for the APIs, an exit code for the CLI.
+"""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """An expected failure that a client can act on."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def as_dict(self) -> dict[str, str]:
+        """The JSON error body every API answers with."""
+        return {"error": self.message, "code": self.code}
+
+
+class InvalidInput(HubError):
+    """The input is malformed or breaks a rule (400)."""
+
+    status_code = 400
+    code = "invalid_input"
+
+
+class Unauthorized(HubError):
+    """No valid credentials (401)."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(HubError):
+    """Valid credentials that may not do this (403)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(HubError):
+    """The named thing does not exist (404)."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(HubError):
+    """The change clashes with what is stored (409)."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(HubError):
+    """The request body or one of its arrays is over the limit (413)."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(HubError):
+    """The body is not in a format the endpoint reads (415)."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class Unavailable(HubError):
+    """The hub cannot take the request now; retrying later may work (503)."""
+
+    status_code = 503
+    code = "unavailable"

@@ -1,0 +1,84 @@
+"""HTTP helpers shared by every API: JSON answers, bounded bodies, bearer keys, error pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from contacthub.errors import (
+    HubError,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(
+    content: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON answer, encoded with msgspec."""
+    return Response(_encoder.encode(content), status_code, headers, "application/json")
+
+
+def bearer_key(request: Request) -> str:
+    """The key of an `Authorization: Bearer <key>` header."""
+    header = request.headers.get("authorization")
+    if header is None:
+        raise Unauthorized("Send an API key: Authorization: Bearer <key>.", code="missing_api_key")
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthorized(
+            "The Authorization header must be: Bearer <key>.", code="invalid_authorization"
+        )
+    return key
+
+
+def require_json(request: Request) -> None:
+    """Refuse bodies that are not declared as JSON."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(
+            "The Content-Type header must be application/json.", code="unsupported_media_type"
+        )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything over `limit` bytes before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The body is over {limit} bytes.", code="body_too_large")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The body is over {limit} bytes.", code="body_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def hub_error_handler(request: Request, exc: Exception) -> Response:
+    """Render a domain error as its JSON body and status."""
+    assert isinstance(exc, HubError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return json_response(exc.as_dict(), exc.status_code, headers)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """Render routing errors (404, 405) as JSON too."""
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    headers = dict(exc.headers) if exc.headers else None
+    return json_response({"error": exc.detail, "code": code}, exc.status_code, headers)
+
+
+async def server_error_handler(request: Request, exc: Exception) -> Response:
+    """A JSON 500 that says nothing about the internals (the log has the traceback)."""
+    return json_response({"error": "Internal server error.", "code": "internal_error"}, 500)

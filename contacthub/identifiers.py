@@ -1,0 +1,33 @@
+"""GUIDs and code names as the outside world writes them."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from contacthub.errors import InvalidInput
+
+CODE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+
+
+def parse_guid(text: object, what: str) -> uuid.UUID:
+    """A GUID in any of the usual spellings (with or without braces and dashes)."""
+    if isinstance(text, str) and 32 <= len(text) <= 38:
+        try:
+            return uuid.UUID(text)
+        except ValueError:
+            pass
+    raise InvalidInput(
+        f"{what} must be a GUID, e.g. 06b035b8-6658-4a1b-b1de-5994e4975fb1.",
+        code=f"invalid_{what.lower().replace(' ', '_')}",
+    )
+
+
+def check_code_name(code_name: str, what: str) -> str:
+    """A code name: 1 to 100 letters, digits, underscores, dots or dashes."""
+    if not CODE_NAME.match(code_name):
+        raise InvalidInput(
+            f"A {what} code name has 1 to 100 letters, digits, '_', '.' or '-'.",
+            code="invalid_code_name",
+        )
+    return code_name

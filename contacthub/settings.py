@@ -1,0 +1,107 @@
+"""The one settings object.
+
+Every setting is declared here once, with its help text; `docs/configuration.md` lists them all
+and a test fails when it misses one. Values come, highest priority first, from `CONTACTHUB_*`
+environment variables, then from the TOML file named by `CONTACTHUB_CONFIG` (default
+`contacthub.toml` in the working directory, if it exists), then from the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_SECRET = "change-me-local-only"  # noqa: S105 - refused outside local use, see below
+
+
+def config_file_path() -> Path:
+    """The TOML configuration file: `CONTACTHUB_CONFIG`, else `contacthub.toml` here."""
+    return Path(os.environ.get("CONTACTHUB_CONFIG", "contacthub.toml"))
+
+
+class Settings(BaseSettings):
+    """contacthub's configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="CONTACTHUB_", extra="forbid")
+
+    database_url: str = Field(
+        default="sqlite:///contacthub.db",
+        description="SQLAlchemy URL of the store. Default: a SQLite file in the working "
+        "directory. PostgreSQL: `postgresql://user@host:5432/dbname`.",
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        default="FULL",
+        description="SQLite `synchronous` pragma. FULL survives power loss; NORMAL survives a "
+        "killed process but may lose the last commits on power loss.",
+    )
+    enable: bool = Field(
+        default=True,
+        description="Master switch of the headless API (the seed's `Enable`); off: 404.",
+    )
+    enable_tracking: bool = Field(
+        default=True,
+        description="Switch of the tracking API (the seed's `EnableTracking`); off: 404.",
+    )
+    cors_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to call the tracking API from a browser, e.g. "
+        '`["https://www.example.com"]`; `["*"]` allows any origin.',
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest request body the tracking API accepts; larger: 413.",
+    )
+    max_activities_per_request: int = Field(
+        default=1000,
+        ge=1,
+        description="Most activities one POST /activities may carry; more: 413.",
+    )
+    writer_max_batch: int = Field(
+        default=512,
+        ge=1,
+        description="Most activity requests committed together in one transaction.",
+    )
+    writer_max_queue: int = Field(
+        default=20_000,
+        ge=1,
+        description="Activity requests that may wait for the writer; beyond: 503, retry.",
+    )
+    secret_key: SecretStr = Field(
+        default=SecretStr(DEFAULT_SECRET),
+        description="Server secret for signed links (email tracking hashes). Required "
+        "outside local use.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `contacthub serve` binds.")
+    port: int = Field(default=8000, description="Port `contacthub serve` listens on.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file_path())
+        return (init_settings, env_settings, toml)
+
+    @property
+    def is_local(self) -> bool:
+        """True when the hub runs on its embedded SQLite default (local use)."""
+        return self.database_url.startswith("sqlite")

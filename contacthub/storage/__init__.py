@@ -1,0 +1,1 @@
+"""Storage: engines and sessions, the schema, migrations and the group-commit writer."""

@@ -1,0 +1,31 @@
+"""Alembic environment: runs migrations on the URL given by contacthub.storage.migrate."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from contacthub.storage.database import Database
+from contacthub.storage.models import Base
+
+config = context.config
+
+
+def run_migrations_online() -> None:
+    database = Database(config.get_main_option("sqlalchemy.url") or "")
+    try:
+        with database.write_engine.connect() as connection:
+            context.configure(
+                connection=connection,
+                target_metadata=Base.metadata,
+                # SQLite cannot ALTER most things: batch mode copies the table instead.
+                render_as_batch=database.is_sqlite,
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+            connection.commit()
+    finally:
+        database.dispose()
+
+
+run_migrations_online()

@@ -1,0 +1,1 @@
+"""The headless tracking REST API (SPEC §2), wire-compatible with the seed."""

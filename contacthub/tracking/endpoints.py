@@ -1,0 +1,154 @@
+"""The headless tracking API, mounted at /Kentico.Tracking (SPEC §2, seed 000).
+
+Handlers stay thin: read and check the request, call a service, answer. POST /activities is the
+hot path: it does every check that needs no database on the event loop, then hands the request
+to the group-commit writer and answers 207 only once its activities are committed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from contacthub.activities.ingest import IngestJob
+from contacthub.channels.service import authenticate, hash_key
+from contacthub.consents import service as consents
+from contacthub.contacts import service as contacts
+from contacthub.errors import HubError
+from contacthub.http import (
+    bearer_key,
+    http_error_handler,
+    hub_error_handler,
+    json_response,
+    read_body,
+    require_json,
+)
+from contacthub.hub import Hub, hub_of
+from contacthub.storage.types import utcnow
+from contacthub.tracking import openapi
+from contacthub.tracking.schemas import read_activities_request, read_agree
+
+ACCESS = "tracking"
+AGREE_BODY_LIMIT = 4096
+
+
+async def get_consent_texts(request: Request) -> Response:
+    """GET /consents/{consent}?languageName=: the consent's short and full text (HTML)."""
+    key = bearer_key(request)
+    code_name = request.path_params["consent"]
+    language = request.query_params.get("languageName")
+
+    def work(session: Session) -> consents.ConsentTexts:
+        authenticate(session, key, ACCESS)
+        return consents.get_texts(session, code_name, language)
+
+    texts = await hub_of(request).read(work)
+    return json_response({"shortText": texts.short_text, "fullText": texts.full_text})
+
+
+async def create_contact(request: Request) -> Response:
+    """POST /contacts: a new anonymous contact; clients keep its GUID. The body is ignored."""
+    key = bearer_key(request)
+
+    def work(session: Session) -> str:
+        authenticate(session, key, ACCESS)
+        return str(contacts.create_contact(session).guid)
+
+    return json_response({"contact": await hub_of(request).write(work)})
+
+
+async def set_consent_agreement(request: Request) -> Response:
+    """POST /contacts/{guid}/consents/{consent} with {"agree": bool}: agree or revoke."""
+    key = bearer_key(request)
+    require_json(request)
+    agree = read_agree(await read_body(request, AGREE_BODY_LIMIT))
+    contact_guid = request.path_params["guid"]
+    code_name = request.path_params["consent"]
+
+    def work(session: Session) -> None:
+        principal = authenticate(session, key, ACCESS)
+        consents.record_agreement(
+            session, contact_guid, code_name, agree=agree, channel_id=principal.channel_id
+        )
+
+    await hub_of(request).write(work)
+    return json_response({"agreed": agree, "isAgreed": agree})
+
+
+async def get_consent_agreement(request: Request) -> Response:
+    """GET /contacts/{guid}/consents/{consent}: whether the contact currently agrees."""
+    key = bearer_key(request)
+    contact_guid = request.path_params["guid"]
+    code_name = request.path_params["consent"]
+
+    def work(session: Session) -> bool:
+        authenticate(session, key, ACCESS)
+        return consents.is_agreed(session, contact_guid, code_name)
+
+    agreed = await hub_of(request).read(work)
+    # The seed names the field `agreed`; the vendor's current docs and clients read `isAgreed`.
+    return json_response({"agreed": agreed, "isAgreed": agreed})
+
+
+async def log_activities(request: Request) -> Response:
+    """POST /activities: 207 with one result per activity, each 202 once committed."""
+    hub = hub_of(request)
+    key = bearer_key(request)
+    require_json(request)
+    body = await read_body(request, hub.settings.max_body_bytes)
+    parsed = read_activities_request(body, hub.settings.max_activities_per_request)
+    job = IngestJob(
+        key_hash=hash_key(key),
+        channel_guid=parsed.channel,
+        contact_guid=parsed.contact,
+        activities=parsed.activities,
+        received_at=utcnow(),
+    )
+    outcome = await hub.activity_writer.submit(job)
+    if outcome.error is not None:
+        raise outcome.error
+    return json_response({"results": outcome.results}, 207)
+
+
+async def openapi_document(request: Request) -> Response:
+    """The OpenAPI 3.1 document of this API."""
+    return json_response(openapi.document())
+
+
+def create_tracking_app(hub: Hub) -> Starlette:
+    """The tracking API as an ASGI app, to be mounted at /Kentico.Tracking."""
+    routes = [
+        Route("/consents/{consent}", get_consent_texts, methods=["GET"]),
+        Route("/contacts", create_contact, methods=["POST"]),
+        Route("/contacts/{guid}/consents/{consent}", set_consent_agreement, methods=["POST"]),
+        Route("/contacts/{guid}/consents/{consent}", get_consent_agreement, methods=["GET"]),
+        # The seed's own URI example for the check omits "contacts/": accept it too.
+        Route("/{guid}/consents/{consent}", get_consent_agreement, methods=["GET"]),
+        Route("/activities", log_activities, methods=["POST"]),
+        Route("/openapi.json", openapi_document, methods=["GET"]),
+    ]
+    middleware = []
+    origins = hub.settings.cors_allowed_origins
+    if origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type"],
+                max_age=600,
+            )
+        )
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={HubError: hub_error_handler, HTTPException: http_error_handler},
+    )
+    app.state.hub = hub
+    return app

@@ -1,0 +1,204 @@
+"""The OpenAPI 3.1 document of the tracking API, served at /Kentico.Tracking/openapi.json.
+
+Written out by hand: the API is small and fixed by the seed, and the case-insensitive property
+names and per-activity failures are easier to state plainly than to derive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contacthub import __version__
+from contacthub.activities.rules import MAX_URL_LENGTH, MAX_VALUE_LENGTH
+from contacthub.contacts.fields import CONTACT_FIELDS
+
+_GUID = {"type": "string", "format": "uuid"}
+_ERROR = {
+    "type": "object",
+    "required": ["error", "code"],
+    "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {
+        str(status): {
+            "description": "Error",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for status in statuses
+    }
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_PATH_PARAMS = [
+    {"name": "guid", "in": "path", "required": True, "schema": _GUID},
+    {"name": "consent", "in": "path", "required": True, "schema": {"type": "string"}},
+]
+
+_AGREED = {
+    "type": "object",
+    "required": ["agreed", "isAgreed"],
+    "properties": {"agreed": {"type": "boolean"}, "isAgreed": {"type": "boolean"}},
+}
+
+
+def document() -> dict[str, Any]:
+    """The whole document."""
+    contact_fields = {
+        field.wire_name: {"type": "string", "maxLength": field.max_length}
+        for field in CONTACT_FIELDS
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "contacthub headless tracking API",
+            "version": __version__,
+            "description": "Property names in request bodies match case-insensitively.",
+        },
+        "servers": [{"url": "/Kentico.Tracking"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/consents/{consent}": {
+                "get": {
+                    "summary": "A consent's texts in a language (default language otherwise)",
+                    "parameters": [
+                        _PATH_PARAMS[1],
+                        {"name": "languageName", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["shortText", "fullText"],
+                                "properties": {
+                                    "shortText": {"type": "string"},
+                                    "fullText": {"type": "string"},
+                                },
+                            },
+                            "The texts (HTML)",
+                        ),
+                        **_errors(401, 403, 404),
+                    },
+                }
+            },
+            "/contacts": {
+                "post": {
+                    "summary": "Create an anonymous contact",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["contact"],
+                                "properties": {"contact": _GUID},
+                            },
+                            "The new contact's GUID",
+                        ),
+                        **_errors(401, 403),
+                    },
+                }
+            },
+            "/contacts/{guid}/consents/{consent}": {
+                "get": {
+                    "summary": "Whether the contact currently agrees to the consent",
+                    "parameters": _PATH_PARAMS,
+                    "responses": {"200": _json(_AGREED, "Agreement"), **_errors(400, 401, 404)},
+                },
+                "post": {
+                    "summary": "Agree to (true) or revoke (false) the consent",
+                    "parameters": _PATH_PARAMS,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["agree"],
+                                    "properties": {"agree": {"type": "boolean"}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(_AGREED, "Recorded"),
+                        **_errors(400, 401, 404, 413, 415),
+                    },
+                },
+            },
+            "/activities": {
+                "post": {
+                    "summary": "Log activities of a contact on the key's channel",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ActivitiesRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "207": _json(
+                            {"$ref": "#/components/schemas/ActivitiesResult"},
+                            "One result per activity, in order",
+                        ),
+                        **_errors(400, 401, 403, 404, 413, 415, 503),
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": _ERROR,
+                "ActivitiesRequest": {
+                    "type": "object",
+                    "required": ["channel", "contact", "activities"],
+                    "properties": {
+                        "channel": _GUID,
+                        "contact": _GUID,
+                        "activities": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"$ref": "#/components/schemas/Activity"},
+                        },
+                    },
+                },
+                "Activity": {
+                    "type": "object",
+                    "required": ["type"],
+                    "properties": {
+                        "type": {
+                            "type": "string",
+                            "description": "pagevisit, click, datainput or a custom type",
+                        },
+                        "value": {"type": "string", "maxLength": MAX_VALUE_LENGTH},
+                        "url": {"type": "string", "maxLength": MAX_URL_LENGTH},
+                        "referrer": {"type": "string", "maxLength": MAX_URL_LENGTH},
+                        "contactFields": {"type": "object", "properties": contact_fields},
+                    },
+                },
+                "ActivitiesResult": {
+                    "type": "object",
+                    "required": ["results"],
+                    "properties": {
+                        "results": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["status"],
+                                "properties": {
+                                    "status": {"type": "integer"},
+                                    "error": {"type": "string"},
+                                    "code": {"type": "string"},
+                                    "contact": _GUID,
+                                },
+                            },
+                        }
+                    },
+                },
+            },
+        },
+    }

@@ -1,0 +1,83 @@
+"""The tracking API's wire formats: reading request bodies, writing answers.
+
+Bodies are decoded with msgspec (several times faster than the alternatives, see
+docs/architecture.md) into plain objects, then checked by hand: property names are matched
+case-insensitively, as the vendor's own examples post `channel` and `Channel` alike, and
+each activity must be able to fail alone, which a whole-body schema could not express.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from contacthub.activities.rules import (
+    ActivityInput,
+    ActivityRejection,
+    check_activity,
+    lower_keys,
+)
+from contacthub.errors import InvalidInput, PayloadTooLarge
+from contacthub.identifiers import parse_guid
+
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+def encode(value: Any) -> bytes:
+    """JSON bytes of an answer."""
+    return _encoder.encode(value)
+
+
+def decode_object(body: bytes, what: str = "The request body") -> dict[str, Any]:
+    """A JSON object from a body, with lower-cased property names."""
+    if not body.strip():
+        raise InvalidInput(f"{what} is empty; it must be a JSON object.", code="empty_body")
+    try:
+        value = _decoder.decode(body)
+    except msgspec.DecodeError as error:
+        raise InvalidInput(f"{what} is not valid JSON: {error}.", code="malformed_json") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} must be a JSON object.", code="invalid_body")
+    return lower_keys(value, what)
+
+
+@dataclass(frozen=True, slots=True)
+class ActivitiesRequest:
+    """A POST /activities body: whose activities, on which channel, each checked."""
+
+    channel: uuid.UUID
+    contact: uuid.UUID
+    activities: list[ActivityInput | ActivityRejection]
+
+
+def read_activities_request(body: bytes, max_activities: int) -> ActivitiesRequest:
+    """Check a POST /activities body; bad activities are kept as rejections, in place."""
+    props = decode_object(body)
+    channel = parse_guid(props.get("channel"), "channel")
+    contact = parse_guid(props.get("contact"), "contact")
+    activities = props.get("activities")
+    if not isinstance(activities, list):
+        raise InvalidInput(
+            "activities must be an array of activity objects.", code="invalid_activities"
+        )
+    if not activities:
+        raise InvalidInput("activities is empty.", code="no_activities")
+    if len(activities) > max_activities:
+        raise PayloadTooLarge(
+            f"At most {max_activities} activities per request; send the rest in another.",
+            code="too_many_activities",
+        )
+    return ActivitiesRequest(channel, contact, [check_activity(raw) for raw in activities])
+
+
+def read_agree(body: bytes) -> bool:
+    """The `agree` flag of a POST /contacts/{guid}/consents/{consent} body."""
+    props = decode_object(body)
+    agree = props.get("agree")
+    if not isinstance(agree, bool):
+        raise InvalidInput("agree must be true or false.", code="invalid_agree")
+    return agree

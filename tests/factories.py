@@ -1,0 +1,56 @@
+"""Small typed factories for test data, going through the same services as the hub."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from contacthub.activities import service as activity_types
+from contacthub.channels import service as channels
+from contacthub.consents import service as consents
+from contacthub.contacts import service as contacts
+from contacthub.storage.database import Database
+
+
+@dataclass(frozen=True)
+class TrackingSetup:
+    """A channel with a tracking key: what a client app needs."""
+
+    channel_name: str
+    channel_guid: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+def tracking_channel(
+    db: Database, name: str = "Mobile app", access: str = "tracking"
+) -> TrackingSetup:
+    with db.write() as session:
+        channel = channels.create_channel(session, name)
+        key = channels.create_api_key(session, name, access)
+        return TrackingSetup(name, str(channel.guid), key.plaintext)
+
+
+def contact(db: Database) -> str:
+    with db.write() as session:
+        return str(contacts.create_contact(session).guid)
+
+
+def consent(
+    db: Database,
+    code_name: str = "TrackingConsent",
+    language: str = "en",
+    short_text: str = "<p>Short</p>",
+    full_text: str = "<p>Full</p>",
+) -> None:
+    with db.write() as session:
+        consents.create_consent(
+            session, code_name, language=language, short_text=short_text, full_text=full_text
+        )
+
+
+def activity_type(db: Database, code_name: str, display_name: str, enabled: bool = True) -> None:
+    with db.write() as session:
+        activity_types.create_type(session, code_name, display_name=display_name, enabled=enabled)
