@@ -45,7 +45,7 @@ def contact_ids_by_guid(session: Session, guids: Iterable[uuid.UUID]) -> dict[uu
     if not wanted:
         return {}
     rows = session.execute(select(Contact.guid, Contact.id).where(Contact.guid.in_(wanted)))
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 def insert_activities(session: Session, rows: Sequence[ActivityRow]) -> None:

@@ -49,7 +49,7 @@ def latest_agreements(
             ConsentAgreement.id.in_(latest)
         )
     )
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 def agreement_history(session: Session, contact_id: int) -> Sequence[ConsentAgreement]:
