@@ -81,6 +81,24 @@ class Settings(BaseSettings):
         description="Server secret for signed links (email tracking hashes). Required "
         "outside local use.",
     )
+    smtp_host: str = Field(
+        default="127.0.0.1", description="SMTP server that `contacthub issue send` delivers to."
+    )
+    smtp_port: int = Field(
+        default=25, ge=1, le=65535, description="Port of the SMTP server (587 STARTTLS, 465 SSL)."
+    )
+    smtp_tls: Literal["none", "starttls", "ssl"] = Field(
+        default="none",
+        description="Transport security: `none` (plain, e.g. a local relay), `starttls` "
+        "(upgrade after connecting, usually port 587) or `ssl` (implicit TLS, usually port 465).",
+    )
+    smtp_username: str | None = Field(
+        default=None, description="SMTP user name; with `smtp_password`, log in (AUTH)."
+    )
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds to wait for the SMTP server before giving up."
+    )
     host: str = Field(default="127.0.0.1", description="Address `contacthub serve` binds.")
     port: int = Field(default=8000, description="Port `contacthub serve` listens on.")
 

@@ -21,6 +21,7 @@ EMAIL_OPEN = "emailopen"
 EMAIL_CLICK = "emailclick"
 BUILT_IN_TYPES = frozenset({PAGE_VISIT, CLICK, DATA_INPUT, EMAIL_OPEN, EMAIL_CLICK})
 TRACKABLE_BUILT_IN_TYPES = frozenset({PAGE_VISIT, CLICK, DATA_INPUT})
+RESERVED_TYPES = BUILT_IN_TYPES - TRACKABLE_BUILT_IN_TYPES
 
 MAX_TYPE_LENGTH = 100
 MAX_VALUE_LENGTH = 250
@@ -100,28 +101,54 @@ def _check(raw: object) -> ActivityInput:
     if not isinstance(raw, dict):
         raise InvalidInput("An activity must be a JSON object.", code="invalid_activity")
     props = lower_keys(raw, "The activity")
-    activity_type = _optional_string(props, "type", MAX_TYPE_LENGTH)
+    return _apply_rules(
+        _optional_string(props, "type", MAX_TYPE_LENGTH),
+        _optional_string(props, "value", MAX_VALUE_LENGTH),
+        _optional_string(props, "url", MAX_URL_LENGTH),
+        _optional_string(props, "referrer", MAX_URL_LENGTH),
+        props.get("contactfields"),
+    )
+
+
+def check_activity_fields(
+    activity_type: str | None,
+    value: str | None,
+    url: str | None,
+    referrer: str | None,
+    contact_fields: object,
+) -> ActivityInput | ActivityRejection:
+    """Check an activity whose properties were already read and found to be strings in bounds."""
+    try:
+        return _apply_rules(activity_type, value, url, referrer, contact_fields)
+    except InvalidInput as error:
+        return ActivityRejection(error.status_code, error.message, error.code)
+
+
+def _apply_rules(
+    activity_type: str | None,
+    value: str | None,
+    url: str | None,
+    referrer: str | None,
+    contact_fields: object,
+) -> ActivityInput:
     if not activity_type:
         raise InvalidInput("type is required.", code="missing_type")
     activity_type = activity_type.lower()
-    if activity_type in BUILT_IN_TYPES - TRACKABLE_BUILT_IN_TYPES:
+    if activity_type in RESERVED_TYPES:
         raise InvalidInput(
             f"{activity_type} activities are logged by the hub itself.", code="reserved_type"
         )
-    value = _optional_string(props, "value", MAX_VALUE_LENGTH)
-    url = _optional_string(props, "url", MAX_URL_LENGTH)
-    referrer = _optional_string(props, "referrer", MAX_URL_LENGTH)
     if activity_type == PAGE_VISIT and not url:
         raise InvalidInput("url is required for pagevisit activities.", code="missing_url")
     if activity_type in (CLICK, DATA_INPUT) and not value:
         raise InvalidInput(
             f"value is required for {activity_type} activities.", code="missing_value"
         )
-    contact_fields: dict[str, Any] = {}
-    if props.get("contactfields") is not None:
+    fields: dict[str, Any] = {}
+    if contact_fields is not None:
         if activity_type != DATA_INPUT:
             raise InvalidInput(
                 "contactFields is only for datainput activities.", code="unexpected_contact_fields"
             )
-        contact_fields = parse_contact_fields(props["contactfields"])
-    return ActivityInput(activity_type, value, url, referrer, contact_fields)
+        fields = parse_contact_fields(contact_fields)
+    return ActivityInput(activity_type, value, url, referrer, fields)

@@ -169,12 +169,8 @@ class Activity(Base):
     """Something a contact did on a channel (or in an email: then `channel_id` is empty)."""
 
     __tablename__ = "activities"
-    __table_args__ = (
-        Index(None, "contact_id", "id"),
-        Index(None, "created_at"),
-        Index(None, "channel_id", "created_at"),
-        Index(None, "type", "created_at"),
-    )
+    # Every index slows down the ingest hot path: only a contact's timeline and time ranges.
+    __table_args__ = (Index(None, "contact_id", "id"), Index(None, "created_at"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))

@@ -10,20 +10,43 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from contacthub.activities.rules import (
+    MAX_TYPE_LENGTH,
+    MAX_URL_LENGTH,
+    MAX_VALUE_LENGTH,
     ActivityInput,
     ActivityRejection,
     check_activity,
+    check_activity_fields,
     lower_keys,
 )
 from contacthub.errors import InvalidInput, PayloadTooLarge
 from contacthub.identifiers import parse_guid
 
 _decoder = msgspec.json.Decoder()
+
+
+class _Activity(msgspec.Struct, forbid_unknown_fields=True):
+    """An activity spelled exactly as the seed spells it: the fast path's shape."""
+
+    type: Annotated[str, msgspec.Meta(max_length=MAX_TYPE_LENGTH)]
+    value: Annotated[str, msgspec.Meta(max_length=MAX_VALUE_LENGTH)] | None = None
+    url: Annotated[str, msgspec.Meta(max_length=MAX_URL_LENGTH)] | None = None
+    referrer: Annotated[str, msgspec.Meta(max_length=MAX_URL_LENGTH)] | None = None
+    contactFields: dict[str, Any] | None = None
+
+
+class _ActivitiesBody(msgspec.Struct, forbid_unknown_fields=True):
+    channel: uuid.UUID
+    contact: uuid.UUID
+    activities: list[_Activity]
+
+
+_fast_decoder = msgspec.json.Decoder(_ActivitiesBody)
 _encoder = msgspec.json.Encoder()
 
 
@@ -55,7 +78,30 @@ class ActivitiesRequest:
 
 
 def read_activities_request(body: bytes, max_activities: int) -> ActivitiesRequest:
-    """Check a POST /activities body; bad activities are kept as rejections, in place."""
+    """Check a POST /activities body; bad activities are kept as rejections, in place.
+
+    Most clients spell the body exactly as the seed does, with well-formed values: msgspec
+    decodes that straight into typed structs, several times faster than checking a generic
+    object property by property. Anything else (other spellings, unknown properties, wrong
+    types, over-long values) takes the general path, which gives each activity its own error.
+    """
+    try:
+        fast = _fast_decoder.decode(body)
+    except msgspec.DecodeError:
+        return _read_general(body, max_activities)
+    if not fast.activities or len(fast.activities) > max_activities:
+        return _read_general(body, max_activities)
+    return ActivitiesRequest(
+        fast.channel,
+        fast.contact,
+        [
+            check_activity_fields(a.type, a.value, a.url, a.referrer, a.contactFields)
+            for a in fast.activities
+        ],
+    )
+
+
+def _read_general(body: bytes, max_activities: int) -> ActivitiesRequest:
     props = decode_object(body)
     channel = parse_guid(props.get("channel"), "channel")
     contact = parse_guid(props.get("contact"), "contact")

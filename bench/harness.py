@@ -1,0 +1,309 @@
+"""Reusable pieces of contacthub's benchmarks: servers, wrk, memory.
+
+A benchmark starts a server pinned to one core, waits until it answers, loads it with wrk pinned
+to another core, reads its peak memory and stops it. The two cores keep the load generator from
+stealing CPU time from the server, so requests per second measure the server alone.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVER_CPU = 0
+WRK_CPU = 1
+RESULT_MARKER = "BENCH_RESULT "
+WRK_INSTALL = ["apt-get", "install", "-y", "wrk"]
+
+
+@dataclass
+class Server:
+    """A server process started by `start_server`."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the server's output, to show why it failed."""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class WrkResult:
+    """What one wrk run measured, from the JSON its Lua `done()` prints."""
+
+    requests: int
+    duration_s: float
+    p50_ms: float
+    p99_ms: float
+    statuses: dict[int, int]
+    socket_errors: dict[str, int]
+    output: str = field(repr=False)
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def ok(self) -> int:
+        """Responses with a 2xx status."""
+        return sum(n for status, n in self.statuses.items() if 200 <= status < 300)
+
+    @property
+    def failed(self) -> int:
+        """Non-2xx responses plus connect, read, write and timeout errors."""
+        non_2xx = sum(self.statuses.values()) - self.ok
+        return non_2xx + sum(self.socket_errors.values())
+
+    @property
+    def failure_rate(self) -> float:
+        attempts = sum(self.statuses.values()) + sum(self.socket_errors.values())
+        return self.failed / attempts if attempts else 1.0
+
+
+def ensure_wrk() -> str:
+    """The path of wrk; installs it with apt-get when missing and we are root."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    command = " ".join(WRK_INSTALL)
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise SystemExit(f"wrk is not installed. Install it with: sudo {command}")
+    print(f"wrk is not installed; running: {command}", file=sys.stderr)
+    if subprocess.run(WRK_INSTALL, check=False).returncode != 0:
+        # A fresh machine may have no package lists yet.
+        subprocess.run(["apt-get", "update"], check=True)
+        subprocess.run(WRK_INSTALL, check=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit(f"wrk is still missing after `{command}`.")
+    return found
+
+
+def free_port() -> int:
+    """A port nobody listens on; the kernel picks it at random among the free ones."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start_server(
+    name: str,
+    cmd: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    port: int,
+    cpu: int = SERVER_CPU,
+    log: Path,
+) -> Server:
+    """Start `cmd` (which must listen on `port`) pinned to one CPU, output going to `log`."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            ["taskset", "-c", str(cpu), *cmd],
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            # Its own process group, so `stop` reaches any worker it forks.
+            start_new_session=True,
+        )
+    return Server(name=name, process=process, port=port, log=log)
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, bytes]:
+    """One HTTP request to 127.0.0.1:`port`; returns the status and the body."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, headers=dict(headers or {}))
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+def wait_ready(server: Server, path: str = "/health", timeout: float = 60.0) -> None:
+    """Block until `server` answers GET `path` with 2xx; fail early if it exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"{server.name} exited with status {server.process.returncode}:\n"
+                f"{server.log_tail()}"
+            )
+        try:
+            status, _ = request(server.port, "GET", path, timeout=2)
+            if 200 <= status < 300:
+                return
+        except OSError:  # not listening yet
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{server.name} did not answer {path} within {timeout:.0f} s")
+
+
+def stop(server: Server, timeout: float = 30.0) -> None:
+    """Stop `server` and its children: SIGTERM (graceful), then SIGKILL after `timeout`."""
+    if server.process.poll() is not None:
+        return
+    try:
+        os.killpg(server.process.pid, signal.SIGTERM)
+        server.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants."""
+    tree = [pid]
+    for member in tree:  # grows while we walk it
+        for task in Path(f"/proc/{member}/task").glob("*"):
+            try:
+                tree += [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                continue  # the task ended meanwhile
+    return tree
+
+
+def peak_rss(pid: int) -> int:
+    """Peak resident memory (VmHWM) in KiB, summed over `pid` and its descendants.
+
+    A sum, because a supervisor and its workers are all resident at once; with one process it is
+    just that process's peak. Read it before stopping the server: /proc forgets exited processes.
+    """
+    total = 0
+    for member in process_tree(pid):
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1])
+    return total
+
+
+def lua_string(text: str) -> str:
+    """`text` as a Lua long-bracket literal, which needs no escaping."""
+    level = 0
+    while f"]{'=' * level}]" in text:
+        level += 1
+    return f"[{'=' * level}[{text}]{'=' * level}]"
+
+
+# Each wrk thread has its own Lua state: `response()` counts statuses per thread and `done()`
+# (run once, in the main state) sums them through the thread handles kept by `setup()`.
+_COUNTING_LUA = f"""
+local threads = {{}}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  statuses = {{}}
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local counts = {{}}
+  for _, thread in ipairs(threads) do
+    for status, n in pairs(thread:get("statuses")) do
+      counts[status] = (counts[status] or 0) + n
+    end
+  end
+  local parts = {{}}
+  for status, n in pairs(counts) do
+    table.insert(parts, string.format('"%d": %d', status, n))
+  end
+  local e = summary.errors
+  io.write(string.format(
+    '{RESULT_MARKER}{{"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, '
+    .. '"statuses": {{%s}}, "socket_errors": {{"connect": %d, "read": %d, "write": %d, '
+    .. '"timeout": %d}}}}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    table.concat(parts, ", "), e.connect, e.read, e.write, e.timeout))
+end
+"""
+
+
+def wrk_script(method: str, headers: Mapping[str, str], body: str | None = None) -> str:
+    """A wrk Lua script sending one fixed request and reporting statuses and latency as JSON."""
+    lines = [f"wrk.method = {lua_string(method)}"]
+    if body is not None:
+        lines.append(f"wrk.body = {lua_string(body)}")
+    lines += [f"wrk.headers[ {lua_string(k)} ] = {lua_string(v)}" for k, v in headers.items()]
+    return "\n".join(lines) + "\n" + _COUNTING_LUA
+
+
+def run_wrk(
+    url: str,
+    lua_script: str,
+    *,
+    duration: float,
+    connections: int,
+    threads: int = 2,
+    cpu: int = WRK_CPU,
+) -> WrkResult:
+    """Load `url` with wrk for `duration` seconds, pinned to `cpu`, and parse its report."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="bench-") as script:
+        script.write(lua_script)
+        script.flush()
+        command = [
+            *("taskset", "-c", str(cpu), ensure_wrk()),
+            *(f"--threads={threads}", f"--connections={connections}"),
+            *(f"--duration={max(1, round(duration))}s", "--latency"),
+            # A slow answer is a latency to measure, not an error (wrk's default is 2 s).
+            *("--timeout=10s", f"--script={script.name}", url),
+        ]
+        finished = subprocess.run(command, capture_output=True, text=True, check=False)
+    # wrk exits 0 even when the script fails, and then sends its default GET instead.
+    if finished.returncode != 0 or finished.stderr.strip():
+        raise RuntimeError(f"wrk failed ({finished.returncode}): {finished.stderr.strip()}")
+    for line in finished.stdout.splitlines():
+        if line.startswith(RESULT_MARKER):
+            data = json.loads(line.removeprefix(RESULT_MARKER))
+            break
+    else:
+        raise RuntimeError(f"wrk printed no result line:\n{finished.stdout}{finished.stderr}")
+    return WrkResult(
+        requests=data["requests"],
+        duration_s=data["duration_us"] / 1e6,
+        p50_ms=data["p50_us"] / 1e3,
+        p99_ms=data["p99_us"] / 1e3,
+        statuses={int(status): n for status, n in data["statuses"].items()},
+        socket_errors=data["socket_errors"],
+        output=finished.stdout,
+    )

@@ -1,0 +1,330 @@
+"""Benchmark of the tracking API's hot path: POST /Kentico.Tracking/activities.
+
+Measures the hub on a fresh SQLite file and on a fresh PostgreSQL database against a bare
+Starlette app (`baseline.py`) served the same way, and prints requests per second, p99 latency,
+the hub/baseline ratio, the hub's peak memory and every non-2xx answer. After each hub run it
+counts the stored activities: a 207 promises they are committed.
+
+    .venv/bin/python bench/tracking.py [--duration 10] [--connections 64] \
+        [--only sqlite|postgresql]
+
+Exit status: 0 when every measurement is valid, whether or not the ratio targets are met (this
+is a measurement, not a test); 1 when a server answered errors or lost acknowledged activities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from urllib.parse import urlsplit
+
+import harness
+
+BENCH_DIR = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.executable).parent
+PATH = "/Kentico.Tracking/activities"
+# Ratio of the hub's requests per second to the baseline's that each store must reach.
+TARGETS = {"sqlite": 0.40, "postgresql": 0.30}
+# More failed requests than this makes a run invalid: fast errors must not pass for speed.
+MAX_FAILURE_RATE = 0.001
+UVICORN_OPTIONS = ["--workers", "1", "--loop", "uvloop", "--http", "httptools"]
+
+
+def activities_body(channel: str, contact: str) -> str:
+    """The request body every target receives: ten page visits and clicks of one contact."""
+    activities: list[dict[str, str]] = []
+    for n in range(5):
+        activities.append(
+            {
+                "type": "pagevisit",
+                "url": f"https://www.example.com/products/{n}?utm_source=newsletter",
+                "value": f"Product {n} | Example Store",
+            }
+        )
+        activities.append({"type": "click", "value": f"Add product {n} to cart"})
+    return json.dumps({"channel": channel, "contact": contact, "activities": activities})
+
+
+def activities_script(key: str, body: str) -> str:
+    """The wrk script posting `body` with tracking key `key`."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    return harness.wrk_script("POST", headers, body)
+
+
+@dataclass
+class Row:
+    """One line of the result table."""
+
+    target: str
+    result: harness.WrkResult
+    store: str | None = None  # None for the baseline
+    rss_kib: int | None = None
+    stored_check: str = ""
+    stored_ok: bool = True
+
+    @property
+    def valid(self) -> bool:
+        return self.result.failure_rate <= MAX_FAILURE_RATE and self.stored_ok
+
+
+def load(url: str, script: str, args: argparse.Namespace) -> tuple[harness.WrkResult, int]:
+    """Warm up, then measure; returns the measurement and the 2xx count of both runs."""
+    # The warm-up fills caches, connection pools and SQLite's page cache before we measure.
+    warm = harness.run_wrk(url, script, duration=args.warmup, connections=args.connections)
+    result = harness.run_wrk(url, script, duration=args.duration, connections=args.connections)
+    return result, warm.ok + result.ok
+
+
+def bench_baseline(stack: ExitStack, workdir: Path, args: argparse.Namespace) -> Row:
+    """Serve `baseline.py` like the hub and measure it with a body of the same size."""
+    port = harness.free_port()
+    command = [
+        str(VENV_BIN / "uvicorn"),
+        "baseline:app",
+        *("--app-dir", str(BENCH_DIR), "--host", "127.0.0.1", "--port", str(port)),
+        *UVICORN_OPTIONS,
+        *("--log-level", "warning"),
+    ]
+    server = harness.start_server(
+        "baseline", command, env=os.environ, port=port, log=workdir / "baseline.log"
+    )
+    stack.callback(harness.stop, server)
+    harness.wait_ready(server)
+    # Random GUIDs have the same length as the hub's: the same bytes go over the wire.
+    body = activities_body(str(uuid.uuid4()), str(uuid.uuid4()))
+    result, _ = load(server.url + PATH, activities_script(secrets.token_urlsafe(32), body), args)
+    harness.stop(server)
+    return Row("baseline (Starlette)", result)
+
+
+def hub_env(database_url: str, workdir: Path) -> dict[str, str]:
+    """The environment of every hub command: our store, and no stray configuration."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTHUB_")}
+    env["CONTACTHUB_DATABASE_URL"] = database_url
+    # A contacthub.toml in the working directory must not change what we measure.
+    env["CONTACTHUB_CONFIG"] = str(workdir / "absent.toml")
+    # The hub refuses its default secret outside SQLite.
+    env["CONTACTHUB_SECRET_KEY"] = secrets.token_urlsafe(32)
+    return env
+
+
+def cli(env: Mapping[str, str], *arguments: str) -> dict[str, str]:
+    """Run `contacthub ARGUMENTS --json` and return the JSON it prints."""
+    command = [str(VENV_BIN / "contacthub"), *arguments, "--json"]
+    finished = subprocess.run(command, env=dict(env), capture_output=True, text=True, check=False)
+    if finished.returncode != 0:
+        raise RuntimeError(f"`contacthub {' '.join(arguments)}` failed:\n{finished.stderr}")
+    answer: dict[str, str] = json.loads(finished.stdout)
+    return answer
+
+
+def create_contact(server: harness.Server, key: str) -> str:
+    """Create a contact through the tracking API, as a client does; returns its GUID."""
+    headers = {"Authorization": f"Bearer {key}"}
+    status, body = harness.request(server.port, "POST", "/Kentico.Tracking/contacts", headers)
+    if not 200 <= status < 300:
+        raise RuntimeError(f"POST /Kentico.Tracking/contacts answered {status}: {body!r}")
+    contact: str = json.loads(body)["contact"]
+    return contact
+
+
+def bench_hub(
+    stack: ExitStack,
+    workdir: Path,
+    args: argparse.Namespace,
+    store: str,
+    database_url: str,
+    count_activities: Callable[[], int],
+) -> Row:
+    """Set up a hub on `database_url`, serve it, measure it and check what it stored."""
+    env = hub_env(database_url, workdir)
+    migrate = subprocess.run(
+        [str(VENV_BIN / "contacthub"), "migrate"], env=env, capture_output=True, text=True
+    )
+    if migrate.returncode != 0:
+        raise RuntimeError(f"`contacthub migrate` failed:\n{migrate.stderr}")
+    channel = cli(env, "channel", "create", "Bench")["guid"]
+    key = cli(env, "apikey", "create", "--channel", "Bench", "--access", "tracking")["key"]
+
+    port = harness.free_port()
+    command = [
+        str(VENV_BIN / "contacthub"),
+        "serve",
+        *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+        *("--log-level", "warning"),
+    ]
+    server = harness.start_server(
+        f"hub ({store})", command, env=env, port=port, log=workdir / f"hub-{store}.log"
+    )
+    stack.callback(harness.stop, server)
+    harness.wait_ready(server)
+    contact = create_contact(server, key)
+
+    script = activities_script(key, activities_body(channel, contact))
+    result, acknowledged = load(server.url + PATH, script, args)
+    rss = harness.peak_rss(server.process.pid)
+    # Counted while the hub still runs: what a 207 acknowledged must already be committed,
+    # not merely flushed by the graceful shutdown.
+    stored = count_activities()
+    harness.stop(server)
+
+    expected = 10 * acknowledged
+    ok = stored >= expected
+    check = f"{stored} stored >= 10 x {acknowledged} acknowledged: {'ok' if ok else 'LOST'}"
+    return Row(f"hub ({store})", result, store, rss, check, ok)
+
+
+def sqlite_store(workdir: Path) -> tuple[str, Callable[[], int]]:
+    """A fresh SQLite file in `workdir` (removed with it) and a counter of its activities."""
+    path = workdir / "bench.db"
+
+    def count() -> int:
+        with closing(sqlite3.connect(path)) as db:
+            stored: int = db.execute("SELECT count(*) FROM activities").fetchone()[0]
+            return stored
+
+    return f"sqlite:///{path}", count
+
+
+def postgresql_store(stack: ExitStack, admin_url: str) -> tuple[str, Callable[[], int]]:
+    """A fresh PostgreSQL database, dropped when `stack` closes, and a counter of its activities."""
+    import psycopg  # only this store needs it
+    from psycopg import sql
+
+    name = f"contacthub_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def drop() -> None:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            # FORCE: a hub killed on Ctrl-C may leave connections behind.
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+    stack.callback(drop)
+    database_url = urlsplit(admin_url)._replace(path=f"/{name}").geturl()
+
+    def count() -> int:
+        with psycopg.connect(database_url) as db:
+            row = db.execute("SELECT count(*) FROM activities").fetchone()
+        return int(row[0]) if row else 0
+
+    return database_url, count
+
+
+def print_table(rows: list[Row]) -> None:
+    """The result table; the ratio and its verdict compare each hub with the baseline."""
+    baseline = rows[0].result.requests_per_s
+    header = ("target", "req/s", "p50 ms", "p99 ms", "hub/base", "target", "peak RSS", "non-2xx")
+    lines = [header]
+    for row in rows:
+        r = row.result
+        ratio, verdict, rss = "", "", ""
+        if row.store:
+            value = r.requests_per_s / baseline if baseline else 0.0
+            goal = TARGETS[row.store]
+            ratio = f"{value:.2f}"
+            verdict = f">= {goal:.2f} {'PASS' if value >= goal else 'FAIL'}"
+        if row.rss_kib is not None:
+            rss = f"{row.rss_kib / 1024:.0f} MiB"
+        failures = f"{r.failed} ({r.failure_rate:.2%})"
+        lines.append(
+            (
+                row.target,
+                f"{r.requests_per_s:,.0f}",
+                f"{r.p50_ms:.1f}",
+                f"{r.p99_ms:.1f}",
+                ratio,
+                verdict,
+                rss,
+                failures,
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+    print(
+        "\npeak RSS: VmHWM summed over the server process and its children "
+        "(with --workers 1 it is the one uvicorn process)."
+    )
+    print("non-2xx: non-2xx answers plus connect/read/write/timeout errors, of all attempts.")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds measured per target")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up per target")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections")
+    parser.add_argument("--only", choices=sorted(TARGETS), help="measure the hub on one store")
+    parser.add_argument(
+        "--postgresql-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="server where the bench database is created (and dropped)",
+    )
+    return parser.parse_args(argv)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM unwinds like Ctrl-C, so the ExitStack stops servers and drops the database.
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; see the module docstring."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    if (os.cpu_count() or 1) < 2:
+        print("warning: fewer than 2 CPUs: server and wrk share a core.", file=sys.stderr)
+    harness.ensure_wrk()
+    stores = [args.only] if args.only else list(TARGETS)
+    rows: list[Row] = []
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="contacthub-bench-")))
+        print(f"baseline: {args.duration:g} s after {args.warmup:g} s warm-up ...", flush=True)
+        rows.append(bench_baseline(stack, workdir, args))
+        for store in stores:
+            print(
+                f"hub on {store}: {args.duration:g} s after {args.warmup:g} s warm-up ...",
+                flush=True,
+            )
+            if store == "sqlite":
+                database_url, count = sqlite_store(workdir)
+            else:
+                database_url, count = postgresql_store(stack, args.postgresql_url)
+            rows.append(bench_hub(stack, workdir, args, store, database_url, count))
+    print()
+    print_table(rows)
+    print()
+    for row in rows:
+        if row.stored_check:
+            print(f"{row.target}: {row.stored_check}")
+        if row.result.failure_rate > MAX_FAILURE_RATE:
+            print(
+                f"ERROR {row.target}: {row.result.failed} failed requests "
+                f"{dict(sorted(row.result.statuses.items()))} {row.result.socket_errors}: "
+                "the figures of this row are not valid.",
+                file=sys.stderr,
+            )
+    return 0 if all(row.valid for row in rows) else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        # The ExitStack has already stopped the servers and removed the temporary store.
+        sys.exit("interrupted")

@@ -1,0 +1,1 @@
+"""Email marketing: newsletters, subscribers, issues, sending and tracking."""

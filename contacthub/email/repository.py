@@ -1,0 +1,275 @@
+"""Queries for newsletters, subscribers, issues, links and deliveries.
+
+Subscriber addresses are stored lower-cased, so they compare with `==`; contact addresses are
+stored as given, so they compare through `lower()`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, exists, func, insert, literal, select, update
+from sqlalchemy.orm import Session
+
+from contacthub.storage.models import (
+    Contact,
+    Delivery,
+    EmailIssue,
+    IssueLink,
+    Newsletter,
+    Subscriber,
+)
+
+SUBSCRIBED = "subscribed"
+UNSUBSCRIBED = "unsubscribed"
+
+# Delivery states. `sending` marks a message handed to the SMTP server whose outcome is not yet
+# recorded; after a crash it stays there, "in doubt", and is never sent again on its own.
+PENDING = "pending"
+SENDING = "sending"
+SENT = "sent"
+DEFERRED = "deferred"  # a temporary failure: the next `issue send` tries again
+FAILED = "failed"  # a permanent failure, or a temporary one that ran out of attempts
+SKIPPED = "skipped"  # the subscriber unsubscribed before their copy went out
+DELIVERY_STATES = (PENDING, SENDING, SENT, DEFERRED, FAILED, SKIPPED)
+
+
+# -- newsletters ---------------------------------------------------------------------------------
+
+
+def newsletter_by_name(session: Session, name: str) -> Newsletter | None:
+    return session.scalar(select(Newsletter).where(Newsletter.name == name))
+
+
+def all_newsletters(session: Session) -> Sequence[Newsletter]:
+    return session.scalars(select(Newsletter).order_by(Newsletter.name)).all()
+
+
+# -- subscribers ---------------------------------------------------------------------------------
+
+
+def subscriber_by_email(session: Session, newsletter_id: int, email: str) -> Subscriber | None:
+    """The newsletter's subscriber with this (lower-cased) address, whatever its status."""
+    return session.scalar(
+        select(Subscriber).where(
+            Subscriber.newsletter_id == newsletter_id, Subscriber.email == email.lower()
+        )
+    )
+
+
+def subscriber_statuses(
+    session: Session, newsletter_id: int, emails: Collection[str]
+) -> dict[str, str]:
+    """Status of each of `emails` (lower-cased) already known to the newsletter, in one query."""
+    if not emails:
+        return {}
+    rows = session.execute(
+        select(Subscriber.email, Subscriber.status).where(
+            Subscriber.newsletter_id == newsletter_id, Subscriber.email.in_(emails)
+        )
+    )
+    return {email: status for email, status in rows}
+
+
+def subscribers_of(
+    session: Session, newsletter_id: int, *, status: str | None = None
+) -> Sequence[Subscriber]:
+    """The newsletter's subscribers in the order they were added, optionally of one status."""
+    query = select(Subscriber).where(Subscriber.newsletter_id == newsletter_id)
+    if status is not None:
+        query = query.where(Subscriber.status == status)
+    return session.scalars(query.order_by(Subscriber.id)).all()
+
+
+def subscriber_counts(session: Session, newsletter_id: int) -> dict[str, int]:
+    """Number of the newsletter's subscribers per status."""
+    rows = session.execute(
+        select(Subscriber.status, func.count())
+        .where(Subscriber.newsletter_id == newsletter_id)
+        .group_by(Subscriber.status)
+    )
+    return {status: count for status, count in rows}
+
+
+def oldest_contacts_with_emails(session: Session, emails: Collection[str]) -> dict[str, Contact]:
+    """For each lower-cased address among `emails`, the first contact that got it, in one query."""
+    if not emails:
+        return {}
+    found: dict[str, Contact] = {}
+    contacts = session.scalars(
+        select(Contact).where(func.lower(Contact.email).in_(emails)).order_by(Contact.id)
+    )
+    for contact in contacts:
+        assert contact.email is not None
+        found.setdefault(contact.email.lower(), contact)
+    return found
+
+
+# -- issues and links ----------------------------------------------------------------------------
+
+
+def issue_by_guid(session: Session, guid: uuid.UUID) -> EmailIssue | None:
+    return session.scalar(select(EmailIssue).where(EmailIssue.guid == guid))
+
+
+def issues_of(session: Session, newsletter_id: int) -> Sequence[EmailIssue]:
+    """The newsletter's issues, newest first."""
+    return session.scalars(
+        select(EmailIssue)
+        .where(EmailIssue.newsletter_id == newsletter_id)
+        .order_by(EmailIssue.id.desc())
+    ).all()
+
+
+def links_of(session: Session, issue_id: int) -> Sequence[IssueLink]:
+    """The issue's tracked links in document order (the hidden honeypot link last)."""
+    return session.scalars(
+        select(IssueLink).where(IssueLink.issue_id == issue_id).order_by(IssueLink.position)
+    ).all()
+
+
+def link_by_guid(session: Session, guid: uuid.UUID) -> IssueLink | None:
+    return session.scalar(select(IssueLink).where(IssueLink.guid == guid))
+
+
+# -- deliveries ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One claimed delivery with what rendering its message needs."""
+
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    first_name: str | None
+    last_name: str | None
+    attempts: int
+
+
+def create_missing_deliveries(session: Session, issue: EmailIssue) -> int:
+    """A pending delivery for every subscribed subscriber of the issue's newsletter without one.
+
+    One INSERT … SELECT, so that 100,000 subscribers cost one statement, not 100,000 objects.
+    """
+    already = exists().where(
+        Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id
+    )
+    candidates = select(
+        literal(issue.id), Subscriber.id, Subscriber.email, literal(PENDING), literal(0)
+    ).where(
+        Subscriber.newsletter_id == issue.newsletter_id,
+        Subscriber.status == SUBSCRIBED,
+        ~already,
+    )
+    result = session.execute(
+        insert(Delivery).from_select(
+            ["issue_id", "subscriber_id", "email", "status", "attempts"], candidates
+        )
+    )
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+
+def skip_unsubscribed_deliveries(session: Session, issue_id: int) -> int:
+    """Mark the issue's unsent deliveries to subscribers who have since unsubscribed as skipped."""
+    gone = exists().where(
+        Subscriber.id == Delivery.subscriber_id, Subscriber.status != SUBSCRIBED
+    )
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.issue_id == issue_id, Delivery.status.in_((PENDING, DEFERRED)), gone)
+        .values(status=SKIPPED, error="unsubscribed before sending")
+        .execution_options(synchronize_session=False)
+    )
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+
+def next_sendable_ids(
+    session: Session, issue_id: int, *, after_id: int, limit: int, max_attempts: int
+) -> list[int]:
+    """The next deliveries (by id, above `after_id`) that may be sent: pending, or deferred
+    with attempts left."""
+    sendable = (Delivery.status == PENDING) | and_(
+        Delivery.status == DEFERRED, Delivery.attempts < max_attempts
+    )
+    return list(
+        session.scalars(
+            select(Delivery.id)
+            .where(Delivery.issue_id == issue_id, Delivery.id > after_id, sendable)
+            .order_by(Delivery.id)
+            .limit(limit)
+        )
+    )
+
+
+def claim_deliveries(session: Session, ids: Collection[int], max_attempts: int) -> list[Recipient]:
+    """Mark these deliveries `sending` and count the attempt, if they are still sendable.
+
+    The UPDATE re-checks the status, and RETURNING answers only the rows this transaction changed:
+    two senders running at once (SQLite serialises them; PostgreSQL re-evaluates the condition
+    after the row lock) never claim the same delivery.
+    """
+    if not ids:
+        return []
+    sendable = (Delivery.status == PENDING) | and_(
+        Delivery.status == DEFERRED, Delivery.attempts < max_attempts
+    )
+    claimed = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), sendable)
+        .values(status=SENDING, attempts=Delivery.attempts + 1, error=None)
+        .returning(Delivery.id, Delivery.subscriber_id, Delivery.email, Delivery.attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
+    names = {
+        row.id: (row.first_name, row.last_name)
+        for row in session.execute(
+            select(Subscriber.id, Subscriber.first_name, Subscriber.last_name).where(
+                Subscriber.id.in_([c.subscriber_id for c in claimed])
+            )
+        )
+    }
+    recipients = [
+        Recipient(
+            delivery_id=c.id,
+            subscriber_id=c.subscriber_id,
+            email=c.email,
+            first_name=names.get(c.subscriber_id, (None, None))[0],
+            last_name=names.get(c.subscriber_id, (None, None))[1],
+            attempts=c.attempts,
+        )
+        for c in claimed
+    ]
+    return sorted(recipients, key=lambda r: r.delivery_id)
+
+
+def delivery_counts(session: Session, issue_id: int) -> dict[str, int]:
+    """Number of the issue's deliveries in each state (every state present, zero if none)."""
+    counts = dict.fromkeys(DELIVERY_STATES, 0)
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.issue_id == issue_id)
+        .group_by(Delivery.status)
+    )
+    counts.update({status: count for status, count in rows})
+    return counts
+
+
+def deliveries_of(
+    session: Session, issue_id: int, *, statuses: Collection[str] | None = None
+) -> Sequence[Delivery]:
+    """The issue's deliveries in the order they were created, optionally of some states."""
+    query = select(Delivery).where(Delivery.issue_id == issue_id)
+    if statuses is not None:
+        query = query.where(Delivery.status.in_(statuses))
+    return session.scalars(query.order_by(Delivery.id)).all()
+
+
+def delivery_of(session: Session, issue_id: int, subscriber_id: int) -> Delivery | None:
+    return session.scalar(
+        select(Delivery).where(
+            Delivery.issue_id == issue_id, Delivery.subscriber_id == subscriber_id
+        )
+    )
