@@ -28,7 +28,7 @@ from contacthub.hub import Hub, hub_of
 from contacthub.settings import DEFAULT_SECRET, Settings
 from contacthub.storage.database import Database
 from contacthub.storage.groupcommit import GroupCommitWriter
-from contacthub.tracking.endpoints import create_tracking_app
+from contacthub.tracking.endpoints import tracking_routes
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes: list[Route | Mount] = [Route("/health", health, methods=["GET"])]
     if hub.settings.enable and hub.settings.enable_tracking:
-        routes.append(Mount("/Kentico.Tracking", app=create_tracking_app(hub)))
+        routes.append(tracking_routes(hub.settings))
 
     app = Starlette(
         routes=routes,

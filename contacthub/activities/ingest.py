@@ -158,14 +158,14 @@ def _log(
             result = {"status": 202, "contact": str(target.guid)}
     rows.append(
         ActivityRow(
-            contact_id=contact_id,
-            channel_id=principal.channel_id,
-            type=type_name,
-            title=activity.title(display_name)[:500],
-            value=activity.value,
-            url=activity.url,
-            referrer=activity.referrer,
-            created_at=job.received_at,
+            contact_id,
+            principal.channel_id,
+            type_name,
+            activity.title(display_name)[:500],
+            activity.value,
+            activity.url,
+            activity.referrer,
+            job.received_at,
         )
     )
     return result

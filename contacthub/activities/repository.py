@@ -58,9 +58,10 @@ def insert_activities(session: Session, rows: Sequence[ActivityRow]) -> None:
         return
     connection = session.connection()
     if connection.dialect.name == "sqlite":
+        # The rows of one request share their time: format each time once.
+        times = {moment: sqlite_datetime(moment) for moment in {row.created_at for row in rows}}
         connection.exec_driver_sql(
-            SQLITE_INSERT,
-            [(*row[:7], sqlite_datetime(row.created_at)) for row in rows],
+            SQLITE_INSERT, [(*row[:7], times[row.created_at]) for row in rows]
         )
         return
     driver_connection = connection.connection.driver_connection

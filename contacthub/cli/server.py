@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import typer
 import uvicorn
+from rich.markup import escape
+from uvicorn.config import LOGGING_CONFIG
 
-from contacthub.cli.output import console, load_settings
+from contacthub.cli.output import console, database_errors, errors, load_settings
 from contacthub.storage.migrate import upgrade
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging set-up, with contacthub's own loggers printed the same way."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["contacthub"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
 
 
 def migrate() -> None:
     """Apply the schema migrations to the configured database."""
     settings = load_settings()
-    upgrade(settings.database_url)
+    with database_errors(settings.database_url):
+        upgrade(settings.database_url)
     console.print("[green]Database is up to date.[/green]")
 
 
@@ -23,8 +40,18 @@ def serve(
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
     """Apply migrations, then serve the hub."""
+    from contacthub.app import build_hub
+
     settings = load_settings()
-    upgrade(settings.database_url)
+    # Wire the hub once here, so that a configuration it refuses stops this command with a
+    # message: with --workers, uvicorn would restart each failing worker forever.
+    try:
+        build_hub(settings).database.dispose()
+    except RuntimeError as error:
+        errors.print(f"[red]error:[/red] {escape(str(error))}")
+        raise typer.Exit(1) from None
+    with database_errors(settings.database_url):
+        upgrade(settings.database_url)
     uvicorn.run(
         "contacthub.app:create_app",
         factory=True,
@@ -34,6 +61,7 @@ def serve(
         loop="uvloop",
         http="httptools",
         log_level=log_level,
+        log_config=log_config(log_level),
         access_log=False,
         # Let in-flight requests finish and the writer drain its queue on shutdown.
         timeout_graceful_shutdown=30,

@@ -65,6 +65,7 @@ class GroupCommitWriter(Generic[Job, Outcome]):
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._accepting = False
         self.batches_committed = 0
+        self.jobs_committed = 0
 
     def start(self) -> None:
         """Start the writer thread."""
@@ -78,6 +79,12 @@ class GroupCommitWriter(Generic[Job, Outcome]):
         self._accepting = False
         self._queue.put(_STOP)
         self._thread.join(timeout)
+        logger.info(
+            "%s: %d jobs committed in %d batches",
+            self._thread.name,
+            self.jobs_committed,
+            self.batches_committed,
+        )
 
     async def submit(self, job: Job) -> Outcome:
         """Queue a job and wait until the transaction that holds it has committed."""
@@ -107,6 +114,18 @@ class GroupCommitWriter(Generic[Job, Outcome]):
                     break
                 batch.append(item)  # type: ignore[arg-type]
             self._commit(batch)
+        self._refuse_leftovers()
+
+    def _refuse_leftovers(self) -> None:
+        # A submit that passed the `_accepting` check as stop() ran may have queued its job
+        # behind the stop marker: answer it rather than leave it waiting forever.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Pending):
+                _fail(item, Unavailable("The hub is shutting down; retry.", code="shutting_down"))
 
     def _commit(self, batch: list[_Pending[Job, Outcome]]) -> None:
         try:
@@ -121,13 +140,15 @@ class GroupCommitWriter(Generic[Job, Outcome]):
                 self._commit([pending])
             return
         self.batches_committed += 1
+        self.jobs_committed += len(batch)
         _resolve(batch, outcomes)
 
     def _run_in_transaction(self, jobs: list[Job]) -> Sequence[Outcome]:
         with self._database.write() as session:
             outcomes = self._process_batch(session, jobs)
-        if len(outcomes) != len(jobs):
-            raise RuntimeError("batch function must return one outcome per job")
+            # Inside the transaction: a wrong answer rolls it back before the one-by-one retry.
+            if len(outcomes) != len(jobs):
+                raise RuntimeError("batch function must return one outcome per job")
         return outcomes
 
 

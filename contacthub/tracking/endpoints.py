@@ -8,28 +8,25 @@ to the group-commit writer and answers 207 only once its activities are committe
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from contacthub.activities.ingest import IngestJob
 from contacthub.channels.service import authenticate, hash_key
 from contacthub.consents import service as consents
 from contacthub.contacts import service as contacts
-from contacthub.errors import HubError
 from contacthub.http import (
     bearer_key,
-    http_error_handler,
-    hub_error_handler,
     json_response,
     read_body,
     require_json,
 )
-from contacthub.hub import Hub, hub_of
+from contacthub.hub import hub_of
+from contacthub.settings import Settings
 from contacthub.storage.types import utcnow
 from contacthub.tracking import openapi
 from contacthub.tracking.schemas import read_activities_request, read_agree
@@ -116,13 +113,33 @@ async def log_activities(request: Request) -> Response:
     return json_response({"results": outcome.results}, 207)
 
 
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, refusing a preflight with the API's JSON error body."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name.startswith("access-control-") or name == "vary"
+        }
+        reason = bytes(response.body).decode()  # "Disallowed CORS origin, headers"
+        return json_response({"error": f"{reason}.", "code": "cors_refused"}, 400, headers)
+
+
 async def openapi_document(request: Request) -> Response:
     """The OpenAPI 3.1 document of this API."""
     return json_response(openapi.document())
 
 
-def create_tracking_app(hub: Hub) -> Starlette:
-    """The tracking API as an ASGI app, to be mounted at /Kentico.Tracking."""
+def tracking_routes(settings: Settings) -> Mount:
+    """The tracking API's routes under /Kentico.Tracking, with CORS where origins are allowed.
+
+    A Mount of plain routes rather than a Starlette app of its own: a nested app would run a
+    second error-handling middleware stack on every request of the hot path.
+    """
     routes = [
         Route("/consents/{consent}", get_consent_texts, methods=["GET"]),
         Route("/contacts", create_contact, methods=["POST"]),
@@ -134,21 +151,15 @@ def create_tracking_app(hub: Hub) -> Starlette:
         Route("/openapi.json", openapi_document, methods=["GET"]),
     ]
     middleware = []
-    origins = hub.settings.cors_allowed_origins
+    origins = settings.cors_allowed_origins
     if origins:
         middleware.append(
             Middleware(
-                CORSMiddleware,
+                JsonCORSMiddleware,
                 allow_origins=origins,
                 allow_methods=["GET", "POST"],
                 allow_headers=["Authorization", "Content-Type"],
                 max_age=600,
             )
         )
-    app = Starlette(
-        routes=routes,
-        middleware=middleware,
-        exception_handlers={HubError: hub_error_handler, HTTPException: http_error_handler},
-    )
-    app.state.hub = hub
-    return app
+    return Mount("/Kentico.Tracking", routes=routes, middleware=middleware)

@@ -105,7 +105,10 @@ def document() -> dict[str, Any]:
                 "get": {
                     "summary": "Whether the contact currently agrees to the consent",
                     "parameters": _PATH_PARAMS,
-                    "responses": {"200": _json(_AGREED, "Agreement"), **_errors(400, 401, 404)},
+                    "responses": {
+                        "200": _json(_AGREED, "Agreement"),
+                        **_errors(400, 401, 403, 404),
+                    },
                 },
                 "post": {
                     "summary": "Agree to (true) or revoke (false) the consent",
@@ -124,9 +127,19 @@ def document() -> dict[str, Any]:
                     },
                     "responses": {
                         "200": _json(_AGREED, "Recorded"),
-                        **_errors(400, 401, 404, 413, 415),
+                        **_errors(400, 401, 403, 404, 413, 415),
                     },
                 },
+            },
+            "/{guid}/consents/{consent}": {
+                "get": {
+                    "summary": "The same check at the URI of the seed's example (no contacts/)",
+                    "parameters": _PATH_PARAMS,
+                    "responses": {
+                        "200": _json(_AGREED, "Agreement"),
+                        **_errors(400, 401, 403, 404),
+                    },
+                }
             },
             "/activities": {
                 "post": {

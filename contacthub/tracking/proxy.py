@@ -13,9 +13,13 @@ from contextlib import asynccontextmanager
 
 import httpx2
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from contacthub.errors import HubError
+from contacthub.http import http_error_handler, hub_error_handler, read_body
 
 PREFIX = "/Kentico.Tracking"
 FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "user-agent", "accept-language")
@@ -27,6 +31,8 @@ ROUTES = (
     ("/contacts/{guid}/consents/{consent}", "GET"),
     ("/contacts/{guid}/consents/{consent}", "POST"),
     ("/activities", "POST"),
+    # The seed's own URI example for the check omits "contacts/"; the hub accepts it too.
+    ("/{guid}/consents/{consent}", "GET"),
 )
 
 
@@ -42,13 +48,7 @@ def create_proxy_app(hub_url: str, api_key: str, *, timeout: float = 10.0) -> St
 
     async def forward(request: Request) -> Response:
         assert client is not None, "the proxy's lifespan starts the client"
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return Response(
-                b'{"error":"The body is too large.","code":"body_too_large"}',
-                413,
-                media_type="application/json",
-            )
+        body = await read_body(request, MAX_BODY_BYTES)
         headers = {k: v for k, v in request.headers.items() if k in FORWARDED_REQUEST_HEADERS}
         headers["authorization"] = f"Bearer {api_key}"
         try:
@@ -69,4 +69,9 @@ def create_proxy_app(hub_url: str, api_key: str, *, timeout: float = 10.0) -> St
         return Response(upstream.content, upstream.status_code, kept)
 
     routes = [Route(PREFIX + path, forward, methods=[method]) for path, method in ROUTES]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        # Routes not forwarded, and over-long bodies, get the hub's JSON error bodies too.
+        exception_handlers={HubError: hub_error_handler, HTTPException: http_error_handler},
+    )

@@ -63,6 +63,12 @@ def decode_object(body: bytes, what: str = "The request body") -> dict[str, Any]
         value = _decoder.decode(body)
     except msgspec.DecodeError as error:
         raise InvalidInput(f"{what} is not valid JSON: {error}.", code="malformed_json") from None
+    except UnicodeDecodeError:
+        # msgspec raises this, not a DecodeError, for invalid UTF-8 inside a string.
+        raise InvalidInput(f"{what} is not valid UTF-8.", code="malformed_json") from None
+    except RecursionError:
+        # msgspec gives up on deeply nested arrays or objects; no valid body nests that deep.
+        raise InvalidInput(f"{what} is nested too deeply.", code="malformed_json") from None
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be a JSON object.", code="invalid_body")
     return lower_keys(value, what)
@@ -87,7 +93,7 @@ def read_activities_request(body: bytes, max_activities: int) -> ActivitiesReque
     """
     try:
         fast = _fast_decoder.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         return _read_general(body, max_activities)
     if not fast.activities or len(fast.activities) > max_activities:
         return _read_general(body, max_activities)

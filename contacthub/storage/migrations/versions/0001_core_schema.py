@@ -125,18 +125,6 @@ def upgrade() -> None:
         sa.Column(
             "created_at", contacthub.storage.types.UTCDateTime(timezone=True), nullable=False
         ),
-        sa.ForeignKeyConstraint(
-            ["channel_id"],
-            ["channels.id"],
-            name=op.f("fk_activities_channel_id_channels"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
-            ["contact_id"],
-            ["contacts.id"],
-            name=op.f("fk_activities_contact_id_contacts"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_activities")),
     )
     with op.batch_alter_table("activities", schema=None) as batch_op:
