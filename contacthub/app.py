@@ -17,6 +17,10 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from contacthub.activities.ingest import process_batch
+from contacthub.email.api import email_api_routes
+from contacthub.email.endpoints import email_routes
+from contacthub.email.signing import link_signer
+from contacthub.email.writer import HitWriter
 from contacthub.errors import HubError
 from contacthub.http import (
     http_error_handler,
@@ -47,7 +51,20 @@ def build_hub(settings: Settings) -> Hub:
         max_queue=settings.writer_max_queue,
         name="activity-writer",
     )
-    return Hub(settings=settings, database=database, activity_writer=writer)
+    signer = link_signer(settings)
+    email_writer = HitWriter(
+        database,
+        signer,
+        max_batch=settings.writer_max_batch,
+        max_queue=settings.writer_max_queue,
+    )
+    return Hub(
+        settings=settings,
+        database=database,
+        activity_writer=writer,
+        email_writer=email_writer,
+        link_signer=signer,
+    )
 
 
 async def health(request: Request) -> Response:
@@ -64,16 +81,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         hub.activity_writer.start()
+        hub.email_writer.start()
         try:
             yield
         finally:
             # Finish what was accepted before closing the store.
             hub.activity_writer.stop()
+            hub.email_writer.stop()
             hub.database.dispose()
 
-    routes: list[Route | Mount] = [Route("/health", health, methods=["GET"])]
+    # Starlette tries routes in order, a regex each: the hot paths come first (POST
+    # /activities, then the open pixel and the click redirect), the rarely used ones last.
+    routes: list[Route | Mount] = []
     if hub.settings.enable and hub.settings.enable_tracking:
         routes.append(tracking_routes(hub.settings))
+    routes += [
+        *email_routes(hub.settings),
+        *email_api_routes(),
+        Route("/health", health, methods=["GET"]),
+    ]
 
     app = Starlette(
         routes=routes,

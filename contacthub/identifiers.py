@@ -7,7 +7,7 @@ import uuid
 
 from contacthub.errors import InvalidInput
 
-CODE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+CODE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 
 
 def parse_guid(text: object, what: str) -> uuid.UUID:
@@ -25,7 +25,7 @@ def parse_guid(text: object, what: str) -> uuid.UUID:
 
 def check_code_name(code_name: str, what: str) -> str:
     """A code name: 1 to 100 letters, digits, underscores, dots or dashes."""
-    if not CODE_NAME.match(code_name):
+    if not CODE_NAME.fullmatch(code_name):
         raise InvalidInput(
             f"A {what} code name has 1 to 100 letters, digits, '_', '.' or '-'.",
             code="invalid_code_name",

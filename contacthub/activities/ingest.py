@@ -27,6 +27,7 @@ from contacthub.errors import Forbidden, HubError, NotFound
 from contacthub.storage.models import ActivityType, Contact
 
 ACCEPTED: dict[str, Any] = {"status": 202}
+MAX_TITLE_LENGTH = 500  # the column's; only a page visit titled by a long URL reaches it
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +74,7 @@ def process_batch(session: Session, jobs: Sequence[IngestJob]) -> list[IngestOut
         except HubError as error:
             outcomes.append(IngestOutcome(error=error))
             continue
-        results = [
-            _log(session, job, principal, contact_id, activity, context, rows)
-            for activity in job.activities
-        ]
+        results = _log_all(session, job, principal.channel_id, contact_id, context, rows)
         outcomes.append(IngestOutcome(results=results))
     repository.insert_activities(session, rows)
     return outcomes
@@ -122,10 +120,44 @@ def _admit(job: IngestJob, context: _BatchContext) -> tuple[Principal, int]:
     return principal, contact_id
 
 
+def _log_all(
+    session: Session,
+    job: IngestJob,
+    channel_id: int,
+    contact_id: int,
+    context: _BatchContext,
+    rows: list[ActivityRow],
+) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    for activity in job.activities:
+        if (
+            isinstance(activity, ActivityInput)
+            and not activity.contact_fields
+            and not activity.is_custom
+        ):
+            # The common case, kept short: a built-in type with nothing to look up or update.
+            rows.append(
+                ActivityRow(
+                    contact_id,
+                    channel_id,
+                    activity.type,
+                    activity.title()[:MAX_TITLE_LENGTH],
+                    activity.value,
+                    activity.url,
+                    activity.referrer,
+                    job.received_at,
+                )
+            )
+            results.append(ACCEPTED)
+        else:
+            results.append(_log(session, job, channel_id, contact_id, activity, context, rows))
+    return results
+
+
 def _log(
     session: Session,
     job: IngestJob,
-    principal: Principal,
+    channel_id: int,
     contact_id: int,
     activity: ActivityInput | ActivityRejection,
     context: _BatchContext,
@@ -159,9 +191,9 @@ def _log(
     rows.append(
         ActivityRow(
             contact_id,
-            principal.channel_id,
+            channel_id,
             type_name,
-            activity.title(display_name)[:500],
+            activity.title(display_name)[:MAX_TITLE_LENGTH],
             activity.value,
             activity.url,
             activity.referrer,

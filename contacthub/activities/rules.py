@@ -86,6 +86,9 @@ def _optional_string(props: dict[str, Any], name: str, limit: int) -> str | None
         return None
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be a string.", code=f"invalid_{name}")
+    if "\x00" in value:
+        # PostgreSQL cannot store NUL in text; refuse it on every database alike.
+        raise InvalidInput(f"{name} must not contain NUL characters.", code=f"invalid_{name}")
     if len(value) > limit:
         raise InvalidInput(f"{name} is longer than {limit} characters.", code=f"{name}_too_long")
     return value
@@ -119,7 +122,8 @@ def check_activity_fields(
     referrer: str | None,
     contact_fields: object,
 ) -> ActivityInput | ActivityRejection:
-    """Check an activity whose properties were already read and found to be strings in bounds."""
+    """Check an activity whose properties were already read and found to be strings in bounds,
+    without NUL characters."""
     try:
         return _apply_rules(activity_type, value, url, referrer, contact_fields)
     except InvalidInput as error:
@@ -135,15 +139,6 @@ def _apply_rules(
 ) -> ActivityInput:
     if not activity_type:
         raise InvalidInput("type is required.", code="missing_type")
-    for name, text in (
-        ("type", activity_type),
-        ("value", value),
-        ("url", url),
-        ("referrer", referrer),
-    ):
-        # PostgreSQL cannot store NUL in text; refuse it on every database alike.
-        if text and "\x00" in text:
-            raise InvalidInput(f"{name} must not contain NUL characters.", code=f"invalid_{name}")
     activity_type = activity_type.lower()
     if activity_type in RESERVED_TYPES:
         raise InvalidInput(

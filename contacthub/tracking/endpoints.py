@@ -39,7 +39,10 @@ async def get_consent_texts(request: Request) -> Response:
     """GET /consents/{consent}?languageName=: the consent's short and full text (HTML)."""
     key = bearer_key(request)
     code_name = request.path_params["consent"]
-    language = request.query_params.get("languageName")
+    # Query parameter names match case-insensitively, as in the vendor's ASP.NET routing.
+    language = next(
+        (v for k, v in request.query_params.multi_items() if k.lower() == "languagename"), None
+    )
 
     def work(session: Session) -> consents.ConsentTexts:
         authenticate(session, key, ACCESS)
@@ -93,6 +96,14 @@ async def get_consent_agreement(request: Request) -> Response:
     return json_response({"agreed": agreed, "isAgreed": agreed})
 
 
+async def consent_agreement(request: Request) -> Response:
+    """GET (check) or POST (agree, revoke) /contacts/{guid}/consents/{consent}."""
+    # One route for both methods, so that a 405 on this URL lists both in its Allow header.
+    if request.method == "POST":
+        return await set_consent_agreement(request)
+    return await get_consent_agreement(request)
+
+
 async def log_activities(request: Request) -> Response:
     """POST /activities: 207 with one result per activity, each 202 once committed."""
     hub = hub_of(request)
@@ -141,13 +152,12 @@ def tracking_routes(settings: Settings) -> Mount:
     second error-handling middleware stack on every request of the hot path.
     """
     routes = [
+        Route("/activities", log_activities, methods=["POST"]),  # the hot path: first
         Route("/consents/{consent}", get_consent_texts, methods=["GET"]),
         Route("/contacts", create_contact, methods=["POST"]),
-        Route("/contacts/{guid}/consents/{consent}", set_consent_agreement, methods=["POST"]),
-        Route("/contacts/{guid}/consents/{consent}", get_consent_agreement, methods=["GET"]),
+        Route("/contacts/{guid}/consents/{consent}", consent_agreement, methods=["GET", "POST"]),
         # The seed's own URI example for the check omits "contacts/": accept it too.
         Route("/{guid}/consents/{consent}", get_consent_agreement, methods=["GET"]),
-        Route("/activities", log_activities, methods=["POST"]),
         Route("/openapi.json", openapi_document, methods=["GET"]),
     ]
     middleware = []

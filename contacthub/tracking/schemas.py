@@ -91,6 +91,9 @@ def read_activities_request(body: bytes, max_activities: int) -> ActivitiesReque
     object property by property. Anything else (other spellings, unknown properties, wrong
     types, over-long values) takes the general path, which gives each activity its own error.
     """
+    if b"\\u0000" in body:
+        # A NUL character can only arrive escaped; the general path refuses it per property.
+        return _read_general(body, max_activities)
     try:
         fast = _fast_decoder.decode(body)
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
