@@ -6,6 +6,7 @@ worker process, so each worker has its own engine and its own group-commit write
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from starlette.routing import Mount, Route
 
 from contacthub.activities.ingest import process_batch
 from contacthub.email.api import email_api_routes
-from contacthub.email.endpoints import email_routes
+from contacthub.email.endpoints import email_routes, hot_paths
 from contacthub.email.signing import link_signer
 from contacthub.email.writer import HitWriter
 from contacthub.errors import HubError
@@ -67,6 +68,19 @@ def build_hub(settings: Settings) -> Hub:
     )
 
 
+def freeze_startup_objects() -> None:
+    """Keep the garbage collector off the objects start-up made (once per process).
+
+    Modules, the ORM's mappings, compiled statements: hundreds of thousands of objects that live
+    as long as the process. Left in the collector's generations, every full collection walks
+    them all, which costs the hot paths about as much as serving the request; frozen (after one
+    collection of start-up's garbage), they are never walked again.
+    """
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
+
+
 async def health(request: Request) -> Response:
     """Liveness and readiness for load balancers: answers 200 when the store answers."""
     hub = hub_of(request)
@@ -82,12 +96,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         hub.activity_writer.start()
         hub.email_writer.start()
+        freeze_startup_objects()
         try:
             yield
         finally:
             # Finish what was accepted before closing the store.
-            hub.activity_writer.stop()
-            hub.email_writer.stop()
+            await hub.activity_writer.stop()
+            await hub.email_writer.stop()
             hub.database.dispose()
 
     # Starlette tries routes in order, a regex each: the hot paths come first (POST
@@ -95,14 +110,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes: list[Route | Mount] = []
     if hub.settings.enable and hub.settings.enable_tracking:
         routes.append(tracking_routes(hub.settings))
-    routes += [
-        *email_routes(hub.settings),
-        *email_api_routes(),
-        Route("/health", health, methods=["GET"]),
-    ]
+    email = email_routes(hub.settings)
+    routes += [*email, *email_api_routes(), Route("/health", health, methods=["GET"])]
 
     app = Starlette(
         routes=routes,
+        # The open pixel and the click redirect are answered before the route table.
+        middleware=[hot_paths(email)],
         lifespan=lifespan,
         exception_handlers={
             HubError: hub_error_handler,

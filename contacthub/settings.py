@@ -8,6 +8,7 @@ environment variables, then from the TOML file named by `CONTACTHUB_CONFIG` (def
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg", "postgres")
 DEFAULT_SECRET = "change-me-local-only"  # noqa: S105 - refused outside local use, see below
 
 
@@ -81,6 +83,16 @@ class Settings(BaseSettings):
         description="Server secret for signed links (email tracking hashes). Required "
         "outside local use.",
     )
+    previous_secret_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Former values of `secret_key`, still accepted when verifying signed links, "
+        "so that emails sent before a rotation keep working. New links use `secret_key`.",
+    )
+    legacy_hash_salts: list[SecretStr] = Field(
+        default_factory=list,
+        description="`CMSHashStringSalt` of an old vendor installation: its email hashes "
+        "(SHA-256 of address + salt) are accepted on opens, clicks and browser views.",
+    )
     smtp_host: str = Field(
         default="127.0.0.1", description="SMTP server that `contacthub issue send` delivers to."
     )
@@ -99,13 +111,35 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(
         default=30.0, gt=0, description="Seconds to wait for the SMTP server before giving up."
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or CIDR ranges of the reverse proxies in front of the hub, e.g. "
+        '`["10.0.0.0/8"]`. Only a request from one of them has its `X-Forwarded-For` read for '
+        "the client's address (machine classification of email opens and clicks).",
+    )
     host: str = Field(default="127.0.0.1", description="Address `contacthub serve` binds.")
     port: int = Field(default=8000, description="Port `contacthub serve` listens on.")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            ipaddress.ip_network(value.strip(), strict=False)  # ValueError names the bad one
+        return [value.strip() for value in values]
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod
     def _strip(cls, value: str) -> str:
-        return value.strip()
+        value = value.strip()
+        # Refuse a typo or another database here, with the setting's name, not at first use.
+        if value.split("://", 1)[0] not in DATABASE_SCHEMES:
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -10,8 +11,9 @@ from typing import Any, NamedTuple
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contacthub.storage.models import ActivityType, Contact
-from contacthub.storage.types import sqlite_datetime
+from contacthub.storage.database import driver_cursor
+from contacthub.storage.models import ActivityType
+from contacthub.storage.types import guid_from_driver, sqlite_datetime
 
 
 class ActivityRow(NamedTuple):
@@ -48,15 +50,24 @@ def all_types(session: Session) -> Sequence[ActivityType]:
     return session.scalars(select(ActivityType).order_by(ActivityType.code_name)).all()
 
 
+# Once per batch on the ingest hot path: straight to the driver (see keys_by_hash).
+_CONTACT_IDS_BY_GUID = {
+    "sqlite": "SELECT guid, id FROM contacts WHERE guid IN (SELECT value FROM json_each(?))",
+    "postgresql": "SELECT guid, id FROM contacts WHERE guid = ANY(%s)",
+}
+
+
 def contact_ids_by_guid(session: Session, guids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
     """Contact GUID -> id for the GUIDs that exist, in one query."""
     wanted = set(guids)
     if not wanted:
         return {}
-    # Core execution (no ORM entities): this runs once per batch on the ingest hot path.
-    query = select(Contact.guid, Contact.id).where(Contact.guid.in_(wanted))
-    rows = session.connection().execute(query)
-    return dict(rows.all())
+    dialect = session.get_bind().dialect.name
+    # SQLite stores a GUID as its 32 hex digits.
+    parameter = json.dumps([g.hex for g in wanted]) if dialect == "sqlite" else list(wanted)
+    with driver_cursor(session) as cursor:
+        cursor.execute(_CONTACT_IDS_BY_GUID[dialect], (parameter,))
+        return {guid_from_driver(guid): contact_id for guid, contact_id in cursor.fetchall()}
 
 
 def insert_activities(session: Session, rows: Sequence[ActivityRow]) -> None:

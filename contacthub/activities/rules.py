@@ -151,7 +151,7 @@ def _apply_rules(
             f"value is required for {activity_type} activities.", code="missing_value"
         )
     fields: dict[str, Any] = {}
-    if contact_fields is not None:
+    if contact_fields is not None and contact_fields != {}:  # an empty object says nothing
         if activity_type != DATA_INPUT:
             raise InvalidInput(
                 "contactFields is only for datainput activities.", code="unexpected_contact_fields"

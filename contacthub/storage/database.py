@@ -90,3 +90,17 @@ class Database:
         self.engine.dispose()
         if self.write_engine is not self.engine:
             self.write_engine.dispose()
+
+
+@contextmanager
+def driver_cursor(session: Session) -> Iterator[Any]:
+    """A DB-API cursor on the session's connection, inside its transaction.
+
+    For the few hot-path queries where SQLAlchemy's statement execution costs more than the
+    query itself; everything else goes through SQLAlchemy.
+    """
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    finally:
+        cursor.close()

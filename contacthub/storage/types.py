@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,3 +46,16 @@ class UTCDateTime(TypeDecorator[datetime]):
 def sqlite_datetime(value: datetime) -> str:
     """The text UTCDateTime stores on SQLite, for the writer's raw executemany."""
     return value.astimezone(UTC).strftime(SQLITE_DATETIME_FORMAT)
+
+
+def utc_from_driver(value: datetime | str | None) -> datetime | None:
+    """What UTCDateTime reads back, from a raw driver value (SQLite text or a datetime)."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def guid_from_driver(value: uuid.UUID | str) -> uuid.UUID:
+    """What the Uuid type reads back, from a raw driver value (SQLite stores 32 hex digits)."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
