@@ -12,6 +12,10 @@ append and a future, and the event loop and the writer's thread meet once per ba
 per request. Crossing threads per request (lock, wake-up, GIL hand-off) cost more CPU than the
 insert it carried.
 
+On PostgreSQL several batches may be in flight at once (`concurrent_batches`), each in its own
+connection: while one waits for its commit to reach the disk, the next is already being written.
+SQLite has one writer at a time, so there one batch follows the other.
+
 A batch that fails as a whole is retried job by job, each in its own transaction, so that one
 poisonous job fails alone. A job is never answered before the transaction holding it committed.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
@@ -50,6 +55,7 @@ class GroupCommitWriter(Generic[Job, Outcome]):
         *,
         max_batch: int = 512,
         max_queue: int = 20_000,
+        concurrent_batches: int | None = None,
         name: str = "group-commit",
     ) -> None:
         self._database = database
@@ -60,11 +66,15 @@ class GroupCommitWriter(Generic[Job, Outcome]):
         self._waiting: list[tuple[Job, asyncio.Future[Outcome]]] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        # One thread: batches never overlap, so their transactions never wait on each other.
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        if concurrent_batches is None:
+            concurrent_batches = 1 if database.is_sqlite else 4
+        self._concurrent_batches = concurrent_batches
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._threads = ThreadPoolExecutor(max_workers=concurrent_batches, thread_name_prefix=name)
         self._accepting = False
         self.batches_committed = 0
         self.jobs_committed = 0
+        self._counting = threading.Lock()  # batches commit in several threads on PostgreSQL
 
     def start(self) -> None:
         """Start taking jobs (call from the event loop that will submit them)."""
@@ -79,7 +89,7 @@ class GroupCommitWriter(Generic[Job, Outcome]):
         self._accepting = False
         self._wake.set()
         await self._task
-        self._thread.shutdown(wait=True)
+        self._threads.shutdown(wait=True)
         logger.info(
             "%s: %d jobs committed in %d batches",
             self.name,
@@ -101,21 +111,33 @@ class GroupCommitWriter(Generic[Job, Outcome]):
     async def _run(self) -> None:
         assert self._wake is not None
         loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self._concurrent_batches)
         while self._accepting or self._waiting:
             await self._wake.wait()
             self._wake.clear()
             while self._waiting:
+                await slots.acquire()
+                # Taken only once a slot is free: the batch holds everything that waited.
                 batch = self._waiting[: self._max_batch]
                 del self._waiting[: self._max_batch]
-                jobs = [job for job, _ in batch]
-                results = await loop.run_in_executor(self._thread, self._commit, jobs)
-                for (_, future), result in zip(batch, results, strict=True):
-                    if future.done():  # the client went away; its job is stored all the same
-                        continue
-                    if isinstance(result, BaseException):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
+                task = loop.create_task(self._commit_and_answer(batch))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+                task.add_done_callback(lambda _: slots.release())
+        if self._in_flight:
+            await asyncio.wait(self._in_flight)
+
+    async def _commit_and_answer(self, batch: list[tuple[Job, asyncio.Future[Outcome]]]) -> None:
+        jobs = [job for job, _ in batch]
+        loop = asyncio.get_running_loop()
+        results = await loop.run_in_executor(self._threads, self._commit, jobs)
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():  # the client went away; its job is stored all the same
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
     def _commit(self, jobs: list[Job]) -> list[Outcome | Unavailable]:
         """In the writer's thread: the batch in one transaction, or, failing that, one by one."""
@@ -127,8 +149,9 @@ class GroupCommitWriter(Generic[Job, Outcome]):
                 return [Unavailable("The hub could not store this request; retry.")]
             logger.warning("%s: batch of %d failed; retrying one by one", self.name, len(jobs))
             return [result for job in jobs for result in self._commit([job])]
-        self.batches_committed += 1
-        self.jobs_committed += len(jobs)
+        with self._counting:
+            self.batches_committed += 1
+            self.jobs_committed += len(jobs)
         return outcomes
 
     def _run_in_transaction(self, jobs: list[Job]) -> Sequence[Outcome]:
