@@ -1,4 +1,4 @@
-"""Reusable pieces of contacthub's benchmarks: servers, wrk, memory.
+"""Reusable pieces of contacthub's benchmarks: servers, wrk, memory and CPU accounting.
 
 A benchmark starts a server pinned to one core, waits until it answers, loads it with wrk pinned
 to another core, reads its peak memory and stops it. The two cores keep the load generator from
@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -59,11 +60,34 @@ class WrkResult:
     p99_ms: float
     statuses: dict[int, int]
     socket_errors: dict[str, int]
+    # CPU that processes other than wrk and the server used meanwhile, in cores (0.5 = half of
+    # one): anything well above zero means the machine was not quiet and the figures are low.
+    others_cpu: float
+    # CPU seconds the server, and the processes it relies on (its database server), used
+    # meanwhile. Per request it hardly moves with the machine's load, unlike requests per second.
+    server_cpu_s: float
+    helpers_cpu_s: float
+    cpu_window_s: float  # wall time over which CPU was sampled: wrk's run, start to exit
     output: str = field(repr=False)
 
     @property
     def requests_per_s(self) -> float:
         return self.requests / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def cpu_per_request_us(self) -> float:
+        """CPU microseconds the server spent per answered request."""
+        return self.server_cpu_s / self.requests * 1e6 if self.requests else 0.0
+
+    @property
+    def server_load(self) -> float:
+        """Share of its one core the server used: near 1, it is CPU-bound; well below, it waits."""
+        return self.server_cpu_s / self.cpu_window_s if self.cpu_window_s else 0.0
+
+    @property
+    def helpers_cpu_per_request_us(self) -> float:
+        """CPU microseconds the helpers (the database server) spent per answered request."""
+        return self.helpers_cpu_s / self.requests * 1e6 if self.requests else 0.0
 
     @property
     def ok(self) -> int:
@@ -212,6 +236,87 @@ def peak_rss(pid: int) -> int:
     return total
 
 
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem holding `path` (ext4, tmpfs, ...), from /proc/mounts."""
+    best, kind = "", "unknown"
+    target = str(path.resolve())
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, mount_point, fs_type, *_ = line.split()
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        # The longest mount point containing the path is the one that holds it.
+        if inside and len(mount_point) >= len(best):
+            best, kind = mount_point, fs_type
+    return kind
+
+
+def postmaster_pid() -> int | None:
+    """The local PostgreSQL server's main process, whose children serve every connection."""
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            comm = (entry / "comm").read_text().strip()
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parent_comm = Path(f"/proc/{parent}/comm").read_text().strip() if parent else ""
+        except (OSError, ValueError, IndexError):
+            continue
+        if comm == "postgres" and parent_comm != "postgres":
+            return int(entry.name)
+    return None
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy since boot (all but idle and iowait)."""
+    fields = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    # Steal is time the hypervisor gave to other machines: interference too.
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by `pid` and its descendants."""
+    ticks = 0
+    for member in process_tree(pid):
+        try:
+            stat = Path(f"/proc/{member}/stat").read_text()
+        except OSError:
+            continue
+        # Fields after the command name, which is in parentheses and may hold spaces.
+        fields = stat.rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_seconds() -> float:
+    """CPU time of our finished children (wrk, once `run_wrk` has waited for it)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass(frozen=True)
+class _CpuSample:
+    """CPU seconds used so far by the machine, our waited children (wrk), server and helpers."""
+
+    machine: float
+    children: float
+    server: float
+    helpers: float
+
+    @classmethod
+    def take(cls, server_pid: int, helpers: Sequence[int]) -> _CpuSample:
+        return cls(
+            _busy_cpu_seconds(),
+            _children_cpu_seconds(),
+            _tree_cpu_seconds(server_pid),
+            sum(_tree_cpu_seconds(pid) for pid in helpers),
+        )
+
+    def others_since(self, before: _CpuSample) -> float:
+        """CPU seconds that neither wrk, the server nor its helpers used since `before`."""
+        ours = self.children + self.server + self.helpers
+        return (self.machine - before.machine) - (
+            ours - before.children - before.server - before.helpers
+        )
+
+
 def lua_string(text: str) -> str:
     """`text` as a Lua long-bracket literal, which needs no escaping."""
     level = 0
@@ -276,8 +381,14 @@ def run_wrk(
     connections: int,
     threads: int = 2,
     cpu: int = WRK_CPU,
+    serving: Sequence[int],
 ) -> WrkResult:
-    """Load `url` with wrk for `duration` seconds, pinned to `cpu`, and parse its report."""
+    """Load `url` with wrk for `duration` seconds, pinned to `cpu`, and parse its report.
+
+    `serving` are the processes doing the work under test, each with its descendants: first the
+    server, then those it relies on (its database server). Their CPU time is measured, and that
+    of every other process as interference.
+    """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="bench-") as script:
         script.write(lua_script)
         script.flush()
@@ -288,7 +399,9 @@ def run_wrk(
             # A slow answer is a latency to measure, not an error (wrk's default is 2 s).
             *("--timeout=10s", f"--script={script.name}", url),
         ]
+        started, before = time.monotonic(), _CpuSample.take(serving[0], serving[1:])
         finished = subprocess.run(command, capture_output=True, text=True, check=False)
+        elapsed, after = time.monotonic() - started, _CpuSample.take(serving[0], serving[1:])
     # wrk exits 0 even when the script fails, and then sends its default GET instead.
     if finished.returncode != 0 or finished.stderr.strip():
         raise RuntimeError(f"wrk failed ({finished.returncode}): {finished.stderr.strip()}")
@@ -305,5 +418,9 @@ def run_wrk(
         p99_ms=data["p99_us"] / 1e3,
         statuses={int(status): n for status, n in data["statuses"].items()},
         socket_errors=data["socket_errors"],
+        others_cpu=max(0.0, after.others_since(before)) / elapsed,
+        server_cpu_s=after.server - before.server,
+        helpers_cpu_s=after.helpers - before.helpers,
+        cpu_window_s=elapsed,
         output=finished.stdout,
     )

@@ -40,6 +40,10 @@ PATH = "/Kentico.Tracking/activities"
 TARGETS = {"sqlite": 0.40, "postgresql": 0.30}
 # More failed requests than this makes a run invalid: fast errors must not pass for speed.
 MAX_FAILURE_RATE = 0.001
+# Above this one-minute load average, other processes compete with the benchmark.
+QUIET_LOAD = 0.5
+# Above this share of a core taken by other processes during a measurement, its figures are low.
+BUSY_CPU = 0.10
 UVICORN_OPTIONS = ["--workers", "1", "--loop", "uvloop", "--http", "httptools"]
 
 
@@ -80,11 +84,26 @@ class Row:
         return self.result.failure_rate <= MAX_FAILURE_RATE and self.stored_ok
 
 
-def load(url: str, script: str, args: argparse.Namespace) -> tuple[harness.WrkResult, int]:
+def load(
+    server: harness.Server, script: str, args: argparse.Namespace, store: str | None = None
+) -> tuple[harness.WrkResult, int]:
     """Warm up, then measure; returns the measurement and the 2xx count of both runs."""
+    serving = [server.process.pid]
+    if store == "postgresql" and (postmaster := harness.postmaster_pid()):
+        serving.append(postmaster)  # the database's work is the hub's, not interference
+
+    def measure(seconds: float) -> harness.WrkResult:
+        return harness.run_wrk(
+            server.url + PATH,
+            script,
+            duration=seconds,
+            connections=args.connections,
+            serving=serving,
+        )
+
     # The warm-up fills caches, connection pools and SQLite's page cache before we measure.
-    warm = harness.run_wrk(url, script, duration=args.warmup, connections=args.connections)
-    result = harness.run_wrk(url, script, duration=args.duration, connections=args.connections)
+    warm = measure(args.warmup)
+    result = measure(args.duration)
     return result, warm.ok + result.ok
 
 
@@ -105,7 +124,7 @@ def bench_baseline(stack: ExitStack, workdir: Path, args: argparse.Namespace) ->
     harness.wait_ready(server)
     # Random GUIDs have the same length as the hub's: the same bytes go over the wire.
     body = activities_body(str(uuid.uuid4()), str(uuid.uuid4()))
-    result, _ = load(server.url + PATH, activities_script(secrets.token_urlsafe(32), body), args)
+    result, _ = load(server, activities_script(secrets.token_urlsafe(32), body), args)
     harness.stop(server)
     return Row("baseline (Starlette)", result)
 
@@ -121,14 +140,13 @@ def hub_env(database_url: str, workdir: Path) -> dict[str, str]:
     return env
 
 
-def cli(env: Mapping[str, str], *arguments: str) -> dict[str, str]:
-    """Run `contacthub ARGUMENTS --json` and return the JSON it prints."""
-    command = [str(VENV_BIN / "contacthub"), *arguments, "--json"]
+def cli(env: Mapping[str, str], *arguments: str) -> str:
+    """Run `contacthub ARGUMENTS` and return what it prints."""
+    command = [str(VENV_BIN / "contacthub"), *arguments]
     finished = subprocess.run(command, env=dict(env), capture_output=True, text=True, check=False)
     if finished.returncode != 0:
         raise RuntimeError(f"`contacthub {' '.join(arguments)}` failed:\n{finished.stderr}")
-    answer: dict[str, str] = json.loads(finished.stdout)
-    return answer
+    return finished.stdout
 
 
 def create_contact(server: harness.Server, key: str) -> str:
@@ -151,13 +169,11 @@ def bench_hub(
 ) -> Row:
     """Set up a hub on `database_url`, serve it, measure it and check what it stored."""
     env = hub_env(database_url, workdir)
-    migrate = subprocess.run(
-        [str(VENV_BIN / "contacthub"), "migrate"], env=env, capture_output=True, text=True
-    )
-    if migrate.returncode != 0:
-        raise RuntimeError(f"`contacthub migrate` failed:\n{migrate.stderr}")
-    channel = cli(env, "channel", "create", "Bench")["guid"]
-    key = cli(env, "apikey", "create", "--channel", "Bench", "--access", "tracking")["key"]
+    cli(env, "migrate")
+    channel = json.loads(cli(env, "channel", "create", "Bench", "--json"))["guid"]
+    key = json.loads(
+        cli(env, "apikey", "create", "--channel", "Bench", "--access", "tracking", "--json")
+    )["key"]
 
     port = harness.free_port()
     command = [
@@ -174,7 +190,7 @@ def bench_hub(
     contact = create_contact(server, key)
 
     script = activities_script(key, activities_body(channel, contact))
-    result, acknowledged = load(server.url + PATH, script, args)
+    result, acknowledged = load(server, script, args, store)
     rss = harness.peak_rss(server.process.pid)
     # Counted while the hub still runs: what a 207 acknowledged must already be committed,
     # not merely flushed by the graceful shutdown.
@@ -229,7 +245,10 @@ def postgresql_store(stack: ExitStack, admin_url: str) -> tuple[str, Callable[[]
 def print_table(rows: list[Row]) -> None:
     """The result table; the ratio and its verdict compare each hub with the baseline."""
     baseline = rows[0].result.requests_per_s
-    header = ("target", "req/s", "p50 ms", "p99 ms", "hub/base", "target", "peak RSS", "non-2xx")
+    header = (
+        *("target", "req/s", "p50 ms", "p99 ms", "hub/base", "target"),
+        *("CPU us/req", "server CPU", "DB us/req", "peak RSS", "non-2xx", "others CPU"),
+    )
     lines = [header]
     for row in rows:
         r = row.result
@@ -239,6 +258,8 @@ def print_table(rows: list[Row]) -> None:
             goal = TARGETS[row.store]
             ratio = f"{value:.2f}"
             verdict = f">= {goal:.2f} {'PASS' if value >= goal else 'FAIL'}"
+            if max(r.others_cpu, rows[0].result.others_cpu) > BUSY_CPU:
+                verdict += " (busy)"  # the ratio of two disturbed runs says little
         if row.rss_kib is not None:
             rss = f"{row.rss_kib / 1024:.0f} MiB"
         failures = f"{r.failed} ({r.failure_rate:.2%})"
@@ -250,8 +271,12 @@ def print_table(rows: list[Row]) -> None:
                 f"{r.p99_ms:.1f}",
                 ratio,
                 verdict,
+                f"{r.cpu_per_request_us:,.0f}",
+                f"{r.server_load:.0%}",
+                f"{r.helpers_cpu_per_request_us:,.0f}" if row.store == "postgresql" else "",
                 rss,
                 failures,
+                f"{r.others_cpu:.0%}",
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -261,7 +286,19 @@ def print_table(rows: list[Row]) -> None:
         "\npeak RSS: VmHWM summed over the server process and its children "
         "(with --workers 1 it is the one uvicorn process)."
     )
+    print(
+        "CPU us/req: the server's CPU time per request; the server has one core, so baseline/hub "
+        "of it estimates the quiet-machine ratio. DB us/req: the PostgreSQL server's."
+    )
+    print(
+        "server CPU: share of its core the server used; well below 100% on a quiet machine, "
+        "it waits (on commits, on the database) rather than computes."
+    )
     print("non-2xx: non-2xx answers plus connect/read/write/timeout errors, of all attempts.")
+    print(
+        "others CPU: CPU other processes took during the measurement, in % of one core; "
+        "well above 0, the figures are lower than on a quiet machine."
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -289,11 +326,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     if (os.cpu_count() or 1) < 2:
         print("warning: fewer than 2 CPUs: server and wrk share a core.", file=sys.stderr)
+    busy = os.getloadavg()[0]
+    if busy > QUIET_LOAD:
+        # Anything else running takes CPU from the server or from wrk: figures drop and scatter.
+        print(f"warning: load average {busy:.2f}: the machine is not idle.", file=sys.stderr)
     harness.ensure_wrk()
     stores = [args.only] if args.only else list(TARGETS)
     rows: list[Row] = []
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="contacthub-bench-")))
+        if harness.filesystem_type(workdir) == "tmpfs" and "sqlite" in stores:
+            # fsync is free in memory: SQLite would look faster than on any real disk.
+            print(f"warning: {workdir} is on tmpfs; set TMPDIR to a disk.", file=sys.stderr)
         print(f"baseline: {args.duration:g} s after {args.warmup:g} s warm-up ...", flush=True)
         rows.append(bench_baseline(stack, workdir, args))
         for store in stores:
@@ -317,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"ERROR {row.target}: {row.result.failed} failed requests "
                 f"{dict(sorted(row.result.statuses.items()))} {row.result.socket_errors}: "
                 "the figures of this row are not valid.",
+                file=sys.stderr,
+            )
+        if row.result.others_cpu > BUSY_CPU:
+            print(
+                f"warning {row.target}: other processes took {row.result.others_cpu:.0%} of a "
+                "core meanwhile: its figures are lower than on a quiet machine.",
                 file=sys.stderr,
             )
     return 0 if all(row.valid for row in rows) else 1

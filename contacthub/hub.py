@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from contacthub.activities.ingest import IngestJob, IngestOutcome
+from contacthub.email.hashing import LinkSigner
+from contacthub.email.writer import HitWriter
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.storage.groupcommit import GroupCommitWriter
@@ -20,11 +22,14 @@ T = TypeVar("T")
 
 @dataclass(slots=True)
 class Hub:
-    """Settings, the store and the activity writer of one running hub process."""
+    """Settings, the store, the writers and the link signer of one running hub process."""
 
     settings: Settings
     database: Database
     activity_writer: GroupCommitWriter[IngestJob, IngestOutcome]
+    # Email opens and clicks: a writer of their own, so that neither stream waits on the other.
+    email_writer: HitWriter
+    link_signer: LinkSigner
 
     async def read(self, work: Callable[[Session], T]) -> T:
         """Run `work` in a read-only unit of work, off the event loop."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from contacthub.activities import service as activity_types
 from contacthub.channels import service as channels
@@ -54,3 +56,37 @@ def consent(
 def activity_type(db: Database, code_name: str, display_name: str, enabled: bool = True) -> None:
     with db.write() as session:
         activity_types.create_type(session, code_name, display_name=display_name, enabled=enabled)
+
+
+def api_key(
+    db: Database,
+    channel_name: str,
+    access: str = "tracking",
+    expires_at: datetime | None = None,
+) -> str:
+    """Another key of an existing channel; answers its plaintext."""
+    with db.write() as session:
+        key = channels.create_api_key(session, channel_name, access, expires_at=expires_at)
+        return key.plaintext
+
+
+def consent_text(
+    db: Database, code_name: str, language: str, short_text: str, full_text: str
+) -> None:
+    """Add or change one language's text of a consent (a new revision)."""
+    with db.write() as session:
+        consents.set_text(
+            session, code_name, language=language, short_text=short_text, full_text=full_text
+        )
+
+
+def require_consent(db: Database, channel_name: str, consent_code: str | None) -> None:
+    """Turn a channel's consent gate on (or off, with None)."""
+    with db.write() as session:
+        channels.set_consent_gate(session, channel_name, consent_code)
+
+
+def contact_with(db: Database, **fields: Any) -> str:
+    """A contact with the given fields already stored (attribute names of Contact)."""
+    with db.write() as session:
+        return str(contacts.create_contact(session, **fields).guid)

@@ -24,6 +24,7 @@ HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 TEST_SECRET = "test-secret-for-servers"
+PORT_ATTEMPTS = 3
 
 
 def free_port() -> int:
@@ -46,6 +47,7 @@ class HubServer:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    log_offset: int = 0
 
     @property
     def base_url(self) -> str:
@@ -56,8 +58,10 @@ class HubServer:
         return self.process.pid
 
     def log_tail(self, lines: int = 40) -> str:
-        """The last lines the server printed."""
-        text = self.log_path.read_text(errors="replace")
+        """The last lines this server printed (the log file may hold earlier runs)."""
+        with self.log_path.open("rb") as log:
+            log.seek(self.log_offset)
+            text = log.read().decode(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
 
     def kill(self) -> None:
@@ -93,7 +97,27 @@ def start_hub(
         "CONTACTHUB_CONFIG": str(log_path.with_suffix(".absent.toml")),
         **(env or {}),
     }
-    port = free_port()
+    for attempt in range(PORT_ATTEMPTS):
+        server = _spawn(environment, free_port(), workers, log_path)
+        try:
+            _wait_until_healthy(server)
+        except _PortTaken:
+            # Another process took the port between free_port() and the bind: try another.
+            if attempt + 1 < PORT_ATTEMPTS:
+                continue
+            raise
+        except BaseException:
+            server.kill()
+            raise
+        return server
+    raise AssertionError("unreachable")
+
+
+class _PortTaken(RuntimeError):
+    pass
+
+
+def _spawn(environment: dict[str, str], port: int, workers: int, log_path: Path) -> HubServer:
     command = [
         str(contacthub_command()),
         "serve",
@@ -107,6 +131,7 @@ def start_hub(
         "warning",
     ]
     with log_path.open("ab") as log:
+        offset = log.tell()
         process = subprocess.Popen(
             command,
             env=environment,
@@ -116,13 +141,7 @@ def start_hub(
             # Its own process group, so that kill() reaches the worker processes too.
             start_new_session=True,
         )
-    server = HubServer(process, port, log_path)
-    try:
-        _wait_until_healthy(server)
-    except BaseException:
-        server.kill()
-        raise
-    return server
+    return HubServer(process, port, log_path, offset)
 
 
 def _wait_until_healthy(server: HubServer) -> None:
@@ -130,6 +149,8 @@ def _wait_until_healthy(server: HubServer) -> None:
     with httpx2.Client(base_url=server.base_url, timeout=2.0) as client:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
+                if "address already in use" in server.log_tail().lower():
+                    raise _PortTaken(server.log_tail())
                 raise RuntimeError(
                     f"The hub exited with {server.process.returncode} on start:\n"
                     + server.log_tail()

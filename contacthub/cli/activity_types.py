@@ -33,25 +33,29 @@ def activity_type_create(
         activity_type = service.create_type(
             session, code_name, display_name=display_name, enabled=not disabled
         )
-        emit(type_record(activity_type), as_json, "Activity type")
+        record = type_record(activity_type)
+    emit(record, as_json, "Activity type")
 
 
 @activity_type_app.command("enable")
 def activity_type_enable(code_name: str, as_json: bool = JsonOption) -> None:
     """Accept activities of this type again."""
     with unit_of_work() as session:
-        emit(type_record(service.set_enabled(session, code_name, True)), as_json, "Activity type")
+        record = type_record(service.set_enabled(session, code_name, True))
+    emit(record, as_json, "Activity type")
 
 
 @activity_type_app.command("disable")
 def activity_type_disable(code_name: str, as_json: bool = JsonOption) -> None:
     """Refuse activities of this type until it is enabled again."""
     with unit_of_work() as session:
-        emit(type_record(service.set_enabled(session, code_name, False)), as_json, "Activity type")
+        record = type_record(service.set_enabled(session, code_name, False))
+    emit(record, as_json, "Activity type")
 
 
 @activity_type_app.command("list")
 def activity_type_list(as_json: bool = JsonOption) -> None:
     """List the custom activity types."""
     with unit_of_work(write=False) as session:
-        emit([type_record(t) for t in service.list_types(session)], as_json, "Activity types")
+        rows = [type_record(t) for t in service.list_types(session)]
+    emit(rows, as_json, "Activity types")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import typer
+from sqlalchemy.orm import Session
 
 from contacthub.channels import service
 from contacthub.cli.output import JsonOption, emit, unit_of_work
@@ -36,7 +38,8 @@ def channel_create(
     """Create a channel; prints its tracking identifier (GUID) for the `channel` field."""
     with unit_of_work() as session:
         channel = service.create_channel(session, name, required_consent=require_consent)
-        emit(channel_record(channel, require_consent), as_json, "Channel")
+        record = channel_record(channel, require_consent)
+    emit(record, as_json, "Channel")
 
 
 @channel_app.command("list")
@@ -47,7 +50,7 @@ def channel_list(as_json: bool = JsonOption) -> None:
             channel_record(c, service.consent_gate_of(session, c))
             for c in service.list_channels(session)
         ]
-        emit(rows, as_json, "Channels")
+    emit(rows, as_json, "Channels")
 
 
 @channel_app.command("set-consent-gate")
@@ -59,7 +62,8 @@ def channel_set_consent_gate(
     """Require a consent for a channel's activities, or (without CONSENT) stop requiring one."""
     with unit_of_work() as session:
         channel = service.set_consent_gate(session, name, consent)
-        emit(channel_record(channel, consent), as_json, "Channel")
+        record = channel_record(channel, consent)
+    emit(record, as_json, "Channel")
 
 
 def key_record(key: ApiKey, channel_name: str) -> dict[str, Any]:
@@ -85,7 +89,8 @@ def _parse_expiry(text: str | None) -> datetime | None:
             f"--expires {text!r} is not an ISO date or time, e.g. 2027-01-31.",
             code="invalid_expiry",
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    # Shown (and stored) in UTC, as every other time the hub prints.
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @apikey_app.command("create")
@@ -101,8 +106,13 @@ def apikey_create(
         new = service.create_api_key(
             session, channel, access, name=name, expires_at=_parse_expiry(expires)
         )
-        record = {**key_record(new.record, channel), "key": new.plaintext}
-        emit(record, as_json, "API key (copy the key now: it is not shown again)")
+        record = key_record(new.record, channel)
+    if as_json:
+        emit({**record, "key": new.plaintext}, as_json)
+        return
+    emit(record, as_json, "API key")
+    # On a line of its own, never folded by the table, so that it can be copied whole.
+    typer.echo(f"Copy the key now, it is not shown again:\n{new.plaintext}")
 
 
 @apikey_app.command("list")
@@ -114,13 +124,15 @@ def apikey_list(
     with unit_of_work(write=False) as session:
         names = {c.id: c.name for c in service.list_channels(session)}
         keys = service.list_api_keys(session, channel)
-        emit([key_record(k, names[k.channel_id]) for k in keys], as_json, "API keys")
+        rows = [key_record(k, names[k.channel_id]) for k in keys]
+    emit(rows, as_json, "API keys")
 
 
-def _key_command(key_id: int, as_json: bool, change: Any) -> None:
+def _key_command(key_id: int, as_json: bool, change: Callable[[Session, int], ApiKey]) -> None:
     with unit_of_work() as session:
         key = change(session, key_id)
-        emit(key_record(key, session.get_one(Channel, key.channel_id).name), as_json, "API key")
+        record = key_record(key, session.get_one(Channel, key.channel_id).name)
+    emit(record, as_json, "API key")
 
 
 @apikey_app.command("revoke")

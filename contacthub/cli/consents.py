@@ -25,7 +25,7 @@ def consent_record(session: Session, consent: Consent) -> dict[str, Any]:
         "code_name": consent.code_name,
         "display_name": consent.display_name,
         "default_language": consent.default_language,
-        "languages": ", ".join(languages),
+        "languages": languages,
         "revision": revision.number if revision else None,
     }
 
@@ -49,7 +49,8 @@ def consent_create(
             full_text=full_text,
             display_name=display_name,
         )
-        emit(consent_record(session, consent), as_json, "Consent")
+        record = consent_record(session, consent)
+    emit(record, as_json, "Consent")
 
 
 @consent_app.command("set-text")
@@ -65,7 +66,8 @@ def consent_set_text(
         service.set_text(
             session, code_name, language=language, short_text=short_text, full_text=full_text
         )
-        emit(consent_record(session, service.get_consent(session, code_name)), as_json, "Consent")
+        record = consent_record(session, service.get_consent(session, code_name))
+    emit(record, as_json, "Consent")
 
 
 @consent_app.command("set-default-language")
@@ -73,15 +75,13 @@ def consent_set_default_language(code_name: str, language: str, as_json: bool = 
     """Make a language that has a text the consent's default."""
     with unit_of_work() as session:
         consent = service.set_default_language(session, code_name, language)
-        emit(consent_record(session, consent), as_json, "Consent")
+        record = consent_record(session, consent)
+    emit(record, as_json, "Consent")
 
 
 @consent_app.command("list")
 def consent_list(as_json: bool = JsonOption) -> None:
     """List the consents."""
     with unit_of_work(write=False) as session:
-        emit(
-            [consent_record(session, c) for c in service.list_consents(session)],
-            as_json,
-            "Consents",
-        )
+        rows = [consent_record(session, c) for c in service.list_consents(session)]
+    emit(rows, as_json, "Consents")

@@ -11,6 +11,7 @@ from rich.markup import escape
 from uvicorn.config import LOGGING_CONFIG
 
 from contacthub.cli.output import console, database_errors, errors, load_settings
+from contacthub.errors import HubError
 from contacthub.storage.migrate import upgrade
 
 
@@ -47,7 +48,7 @@ def serve(
     # message: with --workers, uvicorn would restart each failing worker forever.
     try:
         build_hub(settings).database.dispose()
-    except RuntimeError as error:
+    except (RuntimeError, HubError) as error:
         errors.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(1) from None
     with database_errors(settings.database_url):
@@ -63,6 +64,9 @@ def serve(
         log_level=log_level,
         log_config=log_config(log_level),
         access_log=False,
+        # The client's address is the peer's; the setting `trusted_proxies` alone decides
+        # whose X-Forwarded-For is believed (uvicorn would otherwise trust 127.0.0.1's).
+        proxy_headers=False,
         # Let in-flight requests finish and the writer drain its queue on shutdown.
         timeout_graceful_shutdown=30,
     )
@@ -80,3 +84,25 @@ def proxy(
     from contacthub.tracking.proxy import create_proxy_app
 
     uvicorn.run(create_proxy_app(hub, api_key), host=host, port=port, access_log=False)
+
+
+def facade(
+    hub: str = typer.Option(..., help="Base URL of the hub, e.g. https://hub.example.com."),
+    api_key: str = typer.Option(
+        ..., envvar="CONTACTHUB_FACADE_API_KEY", help="API key with access `email`."
+    ),
+    host: str = typer.Option("127.0.0.1", help="Address to bind."),
+    port: int = typer.Option(8002, help="Port to listen on."),
+    trusted_proxy: list[str] | None = typer.Option(  # noqa: B008 - Typer reads it, once
+        None, help="Address or CIDR range of a proxy whose X-Forwarded-For is believed; repeatable."
+    ),
+) -> None:
+    """Run the website-side email facade: the tracking handlers, forwarding to the hub."""
+    from contacthub.email.facade import create_facade_app
+
+    try:
+        app = create_facade_app(hub, api_key, trusted_proxies=trusted_proxy or ())
+    except ValueError as error:
+        errors.print(f"[red]error:[/red] {escape(str(error))}")
+        raise typer.Exit(1) from None
+    uvicorn.run(app, host=host, port=port, access_log=False, proxy_headers=False)

@@ -11,7 +11,8 @@ from contacthub.storage.models import Consent, ConsentAgreement, ConsentRevision
 
 
 def consent_by_code(session: Session, code_name: str) -> Consent | None:
-    return session.scalar(select(Consent).where(Consent.code_name == code_name))
+    """The consent with this code name, compared case-insensitively (as activity types)."""
+    return session.scalar(select(Consent).where(func.lower(Consent.code_name) == code_name.lower()))
 
 
 def all_consents(session: Session) -> Sequence[Consent]:

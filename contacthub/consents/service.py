@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from contacthub.consents import repository
 from contacthub.contacts import service as contacts
 from contacthub.errors import Conflict, InvalidInput, NotFound
-from contacthub.identifiers import check_code_name
+from contacthub.identifiers import CODE_NAME, check_code_name
 from contacthub.storage.models import Consent, ConsentAgreement, ConsentRevision, ConsentText
 
 MAX_LANGUAGE_LENGTH = 20
@@ -65,7 +65,9 @@ def create_consent(
 
 def get_consent(session: Session, code_name: str) -> Consent:
     """The consent with this code name, or NotFound."""
-    consent = repository.consent_by_code(session, code_name)
+    # A name no consent can have (e.g. with NUL, which PostgreSQL refuses) is simply unknown.
+    known = CODE_NAME.fullmatch(code_name)
+    consent = repository.consent_by_code(session, code_name) if known else None
     if consent is None:
         raise NotFound(f"No consent with code name {code_name!r}.", code="unknown_consent")
     return consent

@@ -112,6 +112,9 @@ def parse_contact_fields(raw: object) -> dict[str, Any]:
             continue
         if value == "":
             continue
+        if "\x00" in value:
+            problems.append(f"{field.wire_name}: must not contain NUL characters")
+            continue
         if len(value) > field.max_length:
             problems.append(f"{field.wire_name}: longer than {field.max_length} characters")
             continue

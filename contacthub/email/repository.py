@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from contacthub.storage.models import (
@@ -70,7 +70,7 @@ def subscriber_statuses(
             Subscriber.newsletter_id == newsletter_id, Subscriber.email.in_(emails)
         )
     )
-    return {email: status for email, status in rows}
+    return dict(rows.all())
 
 
 def subscribers_of(
@@ -90,7 +90,7 @@ def subscriber_counts(session: Session, newsletter_id: int) -> dict[str, int]:
         .where(Subscriber.newsletter_id == newsletter_id)
         .group_by(Subscriber.status)
     )
-    return {status: count for status, count in rows}
+    return dict(rows.all())
 
 
 def oldest_contacts_with_emails(session: Session, emails: Collection[str]) -> dict[str, Contact]:
@@ -112,6 +112,14 @@ def oldest_contacts_with_emails(session: Session, emails: Collection[str]) -> di
 
 def issue_by_guid(session: Session, guid: uuid.UUID) -> EmailIssue | None:
     return session.scalar(select(EmailIssue).where(EmailIssue.guid == guid))
+
+
+def lock_issue(session: Session, issue_id: int) -> EmailIssue:
+    """The issue, its row locked until the end of the transaction (PostgreSQL; SQLite's write
+    transactions are serialised anyway), so that two send runs prepare one after the other."""
+    return session.execute(
+        select(EmailIssue).where(EmailIssue.id == issue_id).with_for_update()
+    ).scalar_one()
 
 
 def issues_of(session: Session, newsletter_id: int) -> Sequence[EmailIssue]:
@@ -138,7 +146,7 @@ def link_by_guid(session: Session, guid: uuid.UUID) -> IssueLink | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Recipient:
+class ClaimedDelivery:
     """One claimed delivery with what rendering its message needs."""
 
     delivery_id: int
@@ -149,14 +157,18 @@ class Recipient:
     attempts: int
 
 
+def _sendable(max_attempts: int) -> ColumnElement[bool]:
+    return (Delivery.status == PENDING) | and_(
+        Delivery.status == DEFERRED, Delivery.attempts < max_attempts
+    )
+
+
 def create_missing_deliveries(session: Session, issue: EmailIssue) -> int:
     """A pending delivery for every subscribed subscriber of the issue's newsletter without one.
 
     One INSERT … SELECT, so that 100,000 subscribers cost one statement, not 100,000 objects.
     """
-    already = exists().where(
-        Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id
-    )
+    already = exists().where(Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id)
     candidates = select(
         literal(issue.id), Subscriber.id, Subscriber.email, literal(PENDING), literal(0)
     ).where(
@@ -164,19 +176,20 @@ def create_missing_deliveries(session: Session, issue: EmailIssue) -> int:
         Subscriber.status == SUBSCRIBED,
         ~already,
     )
-    result = session.execute(
+    count = select(func.count()).where(Delivery.issue_id == issue.id)
+    before = session.scalar(count) or 0
+    session.execute(
         insert(Delivery).from_select(
             ["issue_id", "subscriber_id", "email", "status", "attempts"], candidates
         )
     )
-    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+    # Counted, not read from rowcount: psycopg does not always report it for INSERT … SELECT.
+    return (session.scalar(count) or 0) - before
 
 
 def skip_unsubscribed_deliveries(session: Session, issue_id: int) -> int:
     """Mark the issue's unsent deliveries to subscribers who have since unsubscribed as skipped."""
-    gone = exists().where(
-        Subscriber.id == Delivery.subscriber_id, Subscriber.status != SUBSCRIBED
-    )
+    gone = exists().where(Subscriber.id == Delivery.subscriber_id, Subscriber.status != SUBSCRIBED)
     result = session.execute(
         update(Delivery)
         .where(Delivery.issue_id == issue_id, Delivery.status.in_((PENDING, DEFERRED)), gone)
@@ -191,9 +204,7 @@ def next_sendable_ids(
 ) -> list[int]:
     """The next deliveries (by id, above `after_id`) that may be sent: pending, or deferred
     with attempts left."""
-    sendable = (Delivery.status == PENDING) | and_(
-        Delivery.status == DEFERRED, Delivery.attempts < max_attempts
-    )
+    sendable = _sendable(max_attempts)
     return list(
         session.scalars(
             select(Delivery.id)
@@ -204,7 +215,39 @@ def next_sendable_ids(
     )
 
 
-def claim_deliveries(session: Session, ids: Collection[int], max_attempts: int) -> list[Recipient]:
+def sendable_count(session: Session, issue_id: int, max_attempts: int) -> int:
+    """Deliveries a send run would try now: pending, or deferred with attempts left."""
+    sendable = _sendable(max_attempts)
+    query = select(func.count()).where(Delivery.issue_id == issue_id, sendable)
+    return session.scalar(query) or 0
+
+
+def unskip_resubscribed(session: Session, issue_id: int) -> int:
+    """Make skipped deliveries pending again where the subscriber has subscribed again."""
+    back = exists().where(Subscriber.id == Delivery.subscriber_id, Subscriber.status == SUBSCRIBED)
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.issue_id == issue_id, Delivery.status == SKIPPED, back)
+        .values(status=PENDING, error=None)
+        .execution_options(synchronize_session=False)
+    )
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+
+def reset_in_doubt(session: Session, issue_id: int) -> int:
+    """Make the issue's `sending` deliveries pending again (the operator chose to resend)."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.issue_id == issue_id, Delivery.status == SENDING)
+        .values(status=PENDING, error=None)
+        .execution_options(synchronize_session=False)
+    )
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+
+def claim_deliveries(
+    session: Session, ids: Collection[int], max_attempts: int
+) -> list[ClaimedDelivery]:
     """Mark these deliveries `sending` and count the attempt, if they are still sendable.
 
     The UPDATE re-checks the status, and RETURNING answers only the rows this transaction changed:
@@ -213,9 +256,7 @@ def claim_deliveries(session: Session, ids: Collection[int], max_attempts: int) 
     """
     if not ids:
         return []
-    sendable = (Delivery.status == PENDING) | and_(
-        Delivery.status == DEFERRED, Delivery.attempts < max_attempts
-    )
+    sendable = _sendable(max_attempts)
     claimed = session.execute(
         update(Delivery)
         .where(Delivery.id.in_(ids), sendable)
@@ -232,7 +273,7 @@ def claim_deliveries(session: Session, ids: Collection[int], max_attempts: int) 
         )
     }
     recipients = [
-        Recipient(
+        ClaimedDelivery(
             delivery_id=c.id,
             subscriber_id=c.subscriber_id,
             email=c.email,
@@ -253,7 +294,7 @@ def delivery_counts(session: Session, issue_id: int) -> dict[str, int]:
         .where(Delivery.issue_id == issue_id)
         .group_by(Delivery.status)
     )
-    counts.update({status: count for status, count in rows})
+    counts.update(dict(rows.all()))
     return counts
 
 

@@ -176,8 +176,11 @@ class Activity(Base):
     """
 
     __tablename__ = "activities"
-    # Every index slows down the ingest hot path: only a contact's timeline and time ranges.
-    __table_args__ = (Index(None, "contact_id", "id"), Index(None, "created_at"))
+    # Every index slows down the ingest hot path, so there is one: a contact's timeline. Ids are
+    # handed out in commit order, so they follow time: a time range is an id range (the primary
+    # key), found by searching the ids, not by an index on created_at, which cost a third of
+    # the insert.
+    __table_args__ = (Index(None, "contact_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     contact_id: Mapped[int] = mapped_column(Integer)

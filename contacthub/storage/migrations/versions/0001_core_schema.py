@@ -131,7 +131,6 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_activities_contact_id"), ["contact_id", "id"], unique=False
         )
-        batch_op.create_index(batch_op.f("ix_activities_created_at"), ["created_at"], unique=False)
 
     op.create_table(
         "api_keys",
@@ -227,7 +226,6 @@ def downgrade() -> None:
     op.drop_table("consent_agreements")
     op.drop_table("api_keys")
     with op.batch_alter_table("activities", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_activities_created_at"))
         batch_op.drop_index(batch_op.f("ix_activities_contact_id"))
 
     op.drop_table("activities")

@@ -1,0 +1,298 @@
+"""Benchmark of sending an email issue: messages per second to a loopback SMTP server.
+
+For each store (a fresh SQLite file; a fresh PostgreSQL database when one answers): migrates,
+creates a newsletter, imports N subscribers from a generated CSV (timed too), creates an issue
+(about 6 KB of HTML, 6 links, personalised), then runs `contacthub issue send GUID --json` as a
+user would, pinned to one core, against an SMTP sink (aiosmtpd, in its own process pinned to the
+other core) that counts and discards what it receives. Prints messages per second (wall time of
+the send command, process start-up included), the send process's peak RSS (ru_maxrss from
+wait4), and checks that the sink received exactly one message per recipient.
+
+    .venv/bin/python bench/sending.py [--recipients 10000] [--chunk-size 100] \
+        [--only sqlite|postgresql]
+
+Exit status 1 when a run is invalid (a message missing, failed or sent twice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import harness
+import psycopg
+
+from contacthub.email import importer, service
+from contacthub.storage.database import Database
+from contacthub.storage.migrate import upgrade
+
+VENV_BIN = Path(sys.executable).parent
+POSTGRES_ADMIN = os.environ.get(
+    "CONTACTHUB_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+SECRET = "bench-secret-" + uuid.uuid4().hex
+SENDER_CPU = harness.SERVER_CPU
+SINK_CPU = harness.WRK_CPU
+
+SINK = """
+import signal, sys
+from aiosmtpd.controller import Controller
+
+class Sink:
+    count = 0
+    recipients = set()
+    duplicates = 0
+    async def handle_DATA(self, server, session, envelope):
+        for rcpt in envelope.rcpt_tos:
+            if rcpt in self.recipients:
+                Sink.duplicates += 1
+            self.recipients.add(rcpt)
+        Sink.count += 1
+        return "250 OK"
+
+sink = Sink()
+# Blocked in every thread, so that sigwait below receives it instead of the default action.
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+controller = Controller(sink, hostname="127.0.0.1", port=int(sys.argv[1]))
+controller.start()
+print("READY", flush=True)
+signal.sigwait({signal.SIGTERM, signal.SIGINT})
+controller.stop()
+print(f"RECEIVED {Sink.count} {len(Sink.recipients)} {Sink.duplicates}", flush=True)
+"""
+
+LINKS = [
+    "https://shop.example.com/spring?utm_source=newsletter",
+    "https://shop.example.com/products/42",
+    "https://shop.example.com/products/43",
+    "https://blog.example.com/posts/what-is-new",
+    "https://shop.example.com/account?who={{ email }}",
+    "https://www.example.com/contact",
+]
+
+
+def issue_html() -> str:
+    """A plausible newsletter: a greeting, six links, several paragraphs (about 6 KB)."""
+    paragraph = (
+        '<p style="font-family:Arial,sans-serif;font-size:14px;line-height:20px">Spring is '
+        "here and so are our new arrivals. Lorem ipsum dolor sit amet, consectetur adipiscing "
+        "elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua.</p>\n"
+    )
+    links = "".join(
+        f'<tr><td><a href="{url}" style="color:#0055aa">Link {n}</a></td></tr>\n'
+        for n, url in enumerate(LINKS)
+    )
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>News</title></head><body>'
+        '<table width="600" align="center">\n<tr><td><h1>Hello {{ first_name | "there" }}!</h1>'
+        "</td></tr>\n" + paragraph * 12 + links + "</table></body></html>"
+    )
+
+
+@dataclass
+class Result:
+    store: str
+    recipients: int
+    import_seconds: float
+    send_seconds: float
+    peak_rss_kib: int
+    sent: int
+    failed: int
+    received: int
+    unique_received: int
+    duplicates: int
+
+    @property
+    def valid(self) -> bool:
+        return (
+            self.sent == self.recipients
+            and self.failed == 0
+            and self.received == self.unique_received == self.recipients
+            and self.duplicates == 0
+        )
+
+
+@contextmanager
+def sqlite_store(workdir: Path) -> Iterator[str]:
+    yield f"sqlite:///{workdir / 'bench.db'}"
+
+
+@contextmanager
+def postgres_store() -> Iterator[str]:
+    name = f"contacthub_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    try:
+        yield POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+def postgres_available() -> bool:
+    try:
+        with psycopg.connect(POSTGRES_ADMIN, connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def prepare(url: str, recipients: int) -> tuple[str, float]:
+    """Newsletter, subscribers (imported from CSV, timed) and an issue; the issue's GUID."""
+    upgrade(url)
+    database = Database(url)
+    try:
+        with database.write() as session:
+            service.create_newsletter(
+                session, "Bench", "Bench Team", "bench@example.com", "https://news.example.com"
+            )
+        csv = io.StringIO()
+        csv.write("email,first_name,last_name\n")
+        for n in range(recipients):
+            csv.write(f"reader{n}@example.com,Reader{n},Bench\n")
+        csv.seek(0)
+        started = time.perf_counter()
+        report = importer.import_csv(database, "Bench", csv, chunk_size=1000)
+        import_seconds = time.perf_counter() - started
+        assert report.added == recipients, report
+        with database.write() as session:
+            issue = service.create_issue(
+                session, "Bench", 'News for {{ first_name | "you" }}', issue_html()
+            )
+            return str(issue.guid), import_seconds
+    finally:
+        database.dispose()
+
+
+def start_sink(port: int) -> subprocess.Popen[str]:
+    sink = subprocess.Popen(
+        ["taskset", "-c", str(SINK_CPU), sys.executable, "-c", SINK, str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sink.stdout is not None
+    line = sink.stdout.readline()
+    if line.strip() != "READY":
+        raise RuntimeError(f"the SMTP sink did not start: {line!r}")
+    return sink
+
+
+def stop_sink(sink: subprocess.Popen[str]) -> tuple[int, int, int]:
+    sink.terminate()
+    output, _ = sink.communicate(timeout=30)
+    for line in output.splitlines():
+        if line.startswith("RECEIVED "):
+            received, unique, duplicates = (int(x) for x in line.split()[1:])
+            return received, unique, duplicates
+    raise RuntimeError(f"the SMTP sink said nothing: {output!r}")
+
+
+def run(store: str, url: str, recipients: int, chunk_size: int, workdir: Path) -> Result:
+    print(f"[{store}] preparing {recipients} subscribers …", flush=True)
+    guid, import_seconds = prepare(url, recipients)
+    port = harness.free_port()
+    sink = start_sink(port)
+    env = {
+        **os.environ,
+        "CONTACTHUB_CONFIG": str(workdir / "absent.toml"),
+        "CONTACTHUB_DATABASE_URL": url,
+        "CONTACTHUB_SECRET_KEY": SECRET,
+        "CONTACTHUB_SMTP_HOST": "127.0.0.1",
+        "CONTACTHUB_SMTP_PORT": str(port),
+    }
+    print(f"[{store}] sending …", flush=True)
+    try:
+        started = time.perf_counter()
+        sender = subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                str(SENDER_CPU),
+                str(VENV_BIN / "contacthub"),
+                "issue",
+                "send",
+                guid,
+                "--chunk-size",
+                str(chunk_size),
+                "--json",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert sender.stdout is not None
+        output = sender.stdout.read()
+        # wait4: the exit status and the resource usage of exactly this process.
+        _, status, usage = os.wait4(sender.pid, 0)
+        send_seconds = time.perf_counter() - started
+        sender.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        received, unique, duplicates = stop_sink(sink)
+    if sender.returncode != 0:
+        raise RuntimeError(f"`contacthub issue send` exited {sender.returncode}: {output!r}")
+    report = json.loads(output)
+    return Result(
+        store=store,
+        recipients=recipients,
+        import_seconds=import_seconds,
+        send_seconds=send_seconds,
+        peak_rss_kib=usage.ru_maxrss,  # KiB on Linux
+        sent=report["sent"],
+        failed=report["failed"] + report["deferred"],
+        received=received,
+        unique_received=unique,
+        duplicates=duplicates,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipients", type=int, default=10_000)
+    parser.add_argument("--chunk-size", type=int, default=100)
+    parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    options = parser.parse_args()
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"warning: load average {load:.2f}: other processes compete with the benchmark")
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="contacthub-bench-") as tmp:
+        workdir = Path(tmp)
+        if options.only in (None, "sqlite"):
+            with sqlite_store(workdir) as url:
+                results.append(run("sqlite", url, options.recipients, options.chunk_size, workdir))
+        if options.only in (None, "postgresql"):
+            if postgres_available():
+                with postgres_store() as url:
+                    results.append(
+                        run("postgresql", url, options.recipients, options.chunk_size, workdir)
+                    )
+            else:
+                print(f"PostgreSQL not reachable at {POSTGRES_ADMIN}: skipped")
+    print()
+    print(
+        f"{'store':<11} {'recipients':>10} {'import rows/s':>13} {'send s':>8} "
+        f"{'messages/s':>10} {'peak RSS MiB':>12} {'sent':>6} {'received':>8}  valid"
+    )
+    for r in results:
+        print(
+            f"{r.store:<11} {r.recipients:>10} {r.recipients / r.import_seconds:>13.0f} "
+            f"{r.send_seconds:>8.1f} {r.recipients / r.send_seconds:>10.0f} "
+            f"{r.peak_rss_kib / 1024:>12.1f} {r.sent:>6} {r.received:>8}  "
+            f"{'yes' if r.valid else 'NO'}"
+        )
+    return 0 if all(r.valid for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,335 @@
+"""Newsletters, subscribers and email issues: the rules, and the use cases built on them.
+
+Subscribing:
+- An address is validated and stored lower-cased; each subscriber is linked to a contact: the
+  oldest contact with that address, or a new contact with the address and the names given.
+  Names given fill the contact's empty name fields; they never overwrite names it has.
+- Adding an address that is already subscribed is a Conflict. Adding an address that has
+  unsubscribed subscribes it again: an operator adding someone by hand acts on their request.
+  A CSV import never does that (see `importer`): a list must not undo an unsubscribe.
+  `unsubscribed_at` and `unsubscribed_issue_id` keep the last unsubscribe (statistics of the
+  issue whose link was used do not change); `status` alone says whether mail goes out.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.orm import Session
+
+from contacthub.contacts import service as contacts
+from contacthub.email import compose, repository
+from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
+from contacthub.errors import Conflict, InvalidInput, NotFound
+from contacthub.identifiers import parse_guid
+from contacthub.storage.models import Contact, EmailIssue, IssueLink, Newsletter, Subscriber
+from contacthub.storage.types import utcnow
+
+MAX_EMAIL = 254
+MAX_PERSON_NAME = 100
+MAX_SUBJECT = 500
+MAX_BASE_URL = 500
+
+
+# -- validation ----------------------------------------------------------------------------------
+
+
+def normalise_email(text: str, what: str = "email") -> str:
+    """A valid address, lower-cased (the form subscribers are stored and compared in)."""
+    text = text.strip()
+    if not text:
+        raise InvalidInput(f"The {what} address is missing.", code="invalid_email")
+    try:
+        normalised = validate_email(text, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as error:
+        raise InvalidInput(
+            f"{text!r} is not a valid {what} address: {error}", code="invalid_email"
+        ) from None
+    if len(normalised) > MAX_EMAIL:
+        raise InvalidInput(
+            f"An {what} address has at most {MAX_EMAIL} characters.", code="invalid_email"
+        )
+    return normalised
+
+
+def clean_person_name(text: str | None, what: str) -> str | None:
+    """A first or last name: trimmed, at most 100 characters, on one line; empty is None."""
+    if text is None:
+        return None
+    text = text.strip()
+    if not text:
+        return None
+    if len(text) > MAX_PERSON_NAME:
+        raise InvalidInput(
+            f"A {what} has at most {MAX_PERSON_NAME} characters ({len(text)} given).",
+            code="invalid_name",
+        )
+    _refuse_control_characters(text, what)
+    return text
+
+
+def _one_line(text: str, what: str, limit: int) -> str:
+    text = text.strip()
+    if not text or len(text) > limit:
+        raise InvalidInput(f"A {what} has 1 to {limit} characters.", code="invalid_input")
+    _refuse_control_characters(text, what)
+    return text
+
+
+def _refuse_control_characters(text: str, what: str) -> None:
+    # These values end up in mail headers: a line break there would inject headers.
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise InvalidInput(
+            f"A {what} may not contain line breaks or control characters.", code="invalid_input"
+        )
+
+
+def clean_base_url(text: str) -> str:
+    """An absolute http(s) URL without query or fragment, stored without a trailing slash."""
+    url = text.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(
+            f"The base URL must be an absolute http(s) URL, e.g. https://www.example.com "
+            f"({text!r} given).",
+            code="invalid_base_url",
+        )
+    if parts.query or parts.fragment or "#" in url or parts.username or parts.password:
+        raise InvalidInput(
+            "The base URL may not carry a query, a fragment or credentials.",
+            code="invalid_base_url",
+        )
+    if len(url) > MAX_BASE_URL or any(c.isspace() for c in url):
+        raise InvalidInput(
+            f"The base URL has at most {MAX_BASE_URL} characters and no spaces.",
+            code="invalid_base_url",
+        )
+    return url
+
+
+# -- newsletters ---------------------------------------------------------------------------------
+
+
+def create_newsletter(
+    session: Session, name: str, sender_name: str, sender_email: str, base_url: str
+) -> Newsletter:
+    """Create a newsletter. `base_url` is the public site its tracking links point at."""
+    name = _one_line(name, "newsletter name", 100)
+    if repository.newsletter_by_name(session, name) is not None:
+        raise Conflict(f"A newsletter named {name!r} already exists.", code="newsletter_exists")
+    newsletter = Newsletter(
+        guid=uuid.uuid4(),
+        name=name,
+        sender_name=_one_line(sender_name, "sender name", 200),
+        sender_email=_sender_email(sender_email),
+        base_url=clean_base_url(base_url),
+    )
+    session.add(newsletter)
+    session.flush()
+    return newsletter
+
+
+def _sender_email(text: str) -> str:
+    # The sender keeps its local part's case (it is ours, shown in every From header).
+    try:
+        return validate_email(text.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as error:
+        raise InvalidInput(
+            f"{text!r} is not a valid sender address: {error}", code="invalid_email"
+        ) from None
+
+
+def get_newsletter(session: Session, name: str) -> Newsletter:
+    """The newsletter with this name, or NotFound."""
+    newsletter = repository.newsletter_by_name(session, name)
+    if newsletter is None:
+        raise NotFound(f"No newsletter named {name!r}.", code="unknown_newsletter")
+    return newsletter
+
+
+def list_newsletters(session: Session) -> Sequence[Newsletter]:
+    """Every newsletter, by name."""
+    return repository.all_newsletters(session)
+
+
+# -- subscribers ---------------------------------------------------------------------------------
+
+
+def add_subscriber(
+    session: Session,
+    newsletter_name: str,
+    email: str,
+    first_name: str | None = None,
+    last_name: str | None = None,
+) -> Subscriber:
+    """Subscribe an address (linked to its contact); re-subscribes an unsubscribed one."""
+    newsletter = get_newsletter(session, newsletter_name)
+    address = normalise_email(email, "subscriber")
+    first = clean_person_name(first_name, "first name")
+    last = clean_person_name(last_name, "last name")
+    existing = repository.subscriber_by_email(session, newsletter.id, address)
+    if existing is not None:
+        if existing.status == SUBSCRIBED:
+            raise Conflict(
+                f"{address} is already subscribed to {newsletter.name!r}.",
+                code="already_subscribed",
+            )
+        existing.status = SUBSCRIBED
+        existing.first_name = first or existing.first_name
+        existing.last_name = last or existing.last_name
+        session.flush()
+        return existing
+    contact = repository.oldest_contacts_with_emails(session, [address]).get(address)
+    return subscribe_new(session, newsletter, address, first, last, contact)
+
+
+def subscribe_new(
+    session: Session,
+    newsletter: Newsletter,
+    address: str,
+    first_name: str | None,
+    last_name: str | None,
+    contact: Contact | None,
+) -> Subscriber:
+    """Add a subscriber for a validated address not yet known to the newsletter.
+
+    `contact` is the oldest contact with the address, if any; otherwise one is created.
+    """
+    if contact is None:
+        contact = contacts.create_contact(
+            session, email=address, first_name=first_name, last_name=last_name
+        )
+    else:
+        contact.first_name = contact.first_name or first_name
+        contact.last_name = contact.last_name or last_name
+    subscriber = Subscriber(
+        newsletter_id=newsletter.id,
+        contact_id=contact.id,
+        email=address,
+        first_name=first_name or contact.first_name,
+        last_name=last_name or contact.last_name,
+        status=SUBSCRIBED,
+    )
+    session.add(subscriber)
+    session.flush()
+    return subscriber
+
+
+def get_subscriber(session: Session, newsletter_name: str, email: str) -> Subscriber:
+    """The newsletter's subscriber with this address (any status), or NotFound."""
+    newsletter = get_newsletter(session, newsletter_name)
+    address = normalise_email(email, "subscriber")
+    subscriber = repository.subscriber_by_email(session, newsletter.id, address)
+    if subscriber is None:
+        raise NotFound(
+            f"{address} is not a subscriber of {newsletter.name!r}.", code="unknown_subscriber"
+        )
+    return subscriber
+
+
+def unsubscribe(
+    session: Session, subscriber: Subscriber, issue: EmailIssue | None = None
+) -> Subscriber:
+    """Unsubscribe; `issue` is the one whose link was used (for its statistics). Idempotent."""
+    if subscriber.status != UNSUBSCRIBED:
+        subscriber.status = UNSUBSCRIBED
+        subscriber.unsubscribed_at = utcnow()
+        subscriber.unsubscribed_issue_id = issue.id if issue is not None else None
+        session.flush()
+    return subscriber
+
+
+def list_subscribers(
+    session: Session, newsletter_name: str, *, status: str | None = None
+) -> Sequence[Subscriber]:
+    """The newsletter's subscribers in the order they were added, optionally of one status."""
+    if status is not None and status not in (SUBSCRIBED, UNSUBSCRIBED):
+        raise InvalidInput(
+            f"A subscriber status is {SUBSCRIBED!r} or {UNSUBSCRIBED!r}.", code="invalid_status"
+        )
+    newsletter = get_newsletter(session, newsletter_name)
+    return repository.subscribers_of(session, newsletter.id, status=status)
+
+
+# -- issues --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IssueSummary:
+    """An issue with its newsletter's name and its tracked links."""
+
+    issue: EmailIssue
+    newsletter_name: str
+    links: Sequence[IssueLink]
+
+
+def create_issue(
+    session: Session,
+    newsletter_name: str,
+    subject: str,
+    html_body: str,
+    text_body: str | None = None,
+) -> EmailIssue:
+    """Create a draft issue and a tracked link (with its GUID) for every link of its HTML.
+
+    Links are numbered from 0 in document order, each distinct target once (see
+    `compose.extract_links`); the hidden honeypot link that only machines follow comes last.
+    """
+    newsletter = get_newsletter(session, newsletter_name)
+    subject = _one_line(subject, "subject", MAX_SUBJECT)
+    if not html_body.strip():
+        raise InvalidInput("The HTML body is empty.", code="invalid_body")
+    if text_body is not None and not text_body.strip():
+        text_body = None
+    issue = EmailIssue(
+        guid=uuid.uuid4(),
+        newsletter_id=newsletter.id,
+        subject=subject,
+        html_body=html_body,
+        text_body=text_body,
+        status="draft",
+    )
+    session.add(issue)
+    session.flush()
+    targets = compose.extract_links(html_body)
+    session.add_all(
+        IssueLink(issue_id=issue.id, position=position, target_url=target)
+        for position, target in enumerate(targets)
+    )
+    # The honeypot: an invisible link (compose renders hidden links that way) that no human
+    # can click, so whatever follows it is a machine. It leads to the newsletter's site.
+    session.add(
+        IssueLink(
+            issue_id=issue.id,
+            position=len(targets),
+            target_url=f"{newsletter.base_url}/",
+            hidden=True,
+        )
+    )
+    session.flush()
+    return issue
+
+
+def get_issue(session: Session, guid: str | uuid.UUID) -> EmailIssue:
+    """The issue with this GUID, or NotFound."""
+    key = guid if isinstance(guid, uuid.UUID) else parse_guid(guid.strip(), "Issue")
+    issue = repository.issue_by_guid(session, key)
+    if issue is None:
+        raise NotFound(f"No email issue with GUID {key}.", code="unknown_issue")
+    return issue
+
+
+def describe_issue(session: Session, issue: EmailIssue) -> IssueSummary:
+    """The issue with its newsletter's name and links."""
+    newsletter = session.get_one(Newsletter, issue.newsletter_id)
+    return IssueSummary(issue, newsletter.name, repository.links_of(session, issue.id))
+
+
+def list_issues(session: Session, newsletter_name: str) -> Sequence[EmailIssue]:
+    """The newsletter's issues, newest first."""
+    newsletter = get_newsletter(session, newsletter_name)
+    return repository.issues_of(session, newsletter.id)
