@@ -18,7 +18,12 @@ from sqlalchemy.orm import Session
 
 from contacthub.activities import repository
 from contacthub.activities.repository import ActivityRow
-from contacthub.activities.rules import DATA_INPUT, ActivityInput, ActivityRejection
+from contacthub.activities.rules import (
+    DATA_INPUT,
+    MAX_TITLE_LENGTH,
+    ActivityInput,
+    ActivityRejection,
+)
 from contacthub.channels import repository as channel_repository
 from contacthub.channels.service import Principal, check_key
 from contacthub.consents import repository as consent_repository
@@ -27,7 +32,6 @@ from contacthub.errors import Forbidden, HubError, NotFound
 from contacthub.storage.models import ActivityType, Contact
 
 ACCEPTED: dict[str, Any] = {"status": 202}
-MAX_TITLE_LENGTH = 500  # the column's; only a page visit titled by a long URL reaches it
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,9 @@ RESERVED_TYPES = BUILT_IN_TYPES - TRACKABLE_BUILT_IN_TYPES
 MAX_TYPE_LENGTH = 100
 MAX_VALUE_LENGTH = 250
 MAX_URL_LENGTH = 2000
+# The title column's bound: titles are derived, so they are cut to it (only a page visit titled
+# by a long URL, or an email with a long subject, reaches it).
+MAX_TITLE_LENGTH = 500
 
 
 # Not frozen: a frozen dataclass pays for object.__setattr__ on every field, and ten of

@@ -42,6 +42,8 @@ from contacthub.email.pages import (
     request_client_ip,
     unsubscribe_page,
 )
+from contacthub.errors import PayloadTooLarge
+from contacthub.http import read_body
 
 logger = logging.getLogger(__name__)
 
@@ -183,9 +185,10 @@ def create_facade_app(
         params = link_params(request, Purpose.UNSUBSCRIBE)
         try:
             if request.method == "POST":
-                body = await _bounded_body(request)
-                if body is None:
-                    raise HubAnswer(413, "The form is too large.")
+                try:
+                    body = await read_body(request, MAX_UNSUBSCRIBE_BODY)
+                except PayloadTooLarge:
+                    raise HubAnswer(413, "The form is too large.") from None
                 if not is_one_click(body, request.headers.get("content-type", "")):
                     raise HubAnswer(
                         400,
@@ -229,14 +232,3 @@ def _error_of(answer: httpx2.Response) -> tuple[str, str]:
         message if isinstance(message, str) else f"The hub answered {answer.status_code}.",
         code if isinstance(code, str) else "",
     )
-
-
-async def _bounded_body(request: Request) -> bytes | None:
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_UNSUBSCRIBE_BODY:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -35,7 +35,12 @@ from sqlalchemy import Connection, and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from contacthub.activities.repository import ActivityRow, insert_activities
-from contacthub.activities.rules import EMAIL_CLICK, EMAIL_OPEN
+from contacthub.activities.rules import (
+    EMAIL_CLICK,
+    EMAIL_OPEN,
+    MAX_TITLE_LENGTH,
+    MAX_VALUE_LENGTH,
+)
 from contacthub.channels import repository as channel_repository
 from contacthub.channels.service import check_key
 from contacthub.email import compose, repository, service
@@ -57,8 +62,6 @@ ACCESS = "email"
 MAX_EMAIL = 254
 MAX_USER_AGENT = 500
 MAX_IP = 45
-MAX_TITLE = 500
-MAX_VALUE = 250
 
 MIN_HUMAN_SECONDS = DEFAULT_MIN_HUMAN_SECONDS
 
@@ -251,8 +254,8 @@ def _open(job: HitJob, verified: bool, batch: _Batch) -> HitOutcome:
                 contact_id=subscriber.contact_id,
                 channel_id=None,
                 type=EMAIL_OPEN,
-                title=f"Opened email '{issue.subject}'"[:MAX_TITLE],
-                value=issue.subject[:MAX_VALUE],
+                title=f"Opened email '{issue.subject}'"[:MAX_TITLE_LENGTH],
+                value=issue.subject[:MAX_VALUE_LENGTH],
                 url=None,
                 referrer=None,
                 created_at=visitor.at,
@@ -297,8 +300,8 @@ def _click(job: HitJob, verified: bool, batch: _Batch) -> HitOutcome:
                 contact_id=subscriber.contact_id,
                 channel_id=None,
                 type=EMAIL_CLICK,
-                title=f"Clicked link in email '{issue.subject}'"[:MAX_TITLE],
-                value=issue.subject[:MAX_VALUE],
+                title=f"Clicked link in email '{issue.subject}'"[:MAX_TITLE_LENGTH],
+                value=issue.subject[:MAX_VALUE_LENGTH],
                 url=target,
                 referrer=None,
                 created_at=visitor.at,

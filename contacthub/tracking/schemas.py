@@ -47,12 +47,6 @@ class _ActivitiesBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _fast_decoder = msgspec.json.Decoder(_ActivitiesBody)
-_encoder = msgspec.json.Encoder()
-
-
-def encode(value: Any) -> bytes:
-    """JSON bytes of an answer."""
-    return _encoder.encode(value)
 
 
 def decode_object(body: bytes, what: str = "The request body") -> dict[str, Any]:
