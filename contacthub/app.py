@@ -6,18 +6,25 @@ worker process, so each worker has its own engine and its own group-commit write
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Route
 
 from contacthub.activities.ingest import process_batch
+from contacthub.admin.routes import admin_routes
+from contacthub.admin.web import error_page
+from contacthub.analytics import rollups
+from contacthub.api.routes import api_routes
 from contacthub.email.api import email_api_routes
 from contacthub.email.endpoints import email_routes, hot_paths
 from contacthub.email.signing import link_signer
@@ -36,6 +43,7 @@ from contacthub.storage.groupcommit import GroupCommitWriter
 from contacthub.tracking.endpoints import tracking_routes
 
 logger = logging.getLogger(__name__)
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 def build_hub(settings: Settings) -> Hub:
@@ -88,6 +96,31 @@ async def health(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
+async def keep_rollups_fresh(hub: Hub) -> None:
+    """Count new activities into the dashboard's rollups every `rollup_interval` seconds."""
+    while True:
+        await asyncio.sleep(hub.settings.rollup_interval)
+        try:
+            await anyio.to_thread.run_sync(rollups.refresh, hub.database)
+        except Exception:
+            # The dashboard counts what is not rolled up live: a failed run only costs speed.
+            logger.exception("Counting activities into the rollups failed; retrying later.")
+
+
+def admin_aware(handler: ExceptionHandler) -> ExceptionHandler:
+    """Errors under /admin answer an HTML page; everywhere else, `handler`'s JSON."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith("/admin"):
+            if isinstance(exc, HTTPException):
+                return error_page(request, exc.status_code, str(exc.detail))
+            if not isinstance(exc, HubError):
+                return error_page(request, 500, "Something went wrong on our side.")
+        return await handler(request, exc)
+
+    return handle
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """The whole hub as one ASGI app."""
     hub = build_hub(settings or Settings())
@@ -96,10 +129,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         hub.activity_writer.start()
         hub.email_writer.start()
+        rollups = asyncio.create_task(keep_rollups_fresh(hub))
         freeze_startup_objects()
         try:
             yield
         finally:
+            rollups.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rollups
             # Finish what was accepted before closing the store.
             await hub.activity_writer.stop()
             await hub.email_writer.stop()
@@ -107,11 +144,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     # Starlette tries routes in order, a regex each: the hot paths come first (POST
     # /activities, then the open pixel and the click redirect), the rarely used ones last.
-    routes: list[Route | Mount] = []
+    routes: list[BaseRoute] = []
     if hub.settings.enable and hub.settings.enable_tracking:
         routes.append(tracking_routes(hub.settings))
     email = email_routes(hub.settings)
     routes += [*email, *email_api_routes(), Route("/health", health, methods=["GET"])]
+    routes += [*api_routes(), *admin_routes()]
 
     app = Starlette(
         routes=routes,
@@ -120,8 +158,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
         exception_handlers={
             HubError: hub_error_handler,
-            HTTPException: http_error_handler,
-            Exception: server_error_handler,
+            HTTPException: admin_aware(http_error_handler),
+            Exception: admin_aware(server_error_handler),
         },
     )
     app.state.hub = hub

@@ -13,15 +13,20 @@ class HubError(Exception):
     status_code = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        # The input field at fault, when there is one: forms show the message next to it.
+        self.field = field
 
     def as_dict(self) -> dict[str, str]:
         """The JSON error body every API answers with."""
-        return {"error": self.message, "code": self.code}
+        body = {"error": self.message, "code": self.code}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
 
 
 class InvalidInput(HubError):

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Activity requests that may wait for the writer; beyond: 503, retry.",
     )
+    rollup_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between two runs of the job that counts new activities into the "
+        "dashboard's rollups (the dashboard counts the rest live, so it is never stale).",
+    )
     secret_key: SecretStr = Field(
         default=SecretStr(DEFAULT_SECRET),
         description="Server secret for signed links (email tracking hashes). Required "

@@ -79,7 +79,8 @@ def key_record(key: ApiKey, channel_name: str) -> dict[str, Any]:
     }
 
 
-def _parse_expiry(text: str | None) -> datetime | None:
+def parse_expiry(text: str | None) -> datetime | None:
+    """An `--expires` option as a UTC time (a time without a zone is taken as UTC)."""
     if text is None:
         return None
     try:
@@ -104,7 +105,7 @@ def apikey_create(
     """Create an API key. The key is printed once and never stored in clear."""
     with unit_of_work() as session:
         new = service.create_api_key(
-            session, channel, access, name=name, expires_at=_parse_expiry(expires)
+            session, channel, access, name=name, expires_at=parse_expiry(expires)
         )
         record = key_record(new.record, channel)
     if as_json:

@@ -9,6 +9,7 @@ from contacthub.cli.activity_types import activity_type_app
 from contacthub.cli.channels import apikey_app, channel_app
 from contacthub.cli.consents import consent_app
 from contacthub.cli.email import issue_app, newsletter_app, subscriber_app
+from contacthub.cli.users import token_app, user_app
 
 app = typer.Typer(
     help="contacthub: the central hub for contacts, consents, activities and emails.",
@@ -26,3 +27,5 @@ app.add_typer(activity_type_app, name="activity-type")
 app.add_typer(newsletter_app, name="newsletter")
 app.add_typer(subscriber_app, name="subscriber")
 app.add_typer(issue_app, name="issue")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")

@@ -38,20 +38,22 @@ MAX_BASE_URL = 500
 # -- validation ----------------------------------------------------------------------------------
 
 
-def normalise_email(text: str, what: str = "email") -> str:
+def normalise_email(text: str, what: str = "email", *, field: str | None = None) -> str:
     """A valid address, lower-cased (the form subscribers are stored and compared in)."""
     text = text.strip()
     if not text:
-        raise InvalidInput(f"The {what} address is missing.", code="invalid_email")
+        raise InvalidInput(f"The {what} address is missing.", code="invalid_email", field=field)
     try:
         normalised = validate_email(text, check_deliverability=False).normalized.lower()
     except EmailNotValidError as error:
         raise InvalidInput(
-            f"{text!r} is not a valid {what} address: {error}", code="invalid_email"
+            f"{text!r} is not a valid {what} address: {error}", code="invalid_email", field=field
         ) from None
     if len(normalised) > MAX_EMAIL:
         raise InvalidInput(
-            f"An {what} address has at most {MAX_EMAIL} characters.", code="invalid_email"
+            f"An {what} address has at most {MAX_EMAIL} characters.",
+            code="invalid_email",
+            field=field,
         )
     return normalised
 

@@ -279,7 +279,8 @@ class EmailOpen(Base):
     """One hit on an issue's open pixel (or a click, which proves an open), human or machine."""
 
     __tablename__ = "email_opens"
-    __table_args__ = (Index(None, "issue_id", "subscriber_id"),)
+    # The second index serves a contact's email engagement (admin contact page).
+    __table_args__ = (Index(None, "issue_id", "subscriber_id"), Index(None, "subscriber_id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("email_issues.id", ondelete="CASCADE"))
@@ -297,7 +298,11 @@ class EmailClick(Base):
     """One hit on a tracked link, human or machine."""
 
     __tablename__ = "email_clicks"
-    __table_args__ = (Index(None, "link_id", "subscriber_id"), Index(None, "issue_id"))
+    __table_args__ = (
+        Index(None, "link_id", "subscriber_id"),
+        Index(None, "issue_id"),
+        Index(None, "subscriber_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     link_id: Mapped[int] = mapped_column(ForeignKey("issue_links.id", ondelete="CASCADE"))
@@ -310,3 +315,108 @@ class EmailClick(Base):
     user_agent: Mapped[str | None] = mapped_column(String(500))
     ip: Mapped[str | None] = mapped_column(String(45))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AdminUser(Base):
+    """Someone who signs in to the admin UI; only the argon2 hash of the password is stored."""
+
+    __tablename__ = "admin_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Repeated wrong passwords lock the account for a while (see users/service.py).
+    failed_sign_ins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AdminSession(Base):
+    """A signed-in browser: the cookie holds a random token, the table only its SHA-256."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("admin_users.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AdminToken(Base):
+    """A token for the management API (`/api/`), acting as its user; stored as SHA-256."""
+
+    __tablename__ = "admin_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("admin_users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100), default="")
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CorsOrigin(Base):
+    """A browser origin allowed to call the tracking API, managed from the admin (and API)."""
+
+    __tablename__ = "cors_origins"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    origin: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who did what in the admin, the management API or the CLI (exports, erasures, keys …)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(100))
+    subject: Mapped[str] = mapped_column(String(200), default="")
+    details: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ActivityRollup(Base):
+    """Activities per UTC day, channel (0: none, i.e. email) and type, for the dashboard."""
+
+    __tablename__ = "activity_rollups"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[str] = mapped_column(String(100), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class TopRollup(Base):
+    """Page visits per URL and clicks per element, per UTC day, for the dashboard's top lists.
+
+    `key` is the URL (kind `page`) or the clicked element's value (kind `click`), cut to
+    `analytics.rollups.MAX_KEY_LENGTH` characters so that it fits an index entry everywhere.
+    """
+
+    __tablename__ = "top_rollups"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    key: Mapped[str] = mapped_column(String(500), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RollupState(Base):
+    """How far the rollups have counted: every activity with an id up to this one (one row)."""
+
+    __tablename__ = "rollup_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_activity_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,1 @@
+"""The admin web UI under /admin/: server-rendered pages, one module per area."""

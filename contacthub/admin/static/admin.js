@@ -1,0 +1,24 @@
+// contacthub admin: small progressive enhancements; every page works without them.
+"use strict";
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-copy]");
+  if (!button) return;
+  navigator.clipboard.writeText(button.dataset.copy).then(() => {
+    const label = button.textContent;
+    button.textContent = "Copied";
+    setTimeout(() => { button.textContent = label; }, 1500);
+  });
+});
+
+// Forms that change something irreversible ask first.
+document.addEventListener("submit", (event) => {
+  const message = event.target.dataset.confirm;
+  if (message && !window.confirm(message)) event.preventDefault();
+});
+
+// Elements with data-refresh="seconds" reload the page while something runs (sending).
+document.addEventListener("DOMContentLoaded", () => {
+  const element = document.querySelector("[data-refresh]");
+  if (element) setTimeout(() => window.location.reload(), Number(element.dataset.refresh) * 1000);
+});

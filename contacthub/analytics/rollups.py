@@ -1,0 +1,245 @@
+"""Rollups: activities counted per day, channel and type (and top pages and clicks) as they come.
+
+The activity log is written at full ingest speed with a single index, so the dashboard must not
+scan it. Instead a background job (`refresh`, run every `rollup_interval` seconds by each
+hub process, and at the end of `contacthub demo`) counts the activities it has not counted yet
+into small rollup tables, and remembers in `rollup_state` the highest id it counted.
+
+Reads are exact and fresh: a count is the rollups up to that id plus the few activities after
+it, counted live (`activity_counts`, `top_keys`).
+
+Counting by id is only safe if no activity with a lower id can still appear. On SQLite there is
+one writer at a time, so every committed id is final. On PostgreSQL several ingest batches
+commit concurrently and out of id order, so `refresh` first takes a SHARE lock on the table for
+an instant: it waits for the inserts in flight and lets none start, so that the highest id it
+then reads has no gap below it that could still fill.
+
+Erasing a contact subtracts its counted activities from the rollups (`forget_contact`) in the
+transaction that deletes them. Days are UTC days.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Date, cast, delete, func, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from contacthub.activities.rules import CLICK, PAGE_VISIT
+from contacthub.storage.database import Database
+from contacthub.storage.models import Activity, ActivityRollup, RollupState, TopRollup
+from contacthub.storage.types import utcnow
+
+MAX_KEY_LENGTH = 500
+# Activities counted per transaction, so that a large backlog commits its progress as it goes.
+CHUNK = 100_000
+STATE_ID = 1
+NO_CHANNEL = 0
+PAGE = "page"
+CLICK_KIND = "click"
+
+
+@dataclass(frozen=True, slots=True)
+class CountRow:
+    """Activities of one type on one channel on one day."""
+
+    day: date
+    channel_id: int
+    type: str
+    count: int
+
+
+def day_of(session: Session) -> ColumnElement[Any]:
+    """The UTC day of an activity's `created_at`, as the database computes it."""
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite stores "YYYY-MM-DD HH:MM:SS.ffffff" in UTC.
+        return func.substr(Activity.created_at, 1, 10)
+    return cast(func.timezone("UTC", Activity.created_at), Date)
+
+
+def _as_date(value: date | str) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def counted_up_to(session: Session) -> int:
+    """The highest activity id the rollups include."""
+    return (
+        session.scalar(select(RollupState.last_activity_id).where(RollupState.id == STATE_ID)) or 0
+    )
+
+
+def _final_high_id(database: Database) -> int:
+    """The highest activity id below which no activity can still be committed."""
+    with database.write() as session:
+        if not database.is_sqlite:
+            session.execute(text("LOCK TABLE activities IN SHARE MODE"))
+        return session.scalar(select(func.max(Activity.id))) or 0
+
+
+def refresh(database: Database) -> int:
+    """Count every activity not yet in the rollups; returns how many were counted."""
+    high = _final_high_id(database)
+    counted = 0
+    while True:
+        with database.write() as session:
+            state = session.scalars(
+                select(RollupState).where(RollupState.id == STATE_ID).with_for_update()
+            ).one()
+            low = state.last_activity_id
+            if low >= high:
+                return counted
+            upper = min(high, low + CHUNK)
+            _add(session, _grouped(session, Activity.id > low, Activity.id <= upper), sign=1)
+            counted += (
+                session.scalar(select(func.count()).where(Activity.id > low, Activity.id <= upper))
+                or 0
+            )
+            state.last_activity_id = upper
+            state.updated_at = utcnow()
+
+
+@dataclass(frozen=True, slots=True)
+class _Groups:
+    counts: list[CountRow]
+    tops: Counter[tuple[date, str, str]]
+
+
+def _grouped(session: Session, *where: ColumnElement[bool]) -> _Groups:
+    day = day_of(session)
+    channel = func.coalesce(Activity.channel_id, NO_CHANNEL)
+    counts = [
+        CountRow(_as_date(d), c, t, n)
+        for d, c, t, n in session.execute(
+            select(day, channel, Activity.type, func.count())
+            .where(*where)
+            .group_by(day, channel, Activity.type)
+        )
+    ]
+    tops: Counter[tuple[date, str, str]] = Counter()
+    for kind, key_column, activity_type in (
+        (PAGE, Activity.url, PAGE_VISIT),
+        (CLICK_KIND, func.coalesce(Activity.value, Activity.url), CLICK),
+    ):
+        key = func.substr(key_column, 1, MAX_KEY_LENGTH)
+        rows = session.execute(
+            select(day, key, func.count())
+            .where(*where, Activity.type == activity_type, key_column.is_not(None))
+            .group_by(day, key)
+        )
+        for d, k, n in rows:
+            tops[(_as_date(d), kind, k)] += n
+    return _Groups(counts, tops)
+
+
+def _add(session: Session, groups: _Groups, *, sign: int) -> None:
+    if groups.counts:
+        _upsert(
+            session,
+            ActivityRollup,
+            [
+                {"day": r.day, "channel_id": r.channel_id, "type": r.type, "count": sign * r.count}
+                for r in groups.counts
+            ],
+            ["day", "channel_id", "type"],
+        )
+    if groups.tops:
+        _upsert(
+            session,
+            TopRollup,
+            [
+                {"day": d, "kind": kind, "key": key, "count": sign * n}
+                for (d, kind, key), n in groups.tops.items()
+            ],
+            ["day", "kind", "key"],
+        )
+
+
+def _upsert(
+    session: Session,
+    table: type[ActivityRollup] | type[TopRollup],
+    rows: list[dict[str, Any]],
+    keys: list[str],
+) -> None:
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    # SQLite caps the variables of one statement; 4 columns x 2,000 rows stays well under.
+    for start in range(0, len(rows), 2_000):
+        statement = insert(table).values(rows[start : start + 2_000])
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=keys, set_={"count": table.count + statement.excluded.count}
+            )
+        )
+
+
+def forget_contact(session: Session, contact_id: int) -> None:
+    """Take a contact's counted activities out of the rollups (before they are deleted)."""
+    state = session.scalars(
+        select(RollupState).where(RollupState.id == STATE_ID).with_for_update()
+    ).one()
+    groups = _grouped(
+        session, Activity.contact_id == contact_id, Activity.id <= state.last_activity_id
+    )
+    _add(session, groups, sign=-1)
+    # Rows counted down to zero say nothing; drop them.
+    session.execute(delete(ActivityRollup).where(ActivityRollup.count <= 0))
+    session.execute(delete(TopRollup).where(TopRollup.count <= 0))
+
+
+def _in_days(column: Any, start: date, end: date) -> ColumnElement[bool]:
+    return column.between(start, end)  # type: ignore[no-any-return]
+
+
+def activity_counts(session: Session, start: date, end: date) -> list[CountRow]:
+    """Activities per day, channel and type from `start` to `end` (both included, UTC days)."""
+    counted = counted_up_to(session)
+    totals: Counter[tuple[date, int, str]] = Counter()
+    rolled = select(
+        ActivityRollup.day, ActivityRollup.channel_id, ActivityRollup.type, ActivityRollup.count
+    ).where(_in_days(ActivityRollup.day, start, end))
+    for d, c, t, n in session.execute(rolled):
+        totals[(d, c, t)] += n
+    for row in _live(session, counted, start, end).counts:
+        totals[(row.day, row.channel_id, row.type)] += row.count
+    return [CountRow(d, c, t, n) for (d, c, t), n in sorted(totals.items()) if n > 0]
+
+
+def top_keys(
+    session: Session, kind: str, start: date, end: date, limit: int = 10
+) -> list[tuple[str, int]]:
+    """The most visited URLs (`page`) or most clicked elements (`click`) in the days given."""
+    counted = counted_up_to(session)
+    totals: Counter[str] = Counter()
+    rolled = (
+        select(TopRollup.key, func.sum(TopRollup.count))
+        .where(TopRollup.kind == kind, _in_days(TopRollup.day, start, end))
+        .group_by(TopRollup.key)
+    )
+    for key, n in session.execute(rolled):
+        totals[key] += int(n)
+    for (_d, k, key), n in _live(session, counted, start, end).tops.items():
+        if k == kind:
+            totals[key] += n
+    return [(key, n) for key, n in totals.most_common(limit) if n > 0]
+
+
+def _live(session: Session, counted: int, start: date, end: date) -> _Groups:
+    """The activities after the rollups' high mark, grouped the same way, within the days."""
+    groups = _grouped(session, Activity.id > counted)
+    return _Groups(
+        [r for r in groups.counts if start <= r.day <= end],
+        Counter({key: n for key, n in groups.tops.items() if start <= key[0] <= end}),
+    )
+
+
+def rollup_lag(session: Session) -> tuple[int, datetime | None]:
+    """How many activities are not counted yet, and when the rollups last moved."""
+    counted = counted_up_to(session)
+    behind = session.scalar(select(func.count()).where(Activity.id > counted)) or 0
+    moved = session.scalar(select(RollupState.updated_at).where(RollupState.id == STATE_ID))
+    return behind, moved

@@ -1,0 +1,26 @@
+"""Every management API route, and the OpenAPI document that describes them."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from contacthub.api import openapi, users
+from contacthub.api.routing import ApiRouter
+from contacthub.http import json_response
+
+# One router per area; the OpenAPI document lists them in this order.
+ROUTERS: list[ApiRouter] = [users.router]
+
+
+async def openapi_document(request: Request) -> Response:
+    """The OpenAPI 3.1 document of the management API (no token needed to read it)."""
+    return json_response(openapi.document(o for r in ROUTERS for o in r.operations))
+
+
+def api_routes() -> list[BaseRoute]:
+    """The routes of every area, then the document."""
+    routes: list[BaseRoute] = [route for router in ROUTERS for route in router.routes()]
+    routes.append(Route("/api/openapi.json", openapi_document, methods=["GET"]))
+    return routes

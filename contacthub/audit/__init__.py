@@ -1,0 +1,1 @@
+"""The audit log: who exported, erased, created, revoked … what, and when."""
