@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import Date, cast, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -40,6 +41,9 @@ MAX_KEY_LENGTH = 500
 # Activities counted per transaction, so that a large backlog commits its progress as it goes.
 CHUNK = 100_000
 STATE_ID = 1
+# How long the job may wait for the SHARE lock on PostgreSQL (ingest waits behind it meanwhile).
+LOCK_TIMEOUT = "200ms"
+LOCK_NOT_AVAILABLE = "55P03"
 NO_CHANNEL = 0
 PAGE = "page"
 CLICK_KIND = "click"
@@ -74,17 +78,30 @@ def counted_up_to(session: Session) -> int:
     )
 
 
-def _final_high_id(database: Database) -> int:
-    """The highest activity id below which no activity can still be committed."""
-    with database.write() as session:
-        if not database.is_sqlite:
-            session.execute(text("LOCK TABLE activities IN SHARE MODE"))
-        return session.scalar(select(func.max(Activity.id))) or 0
+def _final_high_id(database: Database) -> int | None:
+    """The highest activity id below which no activity can still be committed.
+
+    None when PostgreSQL's lock was not granted in time: inserts queue behind a waiting lock
+    request, so the job gives up after `LOCK_TIMEOUT` rather than stall ingest, and tries again
+    at its next run.
+    """
+    try:
+        with database.write() as session:
+            if not database.is_sqlite:
+                session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+                session.execute(text("LOCK TABLE activities IN SHARE MODE"))
+            return session.scalar(select(func.max(Activity.id))) or 0
+    except OperationalError as error:
+        if getattr(error.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            return None
+        raise
 
 
 def refresh(database: Database) -> int:
     """Count every activity not yet in the rollups; returns how many were counted."""
     high = _final_high_id(database)
+    if high is None:
+        return 0
     counted = 0
     while True:
         with database.write() as session:
