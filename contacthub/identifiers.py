@@ -25,9 +25,12 @@ def parse_guid(text: object, what: str) -> uuid.UUID:
 
 def check_code_name(code_name: str, what: str) -> str:
     """A code name: 1 to 100 letters, digits, underscores, dots or dashes."""
-    if not CODE_NAME.fullmatch(code_name):
+    # "." and ".." would vanish from URL paths (browsers resolve them), leaving no page.
+    if not CODE_NAME.fullmatch(code_name) or code_name in (".", ".."):
         raise InvalidInput(
-            f"A {what} code name has 1 to 100 letters, digits, '_', '.' or '-'.",
+            f"A {what} code name has 1 to 100 letters, digits, '_', '.' or '-' "
+            "(and is not '.' or '..').",
             code="invalid_code_name",
+            field="code_name",
         )
     return code_name

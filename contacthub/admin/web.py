@@ -20,11 +20,11 @@ from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import jinja2
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from contacthub.errors import HubError
+from contacthub.errors import HubError, PayloadTooLarge
 from contacthub.hub import Hub, hub_of
 from contacthub.storage.models import AdminUser
 from contacthub.users import service as users
@@ -36,6 +36,8 @@ HOME_PATH = "/admin/"
 CSRF_FIELD = "csrf_token"
 MAX_FORM_FIELDS = 1_000
 MAX_FORM_PART_BYTES = 1_024 * 1_024
+# An uploaded file (a subscriber CSV) on a page made with `page(handler, files=1)`.
+MAX_UPLOAD_BYTES = 20 * 1_024 * 1_024
 
 # 'self' only: no inline script or style, so injected markup cannot run or restyle anything.
 SECURITY_HEADERS = {
@@ -185,14 +187,32 @@ def error_page(request: Request, status_code: int, message: str) -> Response:
     return with_security_headers(HTMLResponse(html, status_code))
 
 
-async def read_form(request: Request) -> FormData:
-    """The submitted form, within limits (python-multipart refuses what is over them)."""
+async def read_form(request: Request, *, max_files: int = 0) -> FormData:
+    """The submitted form, within limits (python-multipart refuses what is over them).
+
+    `max_files` uploaded files are allowed, each of at most `MAX_UPLOAD_BYTES`.
+    """
+    limit = MAX_UPLOAD_BYTES * max_files + MAX_FORM_PART_BYTES
+    declared = request.headers.get("content-length", "")
+    if max_files and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(
+            f"The upload is over {MAX_UPLOAD_BYTES // (1_024 * 1_024)} MiB.",
+            code="upload_too_large",
+        )
     try:
-        return await request.form(
-            max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_PART_BYTES
+        form = await request.form(
+            max_files=max_files, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_PART_BYTES
         )
     except Exception as error:  # Starlette raises its HTTPException or multipart's own errors
         raise HubError(f"The form could not be read: {error}", code="invalid_form") from None
+    # Files are not bounded by the parser (it spools them to disk): check what arrived.
+    if any(isinstance(v, UploadFile) and (v.size or 0) > MAX_UPLOAD_BYTES for v in form.values()):
+        await form.close()
+        raise PayloadTooLarge(
+            f"The upload is over {MAX_UPLOAD_BYTES // (1_024 * 1_024)} MiB.",
+            code="upload_too_large",
+        )
+    return form
 
 
 def csrf_valid(form: FormData, expected: str) -> bool:
@@ -201,8 +221,11 @@ def csrf_valid(form: FormData, expected: str) -> bool:
     return isinstance(presented, str) and hmac.compare_digest(presented.encode(), expected.encode())
 
 
-def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """An admin route: signed in, CSRF-checked on every change, with the security headers."""
+def page(handler: Handler, *, files: int = 0) -> Callable[[Request], Awaitable[Response]]:
+    """An admin route: signed in, CSRF-checked on every change, with the security headers.
+
+    `files`: how many uploaded files its forms may carry (none by default).
+    """
 
     async def endpoint(request: Request) -> Response:
         hub = hub_of(request)
@@ -214,9 +237,9 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         admin = Admin(request, hub, signed_in)
         if request.method not in ("GET", "HEAD"):
             try:
-                admin.form = await read_form(request)
+                admin.form = await read_form(request, max_files=files)
             except HubError as error:
-                return error_page(request, 400, error.message)
+                return error_page(request, error.status_code, error.message)
             if not _same_origin(request) or not csrf_valid(admin.form, signed_in.csrf_token):
                 return error_page(
                     request,

@@ -6,12 +6,35 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from contacthub.api import openapi, users
+from contacthub.api import (
+    activities,
+    activity_types,
+    audit,
+    channels,
+    consents,
+    contacts,
+    cors,
+    dashboard,
+    email,
+    openapi,
+    users,
+)
 from contacthub.api.routing import ApiRouter
 from contacthub.http import json_response
 
 # One router per area; the OpenAPI document lists them in this order.
-ROUTERS: list[ApiRouter] = [users.router]
+ROUTERS: list[ApiRouter] = [
+    users.router,
+    dashboard.router,
+    channels.router,
+    cors.router,
+    consents.router,
+    activity_types.router,
+    activities.router,
+    contacts.router,
+    audit.router,
+    email.router,
+]
 
 
 async def openapi_document(request: Request) -> Response:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import typer
 from sqlalchemy.orm import Session
 
+from contacthub.audit.service import CLI_ACTOR
 from contacthub.channels import service
 from contacthub.cli.output import JsonOption, emit, unit_of_work
-from contacthub.errors import InvalidInput
 from contacthub.storage.models import ApiKey, Channel
 
 channel_app = typer.Typer(help="Channels: the applications that send tracking data.")
@@ -37,7 +37,9 @@ def channel_create(
 ) -> None:
     """Create a channel; prints its tracking identifier (GUID) for the `channel` field."""
     with unit_of_work() as session:
-        channel = service.create_channel(session, name, required_consent=require_consent)
+        channel = service.create_channel(
+            session, name, required_consent=require_consent, actor=CLI_ACTOR
+        )
         record = channel_record(channel, require_consent)
     emit(record, as_json, "Channel")
 
@@ -61,7 +63,7 @@ def channel_set_consent_gate(
 ) -> None:
     """Require a consent for a channel's activities, or (without CONSENT) stop requiring one."""
     with unit_of_work() as session:
-        channel = service.set_consent_gate(session, name, consent)
+        channel = service.set_consent_gate(session, name, consent, actor=CLI_ACTOR)
         record = channel_record(channel, consent)
     emit(record, as_json, "Channel")
 
@@ -81,17 +83,7 @@ def key_record(key: ApiKey, channel_name: str) -> dict[str, Any]:
 
 def parse_expiry(text: str | None) -> datetime | None:
     """An `--expires` option as a UTC time (a time without a zone is taken as UTC)."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(
-            f"--expires {text!r} is not an ISO date or time, e.g. 2027-01-31.",
-            code="invalid_expiry",
-        ) from None
-    # Shown (and stored) in UTC, as every other time the hub prints.
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return service.parse_expiry(text)
 
 
 @apikey_app.command("create")
@@ -105,7 +97,12 @@ def apikey_create(
     """Create an API key. The key is printed once and never stored in clear."""
     with unit_of_work() as session:
         new = service.create_api_key(
-            session, channel, access, name=name, expires_at=parse_expiry(expires)
+            session,
+            channel,
+            access,
+            name=name,
+            expires_at=parse_expiry(expires),
+            actor=CLI_ACTOR,
         )
         record = key_record(new.record, channel)
     if as_json:
@@ -139,16 +136,20 @@ def _key_command(key_id: int, as_json: bool, change: Callable[[Session, int], Ap
 @apikey_app.command("revoke")
 def apikey_revoke(key_id: int, as_json: bool = JsonOption) -> None:
     """Revoke a key for good."""
-    _key_command(key_id, as_json, service.revoke_api_key)
+    _key_command(key_id, as_json, lambda s, k: service.revoke_api_key(s, k, actor=CLI_ACTOR))
 
 
 @apikey_app.command("disable")
 def apikey_disable(key_id: int, as_json: bool = JsonOption) -> None:
     """Disable a key until it is enabled again."""
-    _key_command(key_id, as_json, lambda s, k: service.set_api_key_enabled(s, k, False))
+    _key_command(
+        key_id, as_json, lambda s, k: service.set_api_key_enabled(s, k, False, actor=CLI_ACTOR)
+    )
 
 
 @apikey_app.command("enable")
 def apikey_enable(key_id: int, as_json: bool = JsonOption) -> None:
     """Enable a disabled key."""
-    _key_command(key_id, as_json, lambda s, k: service.set_api_key_enabled(s, k, True))
+    _key_command(
+        key_id, as_json, lambda s, k: service.set_api_key_enabled(s, k, True, actor=CLI_ACTOR)
+    )

@@ -8,6 +8,9 @@ from contacthub.cli import server
 from contacthub.cli.activity_types import activity_type_app
 from contacthub.cli.channels import apikey_app, channel_app
 from contacthub.cli.consents import consent_app
+from contacthub.cli.contacts import contact_app
+from contacthub.cli.cors import cors_app
+from contacthub.cli.demo import demo
 from contacthub.cli.email import issue_app, newsletter_app, subscriber_app
 from contacthub.cli.users import token_app, user_app
 
@@ -20,10 +23,13 @@ app.command()(server.serve)
 app.command()(server.migrate)
 app.command()(server.proxy)
 app.command()(server.facade)
+app.command()(demo)
 app.add_typer(channel_app, name="channel")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(cors_app, name="cors")
 app.add_typer(consent_app, name="consent")
 app.add_typer(activity_type_app, name="activity-type")
+app.add_typer(contact_app, name="contact")
 app.add_typer(newsletter_app, name="newsletter")
 app.add_typer(subscriber_app, name="subscriber")
 app.add_typer(issue_app, name="issue")

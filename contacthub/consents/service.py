@@ -6,8 +6,10 @@ agreement can always show exactly what the contact agreed to.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -18,6 +20,10 @@ from contacthub.identifiers import CODE_NAME, check_code_name
 from contacthub.storage.models import Consent, ConsentAgreement, ConsentRevision, ConsentText
 
 MAX_LANGUAGE_LENGTH = 20
+LANGUAGE = re.compile(rf"[A-Za-z0-9_\-]{{1,{MAX_LANGUAGE_LENGTH}}}")
+MAX_DISPLAY_NAME_LENGTH = 200
+# Consent texts are HTML written by people; a generous bound that no real text reaches.
+MAX_TEXT_LENGTH = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +36,91 @@ class ConsentTexts:
     full_text: str
 
 
-def _check_language(language: str) -> str:
+@dataclass(frozen=True, slots=True)
+class TextChange:
+    """What `set_text` did: the consent's current revision, and whether it is a new one."""
+
+    revision: ConsentRevision
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionSummary:
+    """One revision of a consent's texts, without the texts."""
+
+    number: int
+    created_at: datetime
+    languages: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentSummary:
+    """A consent as its list shows it."""
+
+    code_name: str
+    display_name: str
+    default_language: str
+    created_at: datetime
+    revision: int
+    languages: list[str]
+    agreed_contacts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentDetail:
+    """A consent with its current texts (default language first) and its revision history."""
+
+    summary: ConsentSummary
+    texts: list[ConsentTexts]
+    revisions: list[RevisionSummary]
+
+
+def _check_language(language: str, field: str = "language") -> str:
     language = language.strip()
-    if not language or len(language) > MAX_LANGUAGE_LENGTH:
+    # Culture codes (en, en-US, sr-Latn-RS): no spaces, controls or NULs (PostgreSQL refuses
+    # those), and safe in a URL path such as PUT /api/consents/{code}/texts/{language}.
+    if not LANGUAGE.fullmatch(language):
         raise InvalidInput(
-            "A language name has 1 to 20 characters, e.g. en or en-US.", code="invalid_language"
+            "A language name has 1 to 20 letters, digits, '-' or '_', e.g. en or en-US.",
+            code="invalid_language",
+            field=field,
         )
     return language
+
+
+def _check_code_name(code_name: str) -> str:
+    try:
+        return check_code_name(code_name, "consent")
+    except InvalidInput as error:
+        # The shared check knows no form; here the code name is always the `code_name` field.
+        error.field = "code_name"
+        raise
+
+
+def _check_display_name(display_name: str | None, code_name: str) -> str:
+    name = (display_name or "").strip() or code_name
+    if len(name) > MAX_DISPLAY_NAME_LENGTH:
+        raise InvalidInput(
+            f"A display name has at most {MAX_DISPLAY_NAME_LENGTH} characters.",
+            code="invalid_name",
+            field="display_name",
+        )
+    return name
+
+
+def _check_texts(short_text: str, full_text: str) -> None:
+    for field, label, text in (
+        ("short_text", "short text", short_text),
+        ("full_text", "full text", full_text),
+    ):
+        if not text.strip():
+            raise InvalidInput(f"The {label} is required.", code="invalid_text", field=field)
+        if len(text) > MAX_TEXT_LENGTH:
+            raise InvalidInput(
+                f"The {label} has at most {MAX_TEXT_LENGTH:,} characters.",
+                code="invalid_text",
+                field=field,
+            )
 
 
 def create_consent(
@@ -49,14 +133,15 @@ def create_consent(
     display_name: str | None = None,
 ) -> Consent:
     """Create a consent with its first text; that language becomes its default."""
-    check_code_name(code_name, "consent")
+    _check_code_name(code_name)
+    name = _check_display_name(display_name, code_name)
+    language = _check_language(language)
+    _check_texts(short_text, full_text)
     if repository.consent_by_code(session, code_name) is not None:
-        raise Conflict(f"A consent {code_name!r} already exists.", code="consent_exists")
-    consent = Consent(
-        code_name=code_name,
-        display_name=display_name or code_name,
-        default_language=_check_language(language),
-    )
+        raise Conflict(
+            f"A consent {code_name!r} already exists.", code="consent_exists", field="code_name"
+        )
+    consent = Consent(code_name=code_name, display_name=name, default_language=language)
     session.add(consent)
     session.flush()
     _new_revision(session, consent, {consent.default_language: (short_text, full_text)})
@@ -80,30 +165,110 @@ def list_consents(session: Session) -> Sequence[Consent]:
 
 def set_text(
     session: Session, code_name: str, *, language: str, short_text: str, full_text: str
-) -> ConsentRevision:
-    """Add or change one language's text: a new revision with the other languages kept."""
+) -> TextChange:
+    """Add or change one language's text: a new revision with the other languages kept.
+
+    Texts identical to the current ones make no new revision (saving twice, or a repeated
+    PUT, changes nothing). A language already present keeps its spelling (`EN` changes `en`).
+    """
     consent = get_consent(session, code_name)
     language = _check_language(language)
+    _check_texts(short_text, full_text)
     current = _current_revision(session, consent)
+    existing = repository.texts_of(session, current.id)
+    same = next((text for name, text in existing.items() if name.lower() == language.lower()), None)
+    if same is not None:
+        if (same.short_text, same.full_text) == (short_text, full_text):
+            return TextChange(current, changed=False)
+        language = same.language
     texts = {
         text.language: (text.short_text, text.full_text)
-        for text in repository.texts_of(session, current.id).values()
-        if text.language.lower() != language.lower()
+        for text in existing.values()
+        if text.language != language
     }
     texts[language] = (short_text, full_text)
-    return _new_revision(session, consent, texts)
+    return TextChange(_new_revision(session, consent, texts), changed=True)
 
 
 def set_default_language(session: Session, code_name: str, language: str) -> Consent:
     """Make a language that has a text the consent's default."""
     consent = get_consent(session, code_name)
+    language = _check_language(language, "default_language")
     texts = repository.texts_of(session, _current_revision(session, consent).id)
     match = next((name for name in texts if name.lower() == language.lower()), None)
     if match is None:
-        raise InvalidInput(f"The consent has no {language!r} text yet.", code="unknown_language")
+        raise InvalidInput(
+            f"The consent has no {language!r} text yet.",
+            code="unknown_language",
+            field="default_language",
+        )
     consent.default_language = match
     session.flush()
     return consent
+
+
+def summaries(session: Session) -> list[ConsentSummary]:
+    """Every consent with its current revision, languages and agreed contacts, by code name."""
+    consents = repository.all_consents(session)
+    revisions = repository.current_revisions(session)
+    languages = repository.languages_of(session, (r.id for r in revisions.values()))
+    agreed = repository.agreed_counts(session)
+    return [
+        _summary(consent, revisions.get(consent.id), languages, agreed.get(consent.id, 0))
+        for consent in consents
+    ]
+
+
+def detail(session: Session, code_name: str) -> ConsentDetail:
+    """One consent with its current texts and every revision (newest first)."""
+    consent = get_consent(session, code_name)
+    revisions = repository.revisions_of(session, consent.id)
+    languages = repository.languages_of(session, (r.id for r in revisions))
+    agreed = repository.agreed_counts(session, consent.id).get(consent.id, 0)
+    current = revisions[0] if revisions else None
+    return ConsentDetail(
+        summary=_summary(consent, current, languages, agreed),
+        texts=revision_texts(session, code_name, current.number) if current else [],
+        revisions=[
+            RevisionSummary(r.number, r.created_at, languages.get(r.id, [])) for r in revisions
+        ],
+    )
+
+
+def revision_texts(session: Session, code_name: str, number: int) -> list[ConsentTexts]:
+    """The texts of one revision, the consent's default language first."""
+    consent = get_consent(session, code_name)
+    revision = repository.revision_by_number(session, consent.id, number)
+    if revision is None:
+        raise NotFound(
+            f"Consent {consent.code_name!r} has no revision {number}.", code="unknown_revision"
+        )
+    default = consent.default_language.lower()
+    texts = sorted(
+        repository.texts_of(session, revision.id).values(),
+        key=lambda text: (text.language.lower() != default, text.language.lower()),
+    )
+    return [
+        ConsentTexts(text.language, revision.number, text.short_text, text.full_text)
+        for text in texts
+    ]
+
+
+def _summary(
+    consent: Consent,
+    revision: ConsentRevision | None,
+    languages: dict[int, list[str]],
+    agreed: int,
+) -> ConsentSummary:
+    return ConsentSummary(
+        code_name=consent.code_name,
+        display_name=consent.display_name,
+        default_language=consent.default_language,
+        created_at=consent.created_at,
+        revision=revision.number if revision else 0,
+        languages=languages.get(revision.id, []) if revision else [],
+        agreed_contacts=agreed,
+    )
 
 
 def _current_revision(session: Session, consent: Consent) -> ConsentRevision:

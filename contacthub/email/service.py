@@ -58,7 +58,7 @@ def normalise_email(text: str, what: str = "email", *, field: str | None = None)
     return normalised
 
 
-def clean_person_name(text: str | None, what: str) -> str | None:
+def clean_person_name(text: str | None, what: str, *, field: str | None = None) -> str | None:
     """A first or last name: trimmed, at most 100 characters, on one line; empty is None."""
     if text is None:
         return None
@@ -69,28 +69,33 @@ def clean_person_name(text: str | None, what: str) -> str | None:
         raise InvalidInput(
             f"A {what} has at most {MAX_PERSON_NAME} characters ({len(text)} given).",
             code="invalid_name",
+            field=field,
         )
-    _refuse_control_characters(text, what)
+    _refuse_control_characters(text, what, field)
     return text
 
 
-def _one_line(text: str, what: str, limit: int) -> str:
+def _one_line(text: str, what: str, limit: int, field: str | None = None) -> str:
     text = text.strip()
     if not text or len(text) > limit:
-        raise InvalidInput(f"A {what} has 1 to {limit} characters.", code="invalid_input")
-    _refuse_control_characters(text, what)
+        raise InvalidInput(
+            f"A {what} has 1 to {limit} characters.", code="invalid_input", field=field
+        )
+    _refuse_control_characters(text, what, field)
     return text
 
 
-def _refuse_control_characters(text: str, what: str) -> None:
+def _refuse_control_characters(text: str, what: str, field: str | None = None) -> None:
     # These values end up in mail headers: a line break there would inject headers.
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise InvalidInput(
-            f"A {what} may not contain line breaks or control characters.", code="invalid_input"
+            f"A {what} may not contain line breaks or control characters.",
+            code="invalid_input",
+            field=field,
         )
 
 
-def clean_base_url(text: str) -> str:
+def clean_base_url(text: str, *, field: str | None = None) -> str:
     """An absolute http(s) URL without query or fragment, stored without a trailing slash."""
     url = text.strip().rstrip("/")
     parts = urlsplit(url)
@@ -99,16 +104,19 @@ def clean_base_url(text: str) -> str:
             f"The base URL must be an absolute http(s) URL, e.g. https://www.example.com "
             f"({text!r} given).",
             code="invalid_base_url",
+            field=field,
         )
     if parts.query or parts.fragment or "#" in url or parts.username or parts.password:
         raise InvalidInput(
             "The base URL may not carry a query, a fragment or credentials.",
             code="invalid_base_url",
+            field=field,
         )
     if len(url) > MAX_BASE_URL or any(c.isspace() for c in url):
         raise InvalidInput(
             f"The base URL has at most {MAX_BASE_URL} characters and no spaces.",
             code="invalid_base_url",
+            field=field,
         )
     return url
 
@@ -119,16 +127,21 @@ def clean_base_url(text: str) -> str:
 def create_newsletter(
     session: Session, name: str, sender_name: str, sender_email: str, base_url: str
 ) -> Newsletter:
-    """Create a newsletter. `base_url` is the public site its tracking links point at."""
-    name = _one_line(name, "newsletter name", 100)
+    """Create a newsletter. `base_url` is the public site its tracking links point at.
+
+    Errors name the field at fault: `name`, `sender_name`, `sender_email` or `base_url`.
+    """
+    name = _one_line(name, "newsletter name", 100, "name")
     if repository.newsletter_by_name(session, name) is not None:
-        raise Conflict(f"A newsletter named {name!r} already exists.", code="newsletter_exists")
+        raise Conflict(
+            f"A newsletter named {name!r} already exists.", code="newsletter_exists", field="name"
+        )
     newsletter = Newsletter(
         guid=uuid.uuid4(),
         name=name,
-        sender_name=_one_line(sender_name, "sender name", 200),
+        sender_name=_one_line(sender_name, "sender name", 200, "sender_name"),
         sender_email=_sender_email(sender_email),
-        base_url=clean_base_url(base_url),
+        base_url=clean_base_url(base_url, field="base_url"),
     )
     session.add(newsletter)
     session.flush()
@@ -141,15 +154,17 @@ def _sender_email(text: str) -> str:
         return validate_email(text.strip(), check_deliverability=False).normalized
     except EmailNotValidError as error:
         raise InvalidInput(
-            f"{text!r} is not a valid sender address: {error}", code="invalid_email"
+            f"{text!r} is not a valid sender address: {error}",
+            code="invalid_email",
+            field="sender_email",
         ) from None
 
 
-def get_newsletter(session: Session, name: str) -> Newsletter:
+def get_newsletter(session: Session, name: str, *, field: str | None = None) -> Newsletter:
     """The newsletter with this name, or NotFound."""
     newsletter = repository.newsletter_by_name(session, name)
     if newsletter is None:
-        raise NotFound(f"No newsletter named {name!r}.", code="unknown_newsletter")
+        raise NotFound(f"No newsletter named {name!r}.", code="unknown_newsletter", field=field)
     return newsletter
 
 
@@ -168,17 +183,21 @@ def add_subscriber(
     first_name: str | None = None,
     last_name: str | None = None,
 ) -> Subscriber:
-    """Subscribe an address (linked to its contact); re-subscribes an unsubscribed one."""
+    """Subscribe an address (linked to its contact); re-subscribes an unsubscribed one.
+
+    Errors name the field at fault: `email`, `first_name` or `last_name`.
+    """
     newsletter = get_newsletter(session, newsletter_name)
-    address = normalise_email(email, "subscriber")
-    first = clean_person_name(first_name, "first name")
-    last = clean_person_name(last_name, "last name")
+    address = normalise_email(email, "subscriber", field="email")
+    first = clean_person_name(first_name, "first name", field="first_name")
+    last = clean_person_name(last_name, "last name", field="last_name")
     existing = repository.subscriber_by_email(session, newsletter.id, address)
     if existing is not None:
         if existing.status == SUBSCRIBED:
             raise Conflict(
                 f"{address} is already subscribed to {newsletter.name!r}.",
                 code="already_subscribed",
+                field="email",
             )
         existing.status = SUBSCRIBED
         existing.first_name = first or existing.first_name
@@ -280,11 +299,12 @@ def create_issue(
 
     Links are numbered from 0 in document order, each distinct target once (see
     `compose.extract_links`); the hidden honeypot link that only machines follow comes last.
+    Errors name the field at fault: `newsletter`, `subject` or `html_body`.
     """
-    newsletter = get_newsletter(session, newsletter_name)
-    subject = _one_line(subject, "subject", MAX_SUBJECT)
+    newsletter = get_newsletter(session, newsletter_name, field="newsletter")
+    subject = _one_line(subject, "subject", MAX_SUBJECT, "subject")
     if not html_body.strip():
-        raise InvalidInput("The HTML body is empty.", code="invalid_body")
+        raise InvalidInput("The HTML body is empty.", code="invalid_body", field="html_body")
     if text_body is not None and not text_body.strip():
         text_body = None
     issue = EmailIssue(

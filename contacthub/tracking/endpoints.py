@@ -7,6 +7,11 @@ to the group-commit writer and answers 207 only once its activities are committe
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
 from sqlalchemy.orm import Session
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
@@ -14,18 +19,21 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contacthub.activities.ingest import IngestJob
+from contacthub.channels import cors
 from contacthub.channels.service import authenticate, hash_key
 from contacthub.consents import service as consents
 from contacthub.contacts import service as contacts
+from contacthub.errors import InvalidInput
 from contacthub.http import (
     bearer_key,
     json_response,
     read_body,
     require_json,
 )
-from contacthub.hub import hub_of
+from contacthub.hub import Hub, hub_of
 from contacthub.settings import Settings
 from contacthub.storage.types import utcnow
 from contacthub.tracking import openapi
@@ -33,6 +41,10 @@ from contacthub.tracking.schemas import read_activities_request, read_agree
 
 ACCESS = "tracking"
 AGREE_BODY_LIMIT = 4096
+# How old the allowed CORS origins may grow before a worker reads them again from the store.
+CORS_CACHE_SECONDS = 5.0
+
+logger = logging.getLogger(__name__)
 
 
 async def get_consent_texts(request: Request) -> Response:
@@ -140,12 +152,91 @@ class JsonCORSMiddleware(CORSMiddleware):
         return json_response({"error": f"{reason}.", "code": "cors_refused"}, 400, headers)
 
 
+def _configured_origin(text: str) -> str:
+    # The setting is checked by nobody else: an origin in it that does not parse is kept as
+    # written (and so matches only that exact header), rather than stopping the hub.
+    try:
+        return cors.normalize_origin(text)
+    except InvalidInput:
+        return text
+
+
+class OriginCache:
+    """The origins allowed now: the setting's and the store's, reloaded every `ttl` seconds.
+
+    The tracking API must not query the store on every request, and several worker processes
+    (or machines) cannot be told when the admin changes an origin: each reads the table again
+    once its copy is `ttl` seconds old. A change thus takes effect everywhere within `ttl`.
+    """
+
+    def __init__(self, configured: Iterable[str], ttl: float) -> None:
+        self.configured = frozenset(_configured_origin(o) for o in configured)
+        self.ttl = ttl
+        self._origins: frozenset[str] | None = None
+        self._expires = 0.0
+        self._lock = asyncio.Lock()
+
+    async def origins(self, hub: Hub) -> frozenset[str]:
+        """The allowed origins, read from the store if the copy is stale."""
+        if self._origins is not None and time.monotonic() < self._expires:
+            return self._origins
+        # One reload at a time: the requests that arrive meanwhile wait for it, not the store.
+        async with self._lock:
+            if self._origins is not None and time.monotonic() < self._expires:
+                return self._origins
+            try:
+                origins = self.configured | frozenset(await hub.read(cors.allowed_origins))
+            except Exception:
+                # CORS is no reason to fail a request: keep what was known, try again later.
+                logger.exception("Reading the CORS origins failed; keeping the last ones.")
+                origins = self.configured if self._origins is None else self._origins
+            self._origins = origins
+            self._expires = time.monotonic() + self.ttl
+            return origins
+
+
+class TrackingCORS:
+    """CORS of the tracking API, for the origins an `OriginCache` allows at the moment.
+
+    Requests without an `Origin` header (servers, apps) pass straight through without reading
+    the cache. While no origin at all is allowed, nothing answers preflights or adds headers, as
+    if there were no CORS support.
+    """
+
+    def __init__(self, app: ASGIApp, configured: Iterable[str], ttl: float) -> None:
+        self.app = app
+        self.cache = OriginCache(configured, ttl)
+        self._policy = self._make_policy(frozenset())
+
+    def _make_policy(self, origins: frozenset[str]) -> JsonCORSMiddleware:
+        return JsonCORSMiddleware(
+            self.app,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not any(name == b"origin" for name, _ in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        origins = await self.cache.origins(scope["app"].state.hub)
+        if not origins:
+            await self.app(scope, receive, send)
+            return
+        policy = self._policy
+        if policy.allow_origins != origins:
+            policy = self._policy = self._make_policy(origins)
+        await policy(scope, receive, send)
+
+
 async def openapi_document(request: Request) -> Response:
     """The OpenAPI 3.1 document of this API."""
     return json_response(openapi.document())
 
 
-def tracking_routes(settings: Settings) -> Mount:
+def tracking_routes(settings: Settings, *, cors_cache_seconds: float | None = None) -> Mount:
     """The tracking API's routes under /Kentico.Tracking, with CORS where origins are allowed.
 
     A Mount of plain routes rather than a Starlette app of its own: a nested app would run a
@@ -160,16 +251,7 @@ def tracking_routes(settings: Settings) -> Mount:
         Route("/{guid}/consents/{consent}", get_consent_agreement, methods=["GET"]),
         Route("/openapi.json", openapi_document, methods=["GET"]),
     ]
-    middleware = []
-    origins = settings.cors_allowed_origins
-    if origins:
-        middleware.append(
-            Middleware(
-                JsonCORSMiddleware,
-                allow_origins=origins,
-                allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type"],
-                max_age=600,
-            )
-        )
+    # Always in place, even with no origin configured: origins can be added in the admin.
+    ttl = CORS_CACHE_SECONDS if cors_cache_seconds is None else cors_cache_seconds
+    middleware = [Middleware(TrackingCORS, configured=settings.cors_allowed_origins, ttl=ttl)]
     return Mount("/Kentico.Tracking", routes=routes, middleware=middleware)

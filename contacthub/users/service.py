@@ -240,6 +240,11 @@ def create_token(
         raise InvalidInput(
             "The expiry needs a time zone.", code="invalid_expiry", field="expires_at"
         )
+    if expires_at is not None and expires_at <= utcnow():
+        # A token that could never be used is a mistake (a wrong year, most likely).
+        raise InvalidInput(
+            "The expiry must be in the future.", code="invalid_expiry", field="expires_at"
+        )
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = AdminToken(
         user_id=user.id,

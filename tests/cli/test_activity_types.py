@@ -6,6 +6,8 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
+from contacthub.storage.database import Database
+from tests.admin.reading import audit_actions
 from tests.cli.conftest import Cli
 
 
@@ -98,3 +100,19 @@ def test_enable_and_disable_refuse_unknown_types(cli: Cli) -> None:
     for command in ("enable", "disable"):
         message = cli.fails("activity-type", command, "nope")
         assert "No activity type 'nope'." in message
+
+
+def test_changes_are_recorded_in_the_audit_log(cli: Cli, database: Database) -> None:
+    cli.ok("activity-type", "create", "quiz", "--display-name", "Quiz")
+    cli.ok("activity-type", "disable", "quiz")
+    cli.ok("activity-type", "enable", "quiz")
+    cli.fails("activity-type", "enable", "nope")
+    assert audit_actions(database) == [
+        ("cli", "activity_type.created", "quiz"),
+        ("cli", "activity_type.disabled", "quiz"),
+        ("cli", "activity_type.enabled", "quiz"),
+    ]
+
+
+def test_built_in_types_cannot_be_switched(cli: Cli) -> None:
+    assert "(built_in_type)" in cli.fails("activity-type", "disable", "pagevisit")

@@ -12,7 +12,8 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from contacthub.storage.database import Database
-from contacthub.storage.models import ApiKey
+from contacthub.storage.models import ApiKey, AuditEvent
+from tests import factories
 from tests.cli.conftest import Cli
 
 GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -61,11 +62,17 @@ def test_channel_name_must_not_be_empty(cli: Cli) -> None:
 
 
 def test_channel_name_is_printed_as_typed(cli: Cli) -> None:
-    # Rich would read "[/bold]" as markup (and crash); names are data, never markup.
-    output = cli.ok("channel", "create", "[/bold]")
-    assert "[/bold]" in output
-    assert "[/bold]" in cli.ok("channel", "list")
-    assert "already exists" in cli.fails("channel", "create", "[/bold]")
+    # Rich would read "[bold]" as markup (and "[/bold]" would crash it); names are data.
+    # Channel names cannot hold "/" (they are part of API URLs); key names can.
+    output = cli.ok("channel", "create", "[bold]Web")
+    assert "[bold]Web" in output
+    assert "[bold]Web" in cli.ok("channel", "list")
+    assert "already exists" in cli.fails("channel", "create", "[bold]Web")
+    key = cli.ok(
+        "apikey", "create", "--channel", "[bold]Web", "--access", "tracking", "--name", "[/bold]"
+    )
+    assert "[/bold]" in key
+    assert "[/bold]" in cli.ok("apikey", "list")
 
 
 def test_channel_list(cli: Cli) -> None:
@@ -277,3 +284,28 @@ def test_disabling_one_key_leaves_the_others(cli: Cli, client: TestClient) -> No
 def test_key_commands_refuse_unknown_ids(cli: Cli) -> None:
     for command in ("disable", "enable", "revoke"):
         assert "No API key with id 42." in cli.fails("apikey", command, "42")
+
+
+def test_changes_are_audited_as_cli(cli: Cli, database: Database) -> None:
+    factories.consent(database, "TrackingConsent")
+    cli.ok("channel", "create", "Web")
+    cli.ok("channel", "set-consent-gate", "Web", "TrackingConsent")
+    record = new_key(cli)
+    key_id = str(record["id"])
+    for command in ("disable", "enable", "revoke"):
+        cli.ok("apikey", command, key_id)
+
+    with database.read() as session:
+        events = session.execute(
+            select(AuditEvent.actor, AuditEvent.action, AuditEvent.subject)
+            .where(AuditEvent.action.like("channel.%") | AuditEvent.action.like("key.%"))
+            .order_by(AuditEvent.id)
+        ).all()
+    assert [tuple(e) for e in events] == [
+        ("cli", "channel.created", "Web"),
+        ("cli", "channel.consent_gate_set", "Web"),
+        ("cli", "key.created", record["prefix"]),
+        ("cli", "key.disabled", record["prefix"]),
+        ("cli", "key.enabled", record["prefix"]),
+        ("cli", "key.revoked", record["prefix"]),
+    ]

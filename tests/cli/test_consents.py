@@ -6,6 +6,8 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
+from contacthub.storage.database import Database
+from tests.admin.reading import audit_actions
 from tests.cli.conftest import Cli
 
 
@@ -176,3 +178,16 @@ def test_consent_create_needs_both_texts(cli: Cli) -> None:
     assert result.exit_code == 2  # a usage error, reported by the command line itself
     assert "--full-text" in result.output
     assert cli.json("consent", "list") == []
+
+
+def test_changes_are_recorded_in_the_audit_log(cli: Cli, database: Database) -> None:
+    create_english(cli)
+    set_text(cli, "de", "<p>Kurz</p>", "<p>Lang</p>")
+    # The same texts again make no revision, and so no record.
+    assert set_text(cli, "de", "<p>Kurz</p>", "<p>Lang</p>")["revision"] == 2
+    cli.ok("consent", "set-default-language", "TrackingConsent", "de")
+    assert audit_actions(database) == [
+        ("cli", "consent.created", "TrackingConsent"),
+        ("cli", "consent.text_set", "TrackingConsent"),
+        ("cli", "consent.default_language_set", "TrackingConsent"),
+    ]

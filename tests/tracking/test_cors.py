@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
+from contacthub.channels import cors
 from contacthub.storage.database import Database
+from contacthub.tracking import endpoints
 from tests import factories
 from tests.factories import TrackingSetup
 from tests.tracking.support import API, MakeClient, assert_error
@@ -154,3 +160,148 @@ def test_no_cors_headers_when_no_origin_is_configured(
     assert actual.status_code == 200
     for answer in (refused, actual):
         assert not [name for name in answer.headers if name.startswith("access-control-")]
+
+
+# --- origins managed in the store (admin, API, CLI) ---------------------------------------------
+
+SHORT_TTL = 0.2
+
+
+def allowed_by_preflight(client: TestClient, origin: str) -> bool:
+    """Whether a preflight of POST /activities from `origin` is allowed."""
+    answer = client.options(
+        f"{API}/activities",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert answer.status_code in (200, 400, 405), answer.text
+    allowed = answer.status_code == 200
+    assert (answer.headers.get("access-control-allow-origin") == origin) is allowed
+    return allowed
+
+
+def allowed_by_actual_request(client: TestClient, setup: TrackingSetup, origin: str) -> bool:
+    answer = client.post(f"{API}/contacts", headers={**setup.headers, "Origin": origin})
+    assert answer.status_code == 200, answer.text
+    return answer.headers.get("access-control-allow-origin") in (origin, "*")
+
+
+def add_origin(database: Database, origin: str) -> int:
+    with database.write() as session:
+        return cors.add_origin(session, origin).id
+
+
+def remove_origin(database: Database, origin_id: int) -> None:
+    with database.write() as session:
+        cors.remove_origin(session, origin_id)
+
+
+def test_an_origin_added_in_the_store_is_allowed_once_the_cache_expires(
+    make_client: MakeClient,
+    database: Database,
+    setup: TrackingSetup,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(endpoints, "CORS_CACHE_SECONDS", SHORT_TTL)
+    client = make_client()
+    assert not allowed_by_preflight(client, ALLOWED)  # loads the (empty) list
+
+    add_origin(database, ALLOWED)
+    # The hot path does not read the store on every request: the cached list still holds.
+    assert not allowed_by_preflight(client, ALLOWED)
+    time.sleep(SHORT_TTL + 0.05)
+
+    assert allowed_by_preflight(client, ALLOWED)
+    assert allowed_by_actual_request(client, setup, ALLOWED)
+    assert not allowed_by_preflight(client, OTHER)
+    assert not allowed_by_actual_request(client, setup, OTHER)
+
+
+def test_an_origin_removed_from_the_store_stops_being_allowed(
+    make_client: MakeClient,
+    database: Database,
+    setup: TrackingSetup,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(endpoints, "CORS_CACHE_SECONDS", SHORT_TTL)
+    origin_id = add_origin(database, ALLOWED)
+    client = make_client()
+    assert allowed_by_preflight(client, ALLOWED)
+
+    remove_origin(database, origin_id)
+    time.sleep(SHORT_TTL + 0.05)
+
+    refused = client.options(
+        f"{API}/activities",
+        headers={"Origin": ALLOWED, "Access-Control-Request-Method": "POST"},
+    )
+    # No origin is left at all: as with nothing configured, no CORS answer.
+    assert_error(refused, 405, "method_not_allowed")
+    assert not allowed_by_actual_request(client, setup, ALLOWED)
+
+
+def test_store_and_setting_origins_add_up(
+    make_client: MakeClient, database: Database, setup: TrackingSetup
+) -> None:
+    add_origin(database, "HTTPS://Shop.Example.com:443/")  # stored as browsers send it
+    client = make_client(cors_allowed_origins=[ALLOWED])
+
+    assert allowed_by_preflight(client, ALLOWED)
+    assert allowed_by_preflight(client, "https://shop.example.com")
+    assert allowed_by_actual_request(client, setup, "https://shop.example.com")
+    refused = client.options(
+        f"{API}/activities",
+        headers={"Origin": OTHER, "Access-Control-Request-Method": "POST"},
+    )
+    assert_error(refused, 400, "cors_refused")
+
+
+def test_a_star_in_the_store_allows_any_origin(
+    make_client: MakeClient, database: Database, setup: TrackingSetup
+) -> None:
+    add_origin(database, "*")
+    client = make_client()
+
+    answer = client.options(
+        f"{API}/activities",
+        headers={"Origin": OTHER, "Access-Control-Request-Method": "POST"},
+    )
+    assert answer.status_code == 200
+    assert answer.headers["access-control-allow-origin"] == "*"
+    assert allowed_by_actual_request(client, setup, OTHER)
+
+
+def test_the_last_known_origins_are_kept_when_the_store_cannot_be_read(
+    make_client: MakeClient,
+    database: Database,
+    setup: TrackingSetup,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(endpoints, "CORS_CACHE_SECONDS", SHORT_TTL)
+    add_origin(database, OTHER)
+    client = make_client(cors_allowed_origins=[ALLOWED])
+    assert allowed_by_preflight(client, OTHER)
+
+    with database.write() as session:
+        session.execute(text("DROP TABLE cors_origins"))
+    time.sleep(SHORT_TTL + 0.05)
+
+    # The reload fails (logged); CORS keeps working with what was known, the API answers.
+    assert allowed_by_preflight(client, OTHER)
+    assert allowed_by_preflight(client, ALLOWED)
+    assert allowed_by_actual_request(client, setup, OTHER)
+
+
+def test_requests_without_an_origin_get_no_cors_headers(
+    make_client: MakeClient, database: Database, setup: TrackingSetup
+) -> None:
+    add_origin(database, ALLOWED)
+    client = make_client()
+
+    answer = client.post(f"{API}/contacts", headers=setup.headers)
+
+    assert answer.status_code == 200
+    assert not [name for name in answer.headers if name.startswith("access-control-")]

@@ -1,0 +1,88 @@
+"""The dashboard page (`/admin/`): activity, new contacts, top pages and clicks, latest emails.
+
+A GET form picks the range of UTC days (`?start=YYYY-MM-DD&end=YYYY-MM-DD`, the last 30 days by
+default); a malformed or impossible range is named next to its field and the page shows the
+default range meanwhile.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from sqlalchemy.orm import Session
+from starlette.responses import Response
+from starlette.routing import Route
+
+from contacthub.admin import charts
+from contacthub.admin.web import Admin, page
+from contacthub.analytics import dashboard as service
+from contacthub.errors import InvalidInput
+
+PRESETS = (7, 30, 90)
+
+
+def _read_day(admin: Admin, name: str, errors: dict[str, str]) -> date | None:
+    try:
+        return service.parse_day(admin.param(name), name)
+    except InvalidInput as error:
+        errors[name] = error.message
+        return None
+
+
+async def show_dashboard(admin: Admin) -> Response:
+    """The dashboard of the range asked for (the last 30 days by default)."""
+    today = service.utc_today()
+    errors: dict[str, str] = {}
+    start = _read_day(admin, "start", errors)
+    end = _read_day(admin, "end", errors)
+    if errors:
+        start, end = service.default_range(today)
+    else:
+        try:
+            start, end = service.resolve_range(start, end, today)
+        except InvalidInput as error:
+            errors[error.field or "start"] = error.message
+            start, end = service.default_range(today)
+
+    def work(session: Session) -> service.Dashboard:
+        return service.dashboard(session, start, end)
+
+    board = await admin.hub.read(work)
+    presets = [
+        (days, (today - timedelta(days=days - 1)).isoformat(), today.isoformat())
+        for days in PRESETS
+    ]
+    by_type = [charts.ChartSeries(s.name, s.values) for s in board.by_type]
+    by_channel = [charts.ChartSeries(s.name, s.values) for s in board.by_channel]
+    return admin.render(
+        "dashboard.html",
+        status=400 if errors else 200,
+        board=board,
+        errors=errors,
+        # What was typed stays in the fields, so that a mistake can be corrected.
+        start_text=admin.param("start") if errors else board.start.isoformat(),
+        end_text=admin.param("end") if errors else board.end.isoformat(),
+        presets=presets,
+        type_chart=charts.stacked_bars(
+            board.days, by_type, label="Activities by type", empty="No activities in this range."
+        ),
+        channel_chart=charts.stacked_bars(
+            board.days,
+            by_channel,
+            label="Activities by channel",
+            empty="No activities in this range.",
+            width=charts.NARROW,
+        ),
+        contacts_chart=charts.area_chart(
+            board.days,
+            board.new_contacts,
+            label="New contacts",
+            unit="new contacts",
+            empty="No new contacts in this range.",
+            width=charts.NARROW,
+        ),
+        meter=charts.meter,
+    )
+
+
+routes = [Route("/admin/", page(show_dashboard), methods=["GET"])]

@@ -1,0 +1,275 @@
+"""Admin pages for newsletters and their subscribers (issues are in `admin/issues.py`).
+
+- `/admin/newsletters`: every newsletter with its counts; `/admin/newsletters/new` creates one.
+- `/admin/newsletters/{key}` (GUID or name): details, recent issues, the subscribers (keyset
+  paged, filtered by status and address), a form to add one, a button to unsubscribe one, and
+  a CSV upload that imports subscribers and lists the rows it skipped and why.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import anyio.to_thread
+from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
+from starlette.responses import Response
+from starlette.routing import Route
+
+from contacthub.admin.web import Admin, form_errors, page
+from contacthub.audit import service as audit
+from contacthub.email import importer, overview, service
+from contacthub.email.importer import ImportReport
+from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
+from contacthub.errors import HubError, InvalidInput
+from contacthub.storage.database import Database
+
+NEWSLETTER_FIELDS = ("name", "sender_name", "sender_email", "base_url")
+SUBSCRIBER_FIELDS = ("email", "first_name", "last_name")
+BAD_ROWS_SHOWN = 200
+T = TypeVar("T")
+
+
+def detached(session: Session, value: T) -> T:
+    """`value`, its rows detached from the session as loaded.
+
+    A read unit of work ends with a rollback, which expires the rows it loaded; the page is
+    rendered after it, so the rows a page shows leave the session first.
+    """
+    session.expunge_all()
+    return value
+
+
+def cursor(text: str) -> int | None:
+    """A keyset cursor from a query parameter; None when missing or malformed."""
+    return int(text) if text.isdigit() and len(text) < 19 else None
+
+
+def newsletter_path(guid: object) -> str:
+    return f"/admin/newsletters/{guid}"
+
+
+# -- newsletters ---------------------------------------------------------------------------------
+
+
+async def newsletters(admin: Admin) -> Response:
+    """Every newsletter with its subscribers and issues."""
+    rows = await admin.hub.read(lambda s: detached(s, overview.newsletter_summaries(s)))
+    return admin.render("email/newsletters.html", rows=rows)
+
+
+async def new_newsletter(admin: Admin) -> Response:
+    """The form that creates a newsletter."""
+    return admin.render("email/newsletter_new.html", values={}, errors={})
+
+
+async def create_newsletter(admin: Admin) -> Response:
+    """Create a newsletter; on a mistake, the form again with the message by the field."""
+    values = {name: admin.field(name) for name in NEWSLETTER_FIELDS}
+
+    def work(session: Session) -> tuple[str, str]:
+        newsletter = service.create_newsletter(
+            session,
+            values["name"],
+            values["sender_name"],
+            values["sender_email"],
+            values["base_url"],
+        )
+        audit.record(
+            session,
+            admin.actor,
+            "newsletter.created",
+            newsletter.name,
+            {"guid": str(newsletter.guid), "sender": newsletter.sender_email},
+        )
+        return str(newsletter.guid), newsletter.name
+
+    try:
+        guid, name = await admin.hub.write(work)
+    except HubError as error:
+        return admin.render(
+            "email/newsletter_new.html",
+            status=error.status_code,
+            values=values,
+            errors=form_errors(error),
+        )
+    return admin.redirect(newsletter_path(guid), flash=f"Newsletter {name} created.")
+
+
+async def newsletter(admin: Admin) -> Response:
+    """A newsletter: details, recent issues and subscribers."""
+    return await _newsletter_page(admin)
+
+
+async def _newsletter_page(
+    admin: Admin,
+    *,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    report: ImportReport | None = None,
+    import_errors: dict[str, str] | None = None,
+) -> Response:
+    key = str(admin.request.path_params["key"])
+    wanted = admin.param("status")
+    search = admin.param("q")[:254]
+    before, after = cursor(admin.param("before")), cursor(admin.param("after"))
+
+    def work(session: Session) -> dict[str, Any]:
+        found = overview.find_newsletter(session, key)
+        return detached(
+            session,
+            {
+                "summary": overview.newsletter_summary(session, found),
+                "subscribers": overview.subscriber_page(
+                    session,
+                    found,
+                    status=wanted if wanted in (SUBSCRIBED, UNSUBSCRIBED) else None,
+                    search=search,
+                    before=before,
+                    after=after,
+                ),
+                "issues": overview.issue_page(session, newsletter=found, limit=5).items,
+            },
+        )
+
+    context = await admin.hub.read(work)
+    base = newsletter_path(context["summary"].newsletter.guid)
+    params = {"status": wanted, "q": search}
+
+    def link(**changes: int | None) -> str:
+        merged = {k: v for k, v in {**params, **changes}.items() if v not in (None, "")}
+        return f"{base}?{urlencode(merged)}#subscribers" if merged else f"{base}#subscribers"
+
+    page_of = context["subscribers"]
+    return admin.render(
+        "email/newsletter.html",
+        status=status,
+        base=base,
+        filters=params,
+        newer_url=link(after=page_of.newer) if page_of.newer is not None else None,
+        older_url=link(before=page_of.older) if page_of.older is not None else None,
+        errors=errors or {},
+        values=values or {},
+        report=report,
+        bad_rows_shown=BAD_ROWS_SHOWN,
+        import_errors=import_errors or {},
+        **context,
+    )
+
+
+# -- subscribers ---------------------------------------------------------------------------------
+
+
+async def _newsletter_name(admin: Admin) -> tuple[str, str]:
+    """(name, GUID) of the newsletter the path names."""
+    key = str(admin.request.path_params["key"])
+
+    def work(session: Session) -> tuple[str, str]:
+        found = overview.find_newsletter(session, key)
+        return found.name, str(found.guid)
+
+    return await admin.hub.read(work)
+
+
+async def add_subscriber(admin: Admin) -> Response:
+    """Subscribe an address (again, if it had unsubscribed)."""
+    name, guid = await _newsletter_name(admin)
+    values = {field: admin.field(field) for field in SUBSCRIBER_FIELDS}
+
+    def work(session: Session) -> str:
+        subscriber = service.add_subscriber(
+            session, name, values["email"], values["first_name"], values["last_name"]
+        )
+        audit.record(
+            session, admin.actor, "subscriber.added", subscriber.email, {"newsletter": name}
+        )
+        return subscriber.email
+
+    try:
+        email = await admin.hub.write(work)
+    except HubError as error:
+        return await _newsletter_page(
+            admin, status=error.status_code, errors=form_errors(error), values=values
+        )
+    return admin.redirect(newsletter_path(guid), flash=f"{email} is subscribed.")
+
+
+async def unsubscribe(admin: Admin) -> Response:
+    """Unsubscribe an address, as if the person had used the link in an email."""
+    name, guid = await _newsletter_name(admin)
+    email = admin.field("email")
+
+    def work(session: Session) -> str:
+        subscriber = service.get_subscriber(session, name, email)
+        if subscriber.status == UNSUBSCRIBED:
+            return f"{subscriber.email} had already unsubscribed."
+        service.unsubscribe(session, subscriber)
+        audit.record(
+            session, admin.actor, "subscriber.unsubscribed", subscriber.email, {"newsletter": name}
+        )
+        return f"{subscriber.email} is unsubscribed."
+
+    message = await admin.hub.write(work)
+    return admin.redirect(newsletter_path(guid), flash=message)
+
+
+def import_upload(database: Database, name: str, upload: UploadFile) -> ImportReport:
+    """Import the uploaded CSV (in a worker thread: it commits chunk by chunk)."""
+    stream = io.TextIOWrapper(upload.file, encoding="utf-8-sig", newline="")
+    try:
+        return importer.import_csv(database, name, stream)
+    except UnicodeDecodeError as error:
+        raise InvalidInput(
+            f"The file is not UTF-8 text (byte {error.start}): save the CSV as UTF-8.",
+            code="invalid_csv",
+            field="file",
+        ) from None
+    finally:
+        stream.detach()  # the upload's own file is closed by its owner
+
+
+async def import_subscribers(admin: Admin) -> Response:
+    """Import subscribers from an uploaded CSV; the page lists the rows skipped and why."""
+    name, _ = await _newsletter_name(admin)
+    upload = admin.form.get("file") if admin.form is not None else None
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return await _newsletter_page(
+            admin, status=400, import_errors={"file": "Choose a CSV file to import."}
+        )
+    try:
+        report = await anyio.to_thread.run_sync(import_upload, admin.hub.database, name, upload)
+    except HubError as error:
+        # The importer's own errors (no header, no email column) are about the file.
+        return await _newsletter_page(
+            admin, status=error.status_code, import_errors={error.field or "file": error.message}
+        )
+    finally:
+        await upload.close()
+
+    def record(session: Session) -> None:
+        details = {
+            "newsletter": name,
+            "file": upload.filename,
+            "added": report.added,
+            "already_subscribed": report.already_subscribed,
+            "unsubscribed_not_added": report.unsubscribed,
+            "bad_rows": report.bad_count,
+        }
+        audit.record(session, admin.actor, "subscriber.imported", name, details)
+
+    await admin.hub.write(record)
+    return await _newsletter_page(admin, report=report)
+
+
+routes = [
+    Route("/admin/newsletters", page(newsletters), methods=["GET"]),
+    Route("/admin/newsletters/new", page(new_newsletter), methods=["GET"]),
+    Route("/admin/newsletters/new", page(create_newsletter), methods=["POST"]),
+    Route("/admin/newsletters/{key}", page(newsletter), methods=["GET"]),
+    Route("/admin/newsletters/{key}/subscribers", page(add_subscriber), methods=["POST"]),
+    Route("/admin/newsletters/{key}/unsubscribe", page(unsubscribe), methods=["POST"]),
+    Route("/admin/newsletters/{key}/import", page(import_subscribers, files=1), methods=["POST"]),
+]

@@ -1,0 +1,308 @@
+"""Admin pages for email issues: list, compose, preview, send (with progress), statistics.
+
+- `/admin/issues`: the issues of every newsletter, newest first, with their rates.
+- `/admin/issues/new`: compose an issue (a draft).
+- `/admin/issues/{guid}`: details, sending progress, the send button, and the preview: a
+  sandboxed iframe of `/admin/issues/{guid}/preview`, the issue as a subscriber receives it,
+  served with a CSP of its own (no scripts, framed by the admin only).
+- `POST /admin/issues/{guid}/send`: starts sending in the background (`email.background`) and
+  goes back to the issue page, which refreshes itself while this process sends.
+- `/admin/issues/{guid}/stats`: the statistics, human and machine apart, per link.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy.orm import Session
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from contacthub.admin.email import cursor, detached
+from contacthub.admin.web import Admin, form_errors, page
+from contacthub.audit import service as audit
+from contacthub.email import background, overview, service, stats
+from contacthub.email.compose import TrackedLink
+from contacthub.errors import HubError
+from contacthub.storage.models import Newsletter
+
+ISSUE_FIELDS = ("newsletter", "subject", "html_body", "text_body")
+
+# The preview is the email's own HTML: it may style itself inline and load remote images (as
+# mail clients do), but runs nothing, submits nothing, and only the admin may frame it.
+PREVIEW_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline' https: http:; "
+        "font-src https: http: data:; script-src 'none'; object-src 'none'; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'self'; sandbox"
+    ),
+    "X-Frame-Options": "SAMEORIGIN",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def issue_path(guid: object) -> str:
+    return f"/admin/issues/{guid}"
+
+
+def hub_url(admin: Admin) -> str:
+    """This hub's own URL: previews point their (dead) tracking links here, not at the
+    newsletter's public site, so that showing one loads nothing from elsewhere."""
+    return str(admin.request.base_url).rstrip("/")
+
+
+def _guid(admin: Admin) -> str:
+    return str(admin.request.path_params["guid"])
+
+
+async def issues(admin: Admin) -> Response:
+    """Every issue, newest first, optionally of one newsletter."""
+    chosen = admin.param("newsletter")
+    before, after = cursor(admin.param("before")), cursor(admin.param("after"))
+
+    def work(session: Session) -> dict[str, Any]:
+        newsletter = overview.find_newsletter(session, chosen) if chosen else None
+        return detached(
+            session,
+            {
+                "page_of": overview.issue_page(
+                    session, newsletter=newsletter, before=before, after=after
+                ),
+                "newsletters": [n.name for n in service.list_newsletters(session)],
+            },
+        )
+
+    context = await admin.hub.read(work)
+    page_of = context["page_of"]
+
+    def link(**changes: int | None) -> str:
+        merged = {k: v for k, v in {"newsletter": chosen, **changes}.items() if v not in (None, "")}
+        return f"/admin/issues?{urlencode(merged)}"
+
+    return admin.render(
+        "email/issues.html",
+        chosen=chosen,
+        newer_url=link(after=page_of.newer) if page_of.newer is not None else None,
+        older_url=link(before=page_of.older) if page_of.older is not None else None,
+        **context,
+    )
+
+
+async def _newsletter_options(admin: Admin) -> list[tuple[str, str]]:
+    return await admin.hub.read(lambda s: [(n.name, n.name) for n in service.list_newsletters(s)])
+
+
+async def new_issue(admin: Admin) -> Response:
+    """The form that composes an issue."""
+    values = {"newsletter": admin.param("newsletter")}
+    return admin.render(
+        "email/issue_new.html",
+        values=values,
+        errors={},
+        options=await _newsletter_options(admin),
+    )
+
+
+async def create_issue(admin: Admin) -> Response:
+    """Create a draft issue; on a mistake, the form again with the message by the field."""
+    values = {name: admin.field(name) for name in ISSUE_FIELDS}
+    # Bodies keep their whitespace (`field` strips): it may matter in <pre> or plain text.
+    for name in ("html_body", "text_body"):
+        raw = admin.form.get(name) if admin.form is not None else None
+        values[name] = raw if isinstance(raw, str) else ""
+
+    def work(session: Session) -> str:
+        issue = service.create_issue(
+            session,
+            values["newsletter"],
+            values["subject"],
+            values["html_body"],
+            values["text_body"] or None,
+        )
+        audit.record(
+            session,
+            admin.actor,
+            "issue.created",
+            str(issue.guid),
+            {"newsletter": values["newsletter"], "subject": issue.subject},
+        )
+        return str(issue.guid)
+
+    try:
+        guid = await admin.hub.write(work)
+    except HubError as error:
+        return admin.render(
+            "email/issue_new.html",
+            status=error.status_code,
+            values=values,
+            errors=form_errors(error),
+            options=await _newsletter_options(admin),
+        )
+    return admin.redirect(
+        issue_path(guid), flash="Issue created as a draft. Preview it, then send."
+    )
+
+
+async def issue(admin: Admin) -> Response:
+    """An issue: details, progress, preview and the send button."""
+    guid = _guid(admin)
+    preview_as = admin.param("email")[:254]
+    here = hub_url(admin)
+
+    def work(session: Session) -> dict[str, Any]:
+        found = service.get_issue(session, guid)
+        summary = service.describe_issue(session, found)
+        [row] = overview.issue_rows(session, [found])
+        try:
+            preview = overview.preview_issue(session, found, preview_as or None, base_url=here)
+            preview_error = None
+        except HubError as error:
+            preview = overview.preview_issue(session, found, base_url=here)
+            preview_error = error.message
+        return detached(
+            session,
+            {
+                "issue": found,
+                "newsletter": summary.newsletter_name,
+                "newsletter_guid": session.get_one(Newsletter, found.newsletter_id).guid,
+                "links": [
+                    TrackedLink(link.guid, link.target_url, link.hidden) for link in summary.links
+                ],
+                "row": row,
+                "progress": overview.send_progress(session, found),
+                "preview": preview,
+                "preview_error": preview_error,
+            },
+        )
+
+    context = await admin.hub.read(work)
+    run = background.registry_of(admin.request).get(context["issue"].guid)
+    preview_src = f"{issue_path(context['issue'].guid)}/preview"
+    if preview_as and context["preview_error"] is None:
+        preview_src += "?" + urlencode({"email": preview_as})
+    return admin.render(
+        "email/issue.html", run=run, preview_as=preview_as, preview_src=preview_src, **context
+    )
+
+
+async def preview(admin: Admin) -> Response:
+    """The issue's HTML as a subscriber receives it (tracking links dead), for the iframe."""
+    guid = _guid(admin)
+    email = admin.param("email")[:254]
+    here = hub_url(admin)
+
+    def work(session: Session) -> str:
+        found = service.get_issue(session, guid)
+        return overview.preview_issue(session, found, email or None, base_url=here).email.html
+
+    html = await admin.hub.read(work)
+    # Set before the wrapper adds the admin's headers, which it adds only where none is set.
+    return HTMLResponse(html, 200, PREVIEW_HEADERS)
+
+
+async def send(admin: Admin) -> Response:
+    """Start sending the issue in the background; the issue page shows the progress."""
+    guid = _guid(admin)
+    run = await background.start_send(
+        admin.hub,
+        background.registry_of(admin.request),
+        guid,
+        admin.actor,
+        retry_in_doubt=admin.field("retry_in_doubt") == "yes",
+    )
+    return admin.redirect(issue_path(run.issue_guid), flash="Sending started.")
+
+
+async def issue_stats(admin: Admin) -> Response:
+    """The issue's statistics: deliveries, opens, clicks (human, machine, all), per link."""
+    guid = _guid(admin)
+
+    def work(session: Session) -> dict[str, Any]:
+        found = service.get_issue(session, guid)
+        summary = service.describe_issue(session, found)
+        return detached(
+            session,
+            {
+                "issue": found,
+                "newsletter": summary.newsletter_name,
+                "stats": stats.issue_stats(session, found.guid),
+            },
+        )
+
+    context = await admin.hub.read(work)
+    figures: stats.IssueStats = context["stats"]
+    return admin.render(
+        "email/issue_stats.html",
+        chart=engagement_chart(figures),
+        link_chart=link_chart(figures),
+        **context,
+    )
+
+
+# -- charts --------------------------------------------------------------------------------------
+# Rows of two thin bars (human, machine), as long as their share of the largest figure; the
+# template draws them as SVG with attributes only (the admin's CSP forbids style attributes).
+
+
+def _share(value: int, largest: int) -> float:
+    return round(100 * value / largest, 1) if largest > 0 else 0.0
+
+
+def _bar_rows(rows: list[tuple[str, str, int, int]]) -> dict[str, Any]:
+    largest = max([max(human, machine) for _, _, human, machine in rows] + [0])
+    return {
+        "rows": [
+            {
+                "label": label,
+                "title": title,
+                "human": human,
+                "machine": machine,
+                "human_share": _share(human, largest),
+                "machine_share": _share(machine, largest),
+            }
+            for label, title, human, machine in rows
+        ]
+    }
+
+
+def engagement_chart(figures: stats.IssueStats) -> dict[str, Any]:
+    """Opens and clicks, unique and total, human against machine."""
+    return _bar_rows(
+        [
+            ("Unique opens", "Subscribers who opened", *_pair(figures.opens, "unique")),
+            ("Unique clicks", "Subscribers who clicked", *_pair(figures.clicks, "unique")),
+            ("Total opens", "Opens, reopens included", *_pair(figures.opens, "total")),
+            ("Total clicks", "Clicks, repeated ones included", *_pair(figures.clicks, "total")),
+        ]
+    )
+
+
+def _pair(split: stats.Split, part: str) -> tuple[int, int]:
+    return getattr(split.human, part), getattr(split.machine, part)
+
+
+def link_chart(figures: stats.IssueStats) -> dict[str, Any]:
+    """Each link's clicks, human against machine."""
+    return _bar_rows(
+        [
+            (
+                ("Hidden honeypot: " if link.hidden else "") + link.target_url,
+                link.target_url,
+                link.clicks.human.total,
+                link.clicks.machine.total,
+            )
+            for link in figures.links
+        ]
+    )
+
+
+routes = [
+    Route("/admin/issues", page(issues), methods=["GET"]),
+    Route("/admin/issues/new", page(new_issue), methods=["GET"]),
+    Route("/admin/issues/new", page(create_issue), methods=["POST"]),
+    Route("/admin/issues/{guid}", page(issue), methods=["GET"]),
+    Route("/admin/issues/{guid}/preview", page(preview), methods=["GET"]),
+    Route("/admin/issues/{guid}/send", page(send), methods=["POST"]),
+    Route("/admin/issues/{guid}/stats", page(issue_stats), methods=["GET"]),
+]

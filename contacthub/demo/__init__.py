@@ -1,0 +1,1 @@
+"""`contacthub demo`: a fresh hub filled with realistic sample data, fast, at scale."""

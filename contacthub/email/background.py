@@ -1,0 +1,208 @@
+"""Sending an issue in the background, for the admin UI and the management API.
+
+A request that sends an issue records `issue.send_started` in the audit log, starts
+`sending.send_issue` in a worker thread and answers at once; the issue's page (and
+`GET /api/issues/{guid}`) shows the progress from the deliveries table, which the run updates
+chunk by chunk. Sending is what `contacthub issue send` does (same function, same guarantees:
+resumable, at most once), through the SMTP server of the settings.
+
+Each hub process keeps a `SendRegistry` of its runs (in the app's state). It refuses a second
+run of an issue while one runs in the same process (Conflict `issue_sending`). Runs in two
+processes at once are not refused, and need not be: `send_issue` claims each delivery for one
+run only, so nobody gets the issue twice.
+
+`SendRegistry.stop_all` asks the runs to stop after the message each is sending and waits for
+them: what was sent is recorded, the rest goes back to pending, and sending the issue again
+resumes. Threads are not daemons, so a process that exits without calling it waits for its runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+
+from contacthub.audit import service as audit
+from contacthub.email import sending, service
+from contacthub.email.sending import SendReport
+from contacthub.errors import Conflict
+from contacthub.hub import Hub
+from contacthub.identifiers import parse_guid
+from contacthub.storage.types import utcnow
+
+logger = logging.getLogger(__name__)
+STATE_ATTRIBUTE = "email_sends"
+
+
+class StopSending(Exception):
+    """Raised from the progress callback to end a run after its current message."""
+
+
+@dataclass(slots=True)
+class SendRun:
+    """One background run of `send_issue` for one issue: who started it and how it went."""
+
+    issue_guid: uuid.UUID
+    started_by: str
+    started_at: datetime = field(default_factory=utcnow)
+    handled: int = 0  # messages this run has handled (sent, deferred or failed)
+    to_send: int = 0  # messages this run set out to handle
+    finished_at: datetime | None = None
+    report: SendReport | None = None
+    error: str | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.finished_at is None
+
+    @property
+    def stopped_reason(self) -> str | None:
+        """Why the run ended before sending everything, if it did."""
+        if self.error is not None:
+            return self.error
+        return self.report.stopped if self.report is not None else None
+
+    def progress(self, handled: int, to_send: int) -> None:
+        """`send_issue`'s progress callback; raises StopSending when asked to stop."""
+        self.handled, self.to_send = handled, to_send
+        if self.stop.is_set():
+            raise StopSending
+
+
+Work = Callable[[SendRun], SendReport]
+
+
+class SendRegistry:
+    """The send runs of one hub process: at most one running per issue; the last one kept."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[uuid.UUID, SendRun] = {}
+
+    def get(self, issue_guid: uuid.UUID) -> SendRun | None:
+        """The issue's running run, or its last finished one, if this process had any."""
+        with self._lock:
+            return self._runs.get(issue_guid)
+
+    def begin(self, issue_guid: uuid.UUID, actor: str) -> SendRun:
+        """Reserve the issue for a new run; Conflict while another runs."""
+        with self._lock:
+            current = self._runs.get(issue_guid)
+            if current is not None and current.running:
+                raise Conflict(
+                    "This issue is being sent right now; wait for that run to finish.",
+                    code="issue_sending",
+                )
+            run = SendRun(issue_guid, actor)
+            self._runs[issue_guid] = run
+            return run
+
+    def abandon(self, run: SendRun) -> None:
+        """Forget a reserved run that never started (its request failed)."""
+        with self._lock:
+            if self._runs.get(run.issue_guid) is run:
+                del self._runs[run.issue_guid]
+
+    def launch(self, run: SendRun, work: Work) -> None:
+        """Run `work` for a reserved run in a thread of its own."""
+        run.thread = threading.Thread(
+            target=self._run, args=(run, work), name=f"send-{run.issue_guid}", daemon=False
+        )
+        run.thread.start()
+
+    @staticmethod
+    def _run(run: SendRun, work: Work) -> None:
+        try:
+            run.report = work(run)
+        except StopSending:
+            run.error = "stopped because the hub is shutting down; send again to resume"
+        except Exception as error:
+            # A thread's exception would otherwise be lost: log it, and show it on the page.
+            logger.exception("Sending issue %s failed", run.issue_guid)
+            run.error = f"sending failed: {type(error).__name__}: {error}"
+        finally:
+            run.finished_at = utcnow()
+
+    def running(self) -> list[SendRun]:
+        """The runs still running."""
+        with self._lock:
+            return [run for run in self._runs.values() if run.running]
+
+    def stop_all(self, timeout: float = 30.0) -> bool:
+        """Ask every run to stop after its current message; wait up to `timeout` seconds.
+
+        True when every run has stopped.
+        """
+        runs = self.running()
+        for run in runs:
+            run.stop.set()
+        deadline = time.monotonic() + timeout
+        for run in runs:
+            if run.thread is not None:
+                run.thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(run.running for run in runs)
+
+
+def registry_of(request: Request) -> SendRegistry:
+    """The send registry of the app serving this request (made on first use)."""
+    state = request.app.state
+    registry = getattr(state, STATE_ATTRIBUTE, None)
+    if registry is None:
+        # No await since the look-up: nothing else on the event loop can make one meanwhile.
+        registry = SendRegistry()
+        setattr(state, STATE_ATTRIBUTE, registry)
+    assert isinstance(registry, SendRegistry)
+    return registry
+
+
+async def start_send(
+    hub: Hub,
+    registry: SendRegistry,
+    issue_guid: str,
+    actor: str,
+    *,
+    retry_in_doubt: bool = False,
+) -> SendRun:
+    """Record `issue.send_started` and start sending the issue in the background.
+
+    Conflict (`issue_sending`) while this process sends it already; NotFound for an unknown
+    issue. `retry_in_doubt`: also send again the messages a crashed run left in doubt.
+    """
+    guid = parse_guid(issue_guid.strip(), "Issue")
+    run = registry.begin(guid, actor)
+    try:
+
+        def record(session: Session) -> None:
+            summary = service.describe_issue(session, service.get_issue(session, guid))
+            details = {"newsletter": summary.newsletter_name, "subject": summary.issue.subject}
+            if retry_in_doubt:
+                details["retry_in_doubt"] = "yes"
+            audit.record(session, actor, "issue.send_started", str(guid), details)
+
+        await hub.write(record)
+    except BaseException:
+        registry.abandon(run)
+        raise
+
+    def work(run: SendRun) -> SendReport:
+        with sending.smtp_mailer(hub.settings) as mailer:
+            return sending.send_issue(
+                hub.database,
+                str(guid),
+                mailer,
+                signer=hub.link_signer,
+                progress=run.progress,
+                retry_in_doubt=retry_in_doubt,
+            )
+
+    registry.launch(run, work)
+    return run
