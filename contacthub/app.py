@@ -25,6 +25,7 @@ from contacthub.admin.routes import admin_routes
 from contacthub.admin.web import error_page
 from contacthub.analytics import rollups
 from contacthub.api.routes import api_routes
+from contacthub.email import background
 from contacthub.email.api import email_api_routes
 from contacthub.email.endpoints import email_routes, hot_paths
 from contacthub.email.signing import link_signer
@@ -124,6 +125,7 @@ def admin_aware(handler: ExceptionHandler) -> ExceptionHandler:
 def create_app(settings: Settings | None = None) -> Starlette:
     """The whole hub as one ASGI app."""
     hub = build_hub(settings or Settings())
+    sends = background.SendRegistry()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -137,6 +139,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             rollups.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await rollups
+            # Send runs stop after their current message; the rest stays pending, to resume.
+            await anyio.to_thread.run_sync(sends.stop_all)
             # Finish what was accepted before closing the store.
             await hub.activity_writer.stop()
             await hub.email_writer.stop()
@@ -163,4 +167,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         },
     )
     app.state.hub = hub
+    setattr(app.state, background.STATE_ATTRIBUTE, sends)
     return app

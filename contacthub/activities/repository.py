@@ -51,9 +51,14 @@ def all_types(session: Session) -> Sequence[ActivityType]:
 
 
 # Once per batch on the ingest hot path: straight to the driver (see keys_by_hash).
+# On PostgreSQL the rows are locked FOR KEY SHARE until the batch commits: an erasure (which
+# locks the contact FOR UPDATE) then waits for the batch and deletes its activities too, instead
+# of committing between this lookup and the insert and leaving them behind. Key-share locks
+# never conflict with each other or with data input's updates. SQLite needs none: the batch's
+# transaction holds the one write lock from its start.
 _CONTACT_IDS_BY_GUID = {
     "sqlite": "SELECT guid, id FROM contacts WHERE guid IN (SELECT value FROM json_each(?))",
-    "postgresql": "SELECT guid, id FROM contacts WHERE guid = ANY(%s)",
+    "postgresql": "SELECT guid, id FROM contacts WHERE guid = ANY(%s) FOR KEY SHARE",
 }
 
 

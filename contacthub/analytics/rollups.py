@@ -242,7 +242,9 @@ def top_keys(
     for (_d, k, key), n in _live(session, counted, start, end).tops.items():
         if k == kind:
             totals[key] += n
-    return [(key, n) for key, n in totals.most_common(limit) if n > 0]
+    # Ties in a stable order (by key), so the lists do not reshuffle between loads.
+    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
+    return [(key, n) for key, n in ranked[:limit] if n > 0]
 
 
 def _live(session: Session, counted: int, start: date, end: date) -> _Groups:

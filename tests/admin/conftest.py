@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
@@ -43,7 +42,7 @@ def sign_in(client: TestClient, email: str = EMAIL, password: str = PASSWORD) ->
 
 
 @pytest.fixture
-def admin(client: TestClient, admin_user: str) -> Iterator[TestClient]:
+def admin(client: TestClient, admin_user: str) -> TestClient:
     """The hub's test client, signed in; `admin.csrf` is the token for forms."""
     client.csrf = sign_in(client)  # type: ignore[attr-defined]
-    yield client
+    return client

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,8 +43,10 @@ from playwright.sync_api import (
 
 from contacthub.storage.database import Database
 from contacthub.users import service as users
+from tests.browser.support import Tracker
 from tests.email.smtp_server import HOST as SMTP_HOST
 from tests.email.smtp_server import SmtpServer, smtp_server
+from tests.factories import tracking_channel
 from tests.servers import HubServer, running_hub
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -127,6 +129,21 @@ def admin_user(database: Database) -> str:
     with database.write() as session:
         users.create_user(session, EMAIL, PASSWORD, NAME)
     return EMAIL
+
+
+@pytest.fixture
+def tracker(database: Database, hub: HubServer) -> Iterator[Callable[[str], Tracker]]:
+    """tracker(channel): a new channel with a tracking key, and an app that calls the hub's
+    tracking API with it."""
+    made: list[Tracker] = []
+
+    def make(channel: str) -> Tracker:
+        made.append(Tracker(hub, tracking_channel(database, channel)))
+        return made[-1]
+
+    yield make
+    for app in made:
+        app.close()
 
 
 @dataclass

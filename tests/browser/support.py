@@ -8,8 +8,7 @@ from typing import Any
 
 import httpx2
 
-from contacthub.storage.database import Database
-from tests.factories import TrackingSetup, tracking_channel
+from tests.factories import TrackingSetup
 from tests.servers import HubServer
 
 TRACKING = "/Kentico.Tracking"
@@ -28,10 +27,6 @@ class Person:
     first_name: str
     last_name: str
     email: str
-
-    @property
-    def full_name(self) -> str:
-        return f"{self.first_name} {self.last_name}"
 
 
 class Tracker:
@@ -71,11 +66,6 @@ class Tracker:
             guid, {"type": "datainput", "value": "Newsletter sign-up", "contactFields": fields}
         )
         return Person(guid, first_name, last_name, email)
-
-
-def tracker(database: Database, hub: HubServer, channel: str) -> Tracker:
-    """A new channel with a tracking key, and a client of it."""
-    return Tracker(hub, tracking_channel(database, channel))
 
 
 PAGES = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from html import unescape
@@ -23,7 +24,7 @@ from contacthub.storage.database import Database
 from contacthub.storage.models import Delivery
 from contacthub.storage.types import utcnow
 from tests.browser.conftest import EMAIL, NAME, PASSWORD, Tab, sign_in, sqlite_only
-from tests.browser.support import CLICKS, HUMAN_BROWSER, PAGES, TRACKING, browse, tracker
+from tests.browser.support import CLICKS, HUMAN_BROWSER, PAGES, TRACKING, Tracker, browse
 from tests.email.smtp_server import SmtpServer
 from tests.servers import HubServer
 
@@ -172,17 +173,15 @@ def test_a_channel_and_a_key_made_in_the_admin_work_with_the_tracking_api(
 
 @sqlite_only
 def test_the_dashboard_charts_the_activities_logged_through_the_tracking_api(
-    signed_in: Tab, database: Database, hub: HubServer
+    signed_in: Tab, tracker: Callable[[str], Tracker]
 ) -> None:
     tab, page = signed_in, signed_in.page
-    web = tracker(database, hub, "Web shop")
-    app = tracker(database, hub, "Mobile app")
+    web = tracker("Web shop")
+    app = tracker("Mobile app")
     grace = web.person("Grace", "Hopper", "grace@example.com")
     alan = app.person("Alan", "Turing", "alan@example.com")
     browse(web, grace.guid, visits=5, clicks=2)
     browse(app, alan.guid, visits=2, clicks=4)
-    web.close()
-    app.close()
     total = 2 + 5 + 2 + 2 + 4  # the two sign-up forms, the visits and the clicks
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard").click()
@@ -231,11 +230,11 @@ def test_the_dashboard_charts_the_activities_logged_through_the_tracking_api(
 
 @sqlite_only
 def test_a_contacts_page_shows_the_activities_posted_for_it(
-    signed_in: Tab, database: Database, hub: HubServer
+    signed_in: Tab, tracker: Callable[[str], Tracker]
 ) -> None:
     tab, page = signed_in, signed_in.page
-    web = tracker(database, hub, "Web shop")
-    app = tracker(database, hub, "Mobile app")
+    web = tracker("Web shop")
+    app = tracker("Mobile app")
     grace = web.person("Grace", "Hopper", "grace@example.com")
     other = web.person("Alan", "Turing", "alan@example.com")
     browse(web, other.guid, visits=1, clicks=1)
@@ -252,8 +251,6 @@ def test_a_contacts_page_shows_the_activities_posted_for_it(
         {"type": "click", "value": HOSTILE},
     )
     app.log(grace.guid, {"type": "pagevisit", "url": "app://settings", "value": "Settings"})
-    web.close()
-    app.close()
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Contacts").click()
     page.get_by_role("searchbox", name="Search").fill("hopper")
