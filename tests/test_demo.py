@@ -7,8 +7,12 @@ every activity, a hub with data is refused, and a seed gives the same data on ev
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from collections import Counter
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,6 @@ from contacthub.analytics import rollups
 from contacthub.channels import service as channels
 from contacthub.demo import service as demo
 from contacthub.demo.generator import CATALOG_DISABLED_AT, CATALOG_TYPE
-from contacthub.demo.repository import sqlite_time
 from contacthub.email import stats
 from contacthub.errors import Conflict
 from contacthub.storage.database import Database
@@ -43,9 +46,9 @@ from contacthub.storage.models import (
     EmailOpen,
     Subscriber,
 )
-from contacthub.storage.types import sqlite_datetime
 from contacthub.users import service as users
 from tests.cli.conftest import Cli, cli_on
+from tests.conftest import BACKENDS, _admin_execute, _postgres_url
 
 # A fixed end for every run of the module (the same seed and end give the same data), in the
 # past whatever the clock says, so that the key made to have expired has.
@@ -61,11 +64,38 @@ def cli(database_url: str, tmp_path: Path) -> Cli:
     return cli_on(database_url, tmp_path, COLUMNS="200")
 
 
-@pytest.fixture
-def filled(cli: Cli, database: Database) -> dict[str, Any]:
-    """A hub filled by the command, and what it printed as JSON."""
-    printed: dict[str, Any] = cli.json("demo", *SMALL, "--seed", "7", "--admin-password", PASSWORD)
-    return printed
+@dataclass
+class Filled:
+    """A hub filled once per backend by `contacthub demo`, shared by the tests that only read."""
+
+    database: Database
+    printed: dict[str, Any]
+    cli: Cli
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def hub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Filled]:
+    folder = tmp_path_factory.mktemp("demo")
+    name = f"contacthub_test_{uuid.uuid4().hex[:12]}"
+    if request.param == "sqlite":
+        path = folder / "hub.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        url = f"sqlite:///{path}"
+    else:
+        template = request.getfixturevalue("postgres_template")
+        _admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        url = _postgres_url(name)
+    database = Database(url)
+    try:
+        cli = cli_on(url, folder, COLUMNS="200")
+        printed = cli.json("demo", *SMALL, "--seed", "7", "--admin-password", PASSWORD)
+        yield Filled(database, printed, cli)
+    finally:
+        database.dispose()
+        if request.param != "sqlite":
+            _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def count(database: Database, model: Any, *where: Any) -> int:
@@ -73,7 +103,8 @@ def count(database: Database, model: Any, *where: Any) -> int:
         return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
-def test_reports_what_it_made(filled: dict[str, Any], database: Database) -> None:
+def test_reports_what_it_made(hub: Filled) -> None:
+    filled, database = hub.printed, hub.database
     assert filled["counts"]["contacts"] == 200 == count(database, Contact)
     assert filled["counts"]["activities"] == 2000 == count(database, Activity)
     assert filled["admin_email"] == "demo@example.com"
@@ -83,7 +114,8 @@ def test_reports_what_it_made(filled: dict[str, Any], database: Database) -> Non
     assert set(filled["seconds"]) == set(filled["cpu_seconds"])
 
 
-def test_channels_keys_and_origins(filled: dict[str, Any], database: Database) -> None:
+def test_channels_keys_and_origins(hub: Filled) -> None:
+    filled, database = hub.printed, hub.database
     with database.write() as session:
         names = set(session.scalars(select(Channel.name)))
         assert names == {"Website", "Mobile app", "Shop SPA", "Support service"}
@@ -98,9 +130,8 @@ def test_channels_keys_and_origins(filled: dict[str, Any], database: Database) -
         assert count(database, CorsOrigin) == 2
 
 
-def test_consents_have_texts_revisions_and_agreements(
-    filled: dict[str, Any], database: Database
-) -> None:
+def test_consents_have_texts_revisions_and_agreements(hub: Filled) -> None:
+    database = hub.database
     with database.read() as session:
         consents = {c.code_name: c for c in session.scalars(select(Consent))}
         assert set(consents) == {"TrackingConsent", "NewsletterConsent"}
@@ -140,7 +171,8 @@ def test_consents_have_texts_revisions_and_agreements(
     assert all(at <= END for *_, at in agreements)
 
 
-def test_contacts_grow_over_the_period(filled: dict[str, Any], database: Database) -> None:
+def test_contacts_grow_over_the_period(hub: Filled) -> None:
+    database = hub.database
     # A write unit of work: its objects stay loaded after it ends (a read's are expired).
     with database.write() as session:
         contacts = session.scalars(select(Contact).order_by(Contact.id)).all()
@@ -164,9 +196,8 @@ def test_contacts_grow_over_the_period(filled: dict[str, Any], database: Databas
     assert sum(c > middle for c in created) > sum(c <= middle for c in created)
 
 
-def test_activities_follow_time_and_their_contacts(
-    filled: dict[str, Any], database: Database
-) -> None:
+def test_activities_follow_time_and_their_contacts(hub: Filled) -> None:
+    database = hub.database
     with database.read() as session:
         rows = session.execute(
             select(
@@ -200,7 +231,8 @@ def test_activities_follow_time_and_their_contacts(
     assert all(row[0] < cutoff for row in rows if row[1] == CATALOG_TYPE)
 
 
-def test_newsletter_issues_opens_and_clicks(filled: dict[str, Any], database: Database) -> None:
+def test_newsletter_issues_opens_and_clicks(hub: Filled) -> None:
+    filled, database = hub.printed, hub.database
     with database.write() as session:
         issues = session.scalars(select(EmailIssue).order_by(EmailIssue.id)).all()
         assert [i.status for i in issues] == ["sent", "sent", "draft"]
@@ -227,7 +259,8 @@ def test_newsletter_issues_opens_and_clicks(filled: dict[str, Any], database: Da
     assert email_activities["emailclick"] == sum(not c.is_machine for c in clicks)
 
 
-def test_rollups_are_counted(filled: dict[str, Any], database: Database) -> None:
+def test_rollups_are_counted(hub: Filled) -> None:
+    database = hub.database
     with database.read() as session:
         assert rollups.counted_up_to(session) == session.scalar(select(func.max(Activity.id)))
         counts = rollups.activity_counts(
@@ -244,16 +277,16 @@ def test_rollups_are_counted(filled: dict[str, Any], database: Database) -> None
     assert top[0][1] >= top[-1][1]
 
 
-def test_admin_can_sign_in_and_the_demo_is_audited(
-    filled: dict[str, Any], database: Database
-) -> None:
+def test_admin_can_sign_in_and_the_demo_is_audited(hub: Filled) -> None:
+    database = hub.database
     with database.write() as session:
         assert isinstance(users.sign_in(session, "demo@example.com", PASSWORD), AdminUser)
         actions = set(session.scalars(select(AuditEvent.action)))
     assert "demo.created" in actions
 
 
-def test_a_hub_with_data_is_refused(filled: dict[str, Any], cli: Cli, database: Database) -> None:
+def test_a_hub_with_data_is_refused(hub: Filled) -> None:
+    cli, database = hub.cli, hub.database
     message = cli.fails("demo", *SMALL)
     assert "hub_not_empty" in message
     assert count(database, Contact) == 200
@@ -369,16 +402,3 @@ def test_until_defaults_to_now(database: Database) -> None:
         latest = session.scalar(select(func.max(Activity.created_at)))
     assert latest is not None
     assert latest <= report.until
-
-
-@pytest.mark.parametrize(
-    "moment",
-    [
-        datetime(2026, 6, 30, 18, 0, tzinfo=UTC),
-        datetime(2026, 6, 30, 18, 0, 1, 5, tzinfo=UTC),
-        datetime(2026, 1, 2, 3, 4, 5, 600_000, tzinfo=timezone(timedelta(hours=-5))),
-    ],
-    ids=["whole second", "microseconds", "another zone"],
-)
-def test_bulk_inserts_store_times_as_the_column_type_does(moment: datetime) -> None:
-    assert sqlite_time(moment) == sqlite_datetime(moment)

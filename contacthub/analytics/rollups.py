@@ -184,14 +184,14 @@ def _upsert(
     keys: list[str],
 ) -> None:
     insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
-    # SQLite caps the variables of one statement; 4 columns x 2,000 rows stays well under.
-    for start in range(0, len(rows), 2_000):
-        statement = insert(table).values(rows[start : start + 2_000])
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=keys, set_={"count": table.count + statement.excluded.count}
-            )
-        )
+    statement = insert(table)
+    # One statement for all rows (executemany): compiled once, however many rows there are.
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=keys, set_={"count": table.count + statement.excluded.count}
+        ),
+        rows,
+    )
 
 
 def forget_contact(session: Session, contact_id: int) -> None:

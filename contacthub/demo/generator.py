@@ -239,9 +239,7 @@ def _site(base: str, rng: random.Random, *, shop: bool = False) -> _Weighted[Pag
     # Best sellers differ from seed to seed.
     products = [(line, kind) for kind in words.PRODUCT_KINDS for line in words.PRODUCT_LINES]
     rng.shuffle(products)
-    for (line, (kind, _category)), weight in zip(
-        products, zipf(len(products), 0.9, 24.0), strict=True
-    ):
+    for (line, kind), weight in zip(products, zipf(len(products), 0.9, 24.0), strict=True):
         name = f"{line} {kind}"
         slug = "-".join(filter(None, (ascii_name(part) for part in name.split())))
         add(f"/products/{slug}", name, weight, product=True)
@@ -278,13 +276,10 @@ class DemoGenerator:
             MOBILE_APP: _site(words.APP, rng),
         }
         support = [
-            Page(
-                words.SUPPORT + path,
-                title,
-                f"Page visit '{title} | {words.BRAND} Help'",
-                product=False,
+            Page(words.SUPPORT + path, value, f"Page visit '{value}'", product=False)
+            for path, value in (
+                (path, f"{title} | {words.BRAND} Help") for path, title in words.SUPPORT_ARTICLES
             )
-            for path, title in words.SUPPORT_ARTICLES
         ]
         self.support = _Weighted(support, zipf(len(support), 1.0))
         self.sources = _Weighted(words.SOURCES, words.SOURCE_WEIGHTS)

@@ -278,8 +278,9 @@ def build(database: Database, options: DemoOptions, progress: Progress | None = 
     report.start("Dashboard rollups", 1)
     rollups.refresh(database)
     if not database.is_sqlite:
-        # Fresh statistics, as autovacuum would gather them soon, so the admin's queries are
-        # planned for the data they run on. (SQLite's planner does without: none is kept.)
+        # Fresh planner statistics, as autovacuum would gather them soon after a real load, so
+        # that the admin's first queries are planned for the data they run on. (The hub keeps
+        # no statistics on SQLite, whose planner relies on its indexes alone.)
         with database.engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
     report.advance("Dashboard rollups", 1)

@@ -65,12 +65,9 @@ PRODUCT_LINES = (
     "Horizon", "Canyon", "Basecamp", "Aurora",
 )  # fmt: skip
 PRODUCT_KINDS = (
-    ("Rain Jacket", "jackets"), ("Hiking Boots", "footwear"), ("Trail Runners", "footwear"),
-    ("Down Jacket", "jackets"), ("Fleece Pullover", "jackets"), ("Daypack 24L", "backpacks"),
-    ("Backpack 45L", "backpacks"), ("Tent 2P", "tents"), ("Ultralight Tent 1P", "tents"),
-    ("Sleeping Bag -5°C", "sleeping-bags"), ("Sleeping Pad", "sleeping-bags"),
-    ("Headlamp 400", "accessories"), ("Trekking Poles", "accessories"),
-    ("Merino Base Layer", "clothing"), ("Softshell Pants", "clothing"),
+    "Rain Jacket", "Hiking Boots", "Trail Runners", "Down Jacket", "Fleece Pullover",
+    "Daypack 24L", "Backpack 45L", "Tent 2P", "Ultralight Tent 1P", "Sleeping Bag -5°C",
+    "Sleeping Pad", "Headlamp 400", "Trekking Poles", "Merino Base Layer", "Softshell Pants",
 )  # fmt: skip
 CATEGORIES = (
     ("sale", "Sale"), ("new-arrivals", "New arrivals"), ("jackets", "Jackets"),

