@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Date, cast, delete, func, select, text
@@ -98,27 +98,45 @@ def _final_high_id(database: Database) -> int | None:
 
 
 def refresh(database: Database) -> int:
-    """Count every activity not yet in the rollups; returns how many were counted."""
+    """Count every activity not yet in the rollups; returns how many were counted.
+
+    Each chunk is grouped in a read-only unit of work, which never blocks ingest (on SQLite a
+    write transaction would hold the one write lock for the whole grouping). Only the upsert
+    runs in a write transaction, and only if the state row is still as the grouping saw it:
+    another process may have counted the chunk meanwhile, or an erasure changed what was
+    counted (both move the state row). Then the chunk is grouped again.
+    """
     high = _final_high_id(database)
     if high is None:
         return 0
     counted = 0
     while True:
+        with database.read() as session:
+            seen = session.execute(
+                select(RollupState.last_activity_id, RollupState.updated_at).where(
+                    RollupState.id == STATE_ID
+                )
+            ).one()
+            low = seen.last_activity_id
+            if low >= high:
+                return counted
+            upper = min(high, low + CHUNK)
+            groups = _grouped(session, Activity.id > low, Activity.id <= upper)
         with database.write() as session:
             state = session.scalars(
                 select(RollupState).where(RollupState.id == STATE_ID).with_for_update()
             ).one()
-            low = state.last_activity_id
-            if low >= high:
-                return counted
-            upper = min(high, low + CHUNK)
-            _add(session, _grouped(session, Activity.id > low, Activity.id <= upper), sign=1)
-            counted += (
-                session.scalar(select(func.count()).where(Activity.id > low, Activity.id <= upper))
-                or 0
-            )
+            if (state.last_activity_id, state.updated_at) != tuple(seen):
+                continue
+            _add(session, groups, sign=1)
             state.last_activity_id = upper
-            state.updated_at = utcnow()
+            state.updated_at = _later_than(state.updated_at)
+        counted += sum(row.count for row in groups.counts)
+
+
+def _later_than(moment: datetime) -> datetime:
+    """Now, or a microsecond after `moment`: the state row's time is also its version."""
+    return max(utcnow(), moment + timedelta(microseconds=1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +221,8 @@ def forget_contact(session: Session, contact_id: int) -> None:
         session, Activity.contact_id == contact_id, Activity.id <= state.last_activity_id
     )
     _add(session, groups, sign=-1)
+    # A refresh that grouped these activities before this erasure must not add them back.
+    state.updated_at = _later_than(state.updated_at)
     # Rows counted down to zero say nothing; drop them.
     session.execute(delete(ActivityRollup).where(ActivityRollup.count <= 0))
     session.execute(delete(TopRollup).where(TopRollup.count <= 0))
