@@ -1,13 +1,15 @@
-"""GUIDs and code names as the outside world writes them."""
+"""GUIDs, code names and days as the outside world writes them."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from datetime import date
 
 from contacthub.errors import InvalidInput
 
 CODE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def parse_guid(text: object, what: str) -> uuid.UUID:
@@ -34,3 +36,18 @@ def check_code_name(code_name: str, what: str) -> str:
             field="code_name",
         )
     return code_name
+
+
+def parse_day(text: str, field: str) -> date | None:
+    """A day typed as `YYYY-MM-DD` (a date filter, a range picker); None when empty."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        if DAY.fullmatch(text):
+            return date.fromisoformat(text)
+    except ValueError:  # 2024-02-30 and the like
+        pass
+    raise InvalidInput(
+        "Enter a date as YYYY-MM-DD, e.g. 2024-05-31.", code="invalid_date", field=field
+    )

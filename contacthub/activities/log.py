@@ -56,6 +56,7 @@ from contacthub.activities.rules import (
 from contacthub.channels import repository as channel_repository
 from contacthub.contacts import repository as contact_repository
 from contacthub.errors import InvalidInput
+from contacthub.identifiers import parse_day
 from contacthub.storage.models import Activity, Contact
 
 PAGE_SIZE = 50
@@ -73,7 +74,6 @@ BUILT_IN_TYPE_NAMES = {
     EMAIL_OPEN: "Email open",
     EMAIL_CLICK: "Email click",
 }
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CURSOR = re.compile(r"\d{1,18}")
 
 
@@ -123,7 +123,7 @@ class LogFilters:
                 code="invalid_url_filter",
                 field="url",
             )
-        first, last = _day(start, "start"), _day(end, "end")
+        first, last = parse_day(start, "start"), parse_day(end, "end")
         if first is not None and last is not None and last < first:
             raise InvalidInput(
                 "The end day is before the start day.", code="invalid_date_range", field="end"
@@ -161,17 +161,6 @@ class LogFilters:
             "end": self.end.isoformat() if self.end else None,
         }
         return {name: value for name, value in params.items() if value}
-
-
-def _day(text: str, name: str) -> date | None:
-    if not text:
-        return None
-    try:
-        if _DAY.fullmatch(text):
-            return date.fromisoformat(text)
-    except ValueError:
-        pass
-    raise InvalidInput(f"{name} must be a day: YYYY-MM-DD.", code="invalid_date", field=name)
 
 
 def parse_cursor(text: str, name: str) -> int | None:

@@ -21,15 +21,6 @@ BADGE_KINDS = {
 }
 
 
-def is_web_url(url: str | None) -> bool:
-    """Whether a URL from the public may be a link: only http and https.
-
-    The raw text is tested, not a parsed form: browsers ignore leading spaces and control
-    characters before a scheme, so ` javascript:` must not pass as a relative link.
-    """
-    return url is not None and url[:8].lower().startswith(("http://", "https://"))
-
-
 async def activity_list(admin: Admin) -> Response:
     """The log, filtered by the query string; malformed filters are shown next to their field."""
     params = {name: admin.param(name) for name in FILTER_FIELDS}
@@ -66,7 +57,6 @@ async def activity_list(admin: Admin) -> Response:
         400 if context["errors"] else 200,
         params=params,
         badge_kinds=BADGE_KINDS,
-        is_web_url=is_web_url,
         scan_limit=log.SCAN_LIMIT,
         **context,
     )

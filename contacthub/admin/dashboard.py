@@ -17,13 +17,14 @@ from contacthub.admin import charts
 from contacthub.admin.web import Admin, page
 from contacthub.analytics import dashboard as service
 from contacthub.errors import InvalidInput
+from contacthub.identifiers import parse_day
 
 PRESETS = (7, 30, 90)
 
 
 def _read_day(admin: Admin, name: str, errors: dict[str, str]) -> date | None:
     try:
-        return service.parse_day(admin.param(name), name)
+        return parse_day(admin.param(name), name)
     except InvalidInput as error:
         errors[name] = error.message
         return None

@@ -11,11 +11,10 @@ stay thin: read the form, call a service in a unit of work, render or redirect.
 from __future__ import annotations
 
 import hmac
-import json
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
@@ -75,10 +74,19 @@ def _format_percent(value: float | None) -> str:
     return "–" if value is None or math.isnan(value) else f"{value * 100:.1f} %"
 
 
+def is_web_url(url: str | None) -> bool:
+    """Whether a URL from the public may be a link: only http and https.
+
+    The raw text is tested, not a parsed form: browsers ignore leading spaces and control
+    characters before a scheme, so ` javascript:` must not pass as a relative link.
+    """
+    return url is not None and url[:8].lower().startswith(("http://", "https://"))
+
+
 templates.filters["datetime"] = _format_datetime
 templates.filters["number"] = _format_number
 templates.filters["percent"] = _format_percent
-templates.filters["tojson_attr"] = lambda value: json.dumps(value, default=str)
+templates.tests["web_url"] = is_web_url
 templates.globals["query"] = lambda params: urlencode(
     {k: v for k, v in params.items() if v not in (None, "")}
 )
@@ -285,11 +293,3 @@ def user_of(session: Any, admin: Admin) -> AdminUser:
 def form_errors(error: HubError) -> dict[str, str]:
     """A domain error as the `errors` a form template shows (`_form` for the form as a whole)."""
     return {error.field or "_form": error.message}
-
-
-def parse_day(text: str, default: date) -> date:
-    """A `YYYY-MM-DD` query parameter, or the default when it is missing or malformed."""
-    try:
-        return date.fromisoformat(text) if text else default
-    except ValueError:
-        return default

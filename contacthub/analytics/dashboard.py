@@ -13,7 +13,6 @@ and issue (the first human open), a click every time.
 
 from __future__ import annotations
 
-import re
 import threading
 import uuid
 from collections import defaultdict
@@ -21,19 +20,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
-from typing import Any
 
-from sqlalchemy import Date, cast, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from contacthub.activities.rules import CLICK, DATA_INPUT, EMAIL_CLICK, EMAIL_OPEN, PAGE_VISIT
 from contacthub.analytics import rollups
 from contacthub.email.stats import issue_stats
 from contacthub.errors import InvalidInput, NotFound
 from contacthub.storage.models import ActivityType, Channel, Contact, EmailIssue, Newsletter
+from contacthub.storage.types import date_from_driver, utc_day
 
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 TOP_COUNT = 10
@@ -121,21 +118,6 @@ def default_range(today: date | None = None) -> tuple[date, date]:
     """The last `DEFAULT_DAYS` days, today included."""
     end = today or utc_today()
     return end - timedelta(days=DEFAULT_DAYS - 1), end
-
-
-def parse_day(text: str, field: str) -> date | None:
-    """A `YYYY-MM-DD` date typed into the range picker; None when empty."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        if _ISO_DATE.fullmatch(text):
-            return date.fromisoformat(text)
-    except ValueError:  # 2024-02-30 and the like
-        pass
-    raise InvalidInput(
-        "Enter a date as YYYY-MM-DD, e.g. 2024-05-31.", code="invalid_date", field=field
-    )
 
 
 def resolve_range(
@@ -236,17 +218,9 @@ def _channel_name(channel_id: int, names: Mapping[int, str]) -> str:
     return names.get(channel_id, f"Deleted channel #{channel_id}")
 
 
-def _utc_day(session: Session, column: Any) -> ColumnElement[Any]:
-    """The UTC day of a timestamp column, as the database computes it (see `rollups.day_of`)."""
-    if session.get_bind().dialect.name == "sqlite":
-        # SQLite stores "YYYY-MM-DD HH:MM:SS.ffffff" in UTC.
-        return func.substr(column, 1, 10)
-    return cast(func.timezone("UTC", column), Date)
-
-
 def _new_contacts_per_day(session: Session, start: date, end: date) -> dict[date, int]:
     """Contacts created per UTC day: a range of the index on `contacts.created_at`."""
-    day = _utc_day(session, Contact.created_at)
+    day = utc_day(session, Contact.created_at)
     rows = session.execute(
         select(day, func.count())
         .where(
@@ -256,7 +230,7 @@ def _new_contacts_per_day(session: Session, start: date, end: date) -> dict[date
         )
         .group_by(day)
     )
-    return {(d if isinstance(d, date) else date.fromisoformat(d)): n for d, n in rows}
+    return {date_from_driver(d): n for d, n in rows}
 
 
 def _top(session: Session, kind: str, start: date, end: date) -> tuple[TopEntry, ...]:

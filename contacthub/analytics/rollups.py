@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, cast, delete, func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
@@ -35,7 +35,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from contacthub.activities.rules import CLICK, PAGE_VISIT
 from contacthub.storage.database import Database
 from contacthub.storage.models import Activity, ActivityRollup, RollupState, TopRollup
-from contacthub.storage.types import utcnow
+from contacthub.storage.types import date_from_driver, utc_day, utcnow
 
 MAX_KEY_LENGTH = 500
 # Activities counted per transaction, so that a large backlog commits its progress as it goes.
@@ -57,18 +57,6 @@ class CountRow:
     channel_id: int
     type: str
     count: int
-
-
-def day_of(session: Session) -> ColumnElement[Any]:
-    """The UTC day of an activity's `created_at`, as the database computes it."""
-    if session.get_bind().dialect.name == "sqlite":
-        # SQLite stores "YYYY-MM-DD HH:MM:SS.ffffff" in UTC.
-        return func.substr(Activity.created_at, 1, 10)
-    return cast(func.timezone("UTC", Activity.created_at), Date)
-
-
-def _as_date(value: date | str) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(value)
 
 
 def counted_up_to(session: Session) -> int:
@@ -145,31 +133,50 @@ class _Groups:
     tops: Counter[tuple[date, str, str]]
 
 
-def _grouped(session: Session, *where: ColumnElement[bool]) -> _Groups:
-    day = day_of(session)
+# What each kind of top list counts: the key of an activity, and the activity type counted.
+_TOP_KEYS = {
+    PAGE: (Activity.url, PAGE_VISIT),
+    CLICK_KIND: (func.coalesce(Activity.value, Activity.url), CLICK),
+}
+
+
+def _counts(session: Session, *where: ColumnElement[bool]) -> list[CountRow]:
+    """Activities per UTC day, channel and type, of the activities `where` selects."""
+    day = utc_day(session, Activity.created_at)
     channel = func.coalesce(Activity.channel_id, NO_CHANNEL)
-    counts = [
-        CountRow(_as_date(d), c, t, n)
+    return [
+        CountRow(date_from_driver(d), c, t, n)
         for d, c, t, n in session.execute(
             select(day, channel, Activity.type, func.count())
             .where(*where)
             .group_by(day, channel, Activity.type)
         )
     ]
+
+
+def _tops(session: Session, kind: str, *where: ColumnElement[bool]) -> Counter[tuple[date, str]]:
+    """Page visits per URL or clicks per element (`kind`) and UTC day, of what `where` selects."""
+    day = utc_day(session, Activity.created_at)
+    key_column, activity_type = _TOP_KEYS[kind]
+    key = func.substr(key_column, 1, MAX_KEY_LENGTH)
+    rows = session.execute(
+        select(day, key, func.count())
+        .where(*where, Activity.type == activity_type, key_column.is_not(None))
+        .group_by(day, key)
+    )
+    tops: Counter[tuple[date, str]] = Counter()
+    for d, k, n in rows:
+        tops[(date_from_driver(d), k)] += n
+    return tops
+
+
+def _grouped(session: Session, *where: ColumnElement[bool]) -> _Groups:
+    """Everything the rollups count, of the activities `where` selects."""
     tops: Counter[tuple[date, str, str]] = Counter()
-    for kind, key_column, activity_type in (
-        (PAGE, Activity.url, PAGE_VISIT),
-        (CLICK_KIND, func.coalesce(Activity.value, Activity.url), CLICK),
-    ):
-        key = func.substr(key_column, 1, MAX_KEY_LENGTH)
-        rows = session.execute(
-            select(day, key, func.count())
-            .where(*where, Activity.type == activity_type, key_column.is_not(None))
-            .group_by(day, key)
-        )
-        for d, k, n in rows:
-            tops[(_as_date(d), kind, k)] += n
-    return _Groups(counts, tops)
+    for kind in _TOP_KEYS:
+        for (d, key), n in _tops(session, kind, *where).items():
+            tops[(d, kind, key)] += n
+    return _Groups(_counts(session, *where), tops)
 
 
 def _add(session: Session, groups: _Groups, *, sign: int) -> None:
@@ -241,8 +248,10 @@ def activity_counts(session: Session, start: date, end: date) -> list[CountRow]:
     ).where(_in_days(ActivityRollup.day, start, end))
     for d, c, t, n in session.execute(rolled):
         totals[(d, c, t)] += n
-    for row in _live(session, counted, start, end).counts:
-        totals[(row.day, row.channel_id, row.type)] += row.count
+    # The activities after the rollups' high mark, counted live.
+    for row in _counts(session, Activity.id > counted):
+        if start <= row.day <= end:
+            totals[(row.day, row.channel_id, row.type)] += row.count
     return [CountRow(d, c, t, n) for (d, c, t), n in sorted(totals.items()) if n > 0]
 
 
@@ -259,21 +268,13 @@ def top_keys(
     )
     for key, n in session.execute(rolled):
         totals[key] += int(n)
-    for (_d, k, key), n in _live(session, counted, start, end).tops.items():
-        if k == kind:
+    # The activities after the rollups' high mark, counted live.
+    for (d, key), n in _tops(session, kind, Activity.id > counted).items():
+        if start <= d <= end:
             totals[key] += n
     # Ties in a stable order (by key), so the lists do not reshuffle between loads.
     ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
     return [(key, n) for key, n in ranked[:limit] if n > 0]
-
-
-def _live(session: Session, counted: int, start: date, end: date) -> _Groups:
-    """The activities after the rollups' high mark, grouped the same way, within the days."""
-    groups = _grouped(session, Activity.id > counted)
-    return _Groups(
-        [r for r in groups.counts if start <= r.day <= end],
-        Counter({key: n for key, n in groups.tops.items() if start <= key[0] <= end}),
-    )
 
 
 def rollup_lag(session: Session) -> tuple[int, datetime | None]:

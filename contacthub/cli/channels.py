@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import typer
@@ -81,11 +80,6 @@ def key_record(key: ApiKey, channel_name: str) -> dict[str, Any]:
     }
 
 
-def parse_expiry(text: str | None) -> datetime | None:
-    """An `--expires` option as a UTC time (a time without a zone is taken as UTC)."""
-    return service.parse_expiry(text)
-
-
 @apikey_app.command("create")
 def apikey_create(
     channel: str = typer.Option(..., help="Name of the channel the key belongs to."),
@@ -101,7 +95,7 @@ def apikey_create(
             channel,
             access,
             name=name,
-            expires_at=parse_expiry(expires),
+            expires_at=service.parse_expiry(expires),
             actor=CLI_ACTOR,
         )
         record = key_record(new.record, channel)

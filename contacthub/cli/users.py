@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from contacthub.audit import service as audit
-from contacthub.cli.channels import parse_expiry
+from contacthub.channels.service import parse_expiry
 from contacthub.cli.output import JsonOption, emit, unit_of_work
 from contacthub.storage.models import AdminToken, AdminUser
 from contacthub.users import service as users

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect
+from sqlalchemy import Date, DateTime, Dialect, cast, func
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 
@@ -53,6 +55,19 @@ def utc_from_driver(value: datetime | str | None) -> datetime | None:
         return None
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def date_from_driver(value: date | str) -> date:
+    """A day as the database computed it (see `utc_day`): SQLite answers text."""
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def utc_day(session: Session, column: Any) -> ColumnElement[Any]:
+    """The UTC day of a UTCDateTime column, as the database computes it (for GROUP BY)."""
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite stores "YYYY-MM-DD HH:MM:SS.ffffff" in UTC.
+        return func.substr(column, 1, 10)
+    return cast(func.timezone("UTC", column), Date)
 
 
 def guid_from_driver(value: uuid.UUID | str) -> uuid.UUID:

@@ -12,6 +12,7 @@ from contacthub.activities import service as activity_types
 from contacthub.analytics import dashboard as service
 from contacthub.analytics import rollups
 from contacthub.errors import InvalidInput
+from contacthub.identifiers import parse_day
 from contacthub.storage.database import Database
 from contacthub.storage.models import Channel, Delivery, EmailIssue, EmailOpen, Subscriber
 from tests.analytics.support import Act, add, at, channel, contact_id, email_issue
@@ -182,13 +183,13 @@ def test_range_checks() -> None:
 )
 def test_malformed_dates_are_refused(text: str) -> None:
     with pytest.raises(InvalidInput) as error:
-        service.parse_day(text, "start")
+        parse_day(text, "start")
     assert (error.value.code, error.value.field) == ("invalid_date", "start")
 
 
 def test_dates_parse() -> None:
-    assert service.parse_day(" 2024-05-31 ", "end") == date(2024, 5, 31)
-    assert service.parse_day("", "end") is None
+    assert parse_day(" 2024-05-31 ", "end") == date(2024, 5, 31)
+    assert parse_day("", "end") is None
 
 
 def test_the_service_checks_the_range_too(database: Database) -> None:
