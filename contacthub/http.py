@@ -15,6 +15,7 @@ from contacthub.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from contacthub.identifiers import whole_number
 
 _encoder = msgspec.json.Encoder()
 
@@ -52,7 +53,8 @@ def require_json(request: Request) -> None:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing (413) anything over `limit` bytes before reading it all."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared_size = None if declared is None else whole_number(declared, 30)
+    if declared_size is not None and declared_size > limit:
         raise PayloadTooLarge(f"The body is over {limit} bytes.", code="body_too_large")
     chunks = []
     size = 0

@@ -10,6 +10,7 @@ from contacthub.errors import InvalidInput
 
 CODE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+DIGITS = re.compile(r"[0-9]+")
 
 
 def parse_guid(text: object, what: str) -> uuid.UUID:
@@ -51,3 +52,12 @@ def parse_day(text: str, field: str) -> date | None:
     raise InvalidInput(
         "Enter a date as YYYY-MM-DD, e.g. 2024-05-31.", code="invalid_date", field=field
     )
+
+
+def whole_number(text: str, max_digits: int = 9) -> int | None:
+    """`text` as a whole number of at most `max_digits` ASCII digits (an id, a cursor); else None.
+
+    Not `str.isdigit()`: it also accepts digits that `int()` refuses, such as "²", which would
+    turn a malformed id into a server error instead of a 404.
+    """
+    return int(text) if len(text) <= max_digits and DIGITS.fullmatch(text) else None

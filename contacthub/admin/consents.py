@@ -18,6 +18,7 @@ from contacthub.admin.web import Admin, form_errors, page
 from contacthub.audit import service as audit
 from contacthub.consents import service as consents
 from contacthub.errors import HubError
+from contacthub.identifiers import whole_number
 
 
 def consent_path(code_name: str) -> str:
@@ -96,10 +97,9 @@ async def _detail_page(
     def work(session: Session) -> tuple[consents.ConsentDetail, list[consents.ConsentTexts]]:
         found = consents.detail(session, code_name)
         shown = found.texts
-        if revision_param.isdigit() and len(revision_param) < 10:
-            number = int(revision_param)
-            if number != found.summary.revision:
-                shown = consents.revision_texts(session, code_name, number)
+        number = whole_number(revision_param)
+        if number is not None and number != found.summary.revision:
+            shown = consents.revision_texts(session, code_name, number)
         return found, shown
 
     found, shown = await admin.hub.read(work)

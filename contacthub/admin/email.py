@@ -24,6 +24,7 @@ from contacthub.email import importer, overview, service
 from contacthub.email.importer import ImportReport
 from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
 from contacthub.errors import HubError, InvalidInput
+from contacthub.identifiers import whole_number
 from contacthub.storage.database import Database
 
 NEWSLETTER_FIELDS = ("name", "sender_name", "sender_email", "base_url")
@@ -44,7 +45,7 @@ def detached(session: Session, value: T) -> T:
 
 def cursor(text: str) -> int | None:
     """A keyset cursor from a query parameter; None when missing or malformed."""
-    return int(text) if text.isdigit() and len(text) < 19 else None
+    return whole_number(text, 18)
 
 
 def newsletter_path(guid: object) -> str:

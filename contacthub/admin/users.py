@@ -17,6 +17,7 @@ from starlette.routing import Route
 from contacthub.admin.web import SIGN_IN_PATH, Admin, form_errors, page, user_of
 from contacthub.audit import service as audit
 from contacthub.errors import HubError, InvalidInput
+from contacthub.identifiers import whole_number
 from contacthub.storage.models import AdminToken, AdminUser
 from contacthub.storage.types import utcnow
 from contacthub.users import service as users
@@ -86,7 +87,7 @@ def _token_row(token: AdminToken, email: str, now: datetime) -> TokenRow:
 def _id(admin: Admin, name: str) -> int:
     """A numeric path parameter; 0 (which no row has) when it is not a sane number."""
     text = str(admin.request.path_params[name])
-    return int(text) if text.isdigit() and len(text) < 10 else 0
+    return whole_number(text) or 0
 
 
 async def _users_page(admin: Admin, status: int = 200, **forms: Any) -> Response:

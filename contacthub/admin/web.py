@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from contacthub.errors import HubError, PayloadTooLarge
 from contacthub.hub import Hub, hub_of
+from contacthub.identifiers import whole_number
 from contacthub.storage.models import AdminUser
 from contacthub.users import service as users
 
@@ -202,7 +203,8 @@ async def read_form(request: Request, *, max_files: int = 0) -> FormData:
     """
     limit = MAX_UPLOAD_BYTES * max_files + MAX_FORM_PART_BYTES
     declared = request.headers.get("content-length", "")
-    if max_files and declared.isdigit() and int(declared) > limit:
+    declared_size = whole_number(declared, 30)
+    if max_files and declared_size is not None and declared_size > limit:
         raise PayloadTooLarge(
             f"The upload is over {MAX_UPLOAD_BYTES // (1_024 * 1_024)} MiB.",
             code="upload_too_large",

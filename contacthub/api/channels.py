@@ -12,6 +12,7 @@ from contacthub.api.routing import ApiCall, ApiRouter, QueryParam
 from contacthub.channels import service
 from contacthub.errors import NotFound
 from contacthub.http import json_response
+from contacthub.identifiers import whole_number
 from contacthub.storage.models import ApiKey, Channel
 
 router = ApiRouter("Channels")
@@ -90,9 +91,10 @@ def key_out(key: ApiKey, channel_name: str) -> KeyOut:
 
 def _key_id(call: ApiCall) -> int:
     text = call.path("key_id")
-    if not (text.isdigit() and len(text) < 10):
+    key_id = whole_number(text)
+    if key_id is None:
         raise NotFound(f"No API key with id {text!r}.", code="unknown_api_key")
-    return int(text)
+    return key_id
 
 
 @router.get("/api/channels", response=list[ChannelOut])

@@ -11,6 +11,7 @@ from contacthub.api.routing import ApiCall, ApiRouter
 from contacthub.audit import service as audit
 from contacthub.consents import service as consents
 from contacthub.errors import NotFound
+from contacthub.identifiers import whole_number
 
 router = ApiRouter("Consents")
 
@@ -135,9 +136,9 @@ async def get_consent(call: ApiCall) -> ConsentDetailOut:
 async def get_consent_revision(call: ApiCall) -> ConsentRevisionTextsOut:
     """The texts of one revision: what contacts who agreed to it were shown."""
     text = call.path("number")
-    if not (text.isdigit() and len(text) < 10):
+    number = whole_number(text)
+    if number is None:
         raise NotFound(f"No revision {text!r}.", code="unknown_revision")
-    number = int(text)
     texts = await call.hub.read(lambda s: consents.revision_texts(s, call.path("code"), number))
     return ConsentRevisionTextsOut(number, _texts_out(texts))
 

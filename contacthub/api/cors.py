@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from contacthub.api.routing import ApiCall, ApiRouter
 from contacthub.channels import cors
 from contacthub.errors import NotFound
+from contacthub.identifiers import whole_number
 from contacthub.storage.models import CorsOrigin
 
 router = ApiRouter("CORS origins")
@@ -53,10 +54,11 @@ async def add_origin(call: ApiCall, body: OriginIn) -> OriginOut:
 async def remove_origin(call: ApiCall) -> None:
     """Stop allowing a stored origin."""
     text = call.path("origin_id")
-    if not (text.isdigit() and len(text) < 10):
+    origin_id = whole_number(text)
+    if origin_id is None:
         raise NotFound(f"No CORS origin with id {text!r}.", code="unknown_origin")
 
     def work(session: Session) -> None:
-        cors.remove_origin(session, int(text), actor=call.actor)
+        cors.remove_origin(session, origin_id, actor=call.actor)
 
     await call.hub.write(work)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from contacthub.api.routing import ApiCall, ApiRouter
 from contacthub.audit import service as audit
+from contacthub.identifiers import whole_number
 from contacthub.storage.models import AdminToken, AdminUser
 from contacthub.users import service as users
 
@@ -81,7 +82,7 @@ def token_out(token: AdminToken, email: str) -> TokenOut:
 
 def _user_id(call: ApiCall) -> int:
     text = call.path("user_id")
-    return int(text) if text.isdigit() and len(text) < 10 else 0
+    return whole_number(text) or 0
 
 
 @router.get("/api/users", response=list[UserOut])
@@ -152,7 +153,7 @@ async def revoke_token(call: ApiCall) -> TokenOut:
 
     def work(session: Session) -> TokenOut:
         text = call.path("token_id")
-        token = users.revoke_token(session, int(text) if text.isdigit() and len(text) < 10 else 0)
+        token = users.revoke_token(session, whole_number(text) or 0)
         audit.record(session, call.actor, "token.revoked", token.prefix)
         return token_out(token, users.get_user(session, token.user_id).email)
 

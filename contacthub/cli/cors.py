@@ -9,6 +9,7 @@ import typer
 from contacthub.audit.service import CLI_ACTOR
 from contacthub.channels import cors
 from contacthub.cli.output import JsonOption, emit, unit_of_work
+from contacthub.identifiers import whole_number
 from contacthub.storage.models import CorsOrigin
 
 cors_app = typer.Typer(
@@ -46,7 +47,7 @@ def cors_remove(
 ) -> None:
     """Stop allowing an origin."""
     with unit_of_work() as session:
-        origin_id = int(origin) if origin.isdigit() and len(origin) < 10 else None
+        origin_id = whole_number(origin)
         if origin_id is None:
             origin_id = cors.find_origin(session, origin).id
         record = origin_record(cors.remove_origin(session, origin_id, actor=CLI_ACTOR))

@@ -24,6 +24,7 @@ from contacthub.activities.rules import EMAIL_CLICK, EMAIL_OPEN
 from contacthub.contacts import repository
 from contacthub.contacts.fields import CONTACT_FIELDS
 from contacthub.errors import InvalidInput, NotFound
+from contacthub.identifiers import whole_number
 from contacthub.storage.models import (
     Activity,
     Channel,
@@ -265,13 +266,14 @@ def check_before(text: str) -> int | None:
     """The `before` cursor of a timeline (an activity id), or None when not given."""
     if not text:
         return None
-    if not text.isdigit() or len(text) > 18:
+    before = whole_number(text, 18)
+    if before is None:
         raise InvalidInput(
             "before must be the next_before of a timeline page (a whole number).",
             code="invalid_cursor",
             field="before",
         )
-    return int(text)
+    return before
 
 
 def channel_names(session: Session, ids: Collection[int | None]) -> dict[int, str]:

@@ -1,0 +1,42 @@
+"""Ids, cursors and days as they arrive in paths, query strings and forms."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from contacthub.errors import InvalidInput
+from contacthub.identifiers import parse_day, whole_number
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0", 0),
+        ("42", 42),
+        ("123456789", 123_456_789),
+        ("1234567890", None),
+        ("", None),
+        ("-1", None),
+        (" 1", None),
+        ("1.0", None),
+        ("²", None),
+        ("١٢", None),
+        ("1e3", None),
+    ],
+)
+def test_whole_numbers_are_ascii_digits_only(text: str, expected: int | None) -> None:
+    assert whole_number(text) == expected
+
+
+def test_longer_numbers_when_asked() -> None:
+    assert whole_number("123456789012345678", 18) == 123_456_789_012_345_678
+    assert whole_number("1234567890123456789", 18) is None
+
+
+def test_days() -> None:
+    assert parse_day(" 2024-05-31 ", "end") == date(2024, 5, 31)
+    assert parse_day("", "end") is None
+    with pytest.raises(InvalidInput):
+        parse_day("2024-02-30", "start")
