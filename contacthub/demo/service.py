@@ -66,6 +66,7 @@ from contacthub.demo.generator import (
 )
 from contacthub.demo.repository import bulk_insert, ids_in_order
 from contacthub.email import service as email
+from contacthub.email.tracking import CLICK_COLUMNS, OPEN_COLUMNS
 from contacthub.errors import Conflict, InvalidInput
 from contacthub.storage.database import Database
 from contacthub.storage.models import (
@@ -609,15 +610,7 @@ def _insert_email(
     bulk_insert(
         session,
         EmailOpen.__table__,  # type: ignore[arg-type]
-        (
-            "issue_id",
-            "subscriber_id",
-            "is_machine",
-            "machine_reason",
-            "user_agent",
-            "ip",
-            "created_at",
-        ),
+        OPEN_COLUMNS,
         [
             (
                 setup.issue_ids[issue],
@@ -636,16 +629,7 @@ def _insert_email(
     bulk_insert(
         session,
         EmailClick.__table__,  # type: ignore[arg-type]
-        (
-            "link_id",
-            "issue_id",
-            "subscriber_id",
-            "is_machine",
-            "machine_reason",
-            "user_agent",
-            "ip",
-            "created_at",
-        ),
+        CLICK_COLUMNS,
         [
             (
                 setup.link_ids[(issue, position)],
