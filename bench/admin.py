@@ -28,7 +28,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -42,7 +41,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
-from types import FrameType
 from urllib.parse import urlencode, urlsplit
 
 import harness
@@ -298,9 +296,7 @@ def print_table(rows: list[Measurement], store: str) -> None:
         if store == "postgresql":
             cells = (*cells, f"{row.database_cpu_ms:.1f}" if row.status != 404 else "")
         lines.append((row.page.name, *cells, verdict.strip()))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    for line in lines:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+    harness.print_table(lines)
     print(
         "\nserver CPU ms: the hub process's CPU time per request (steadier than latency on a busy "
         "machine; on SQLite it is most of the latency)."
@@ -322,11 +318,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed requests per page first")
     parser.add_argument("--search", default="smith", help="what the contacts search looks for")
     parser.add_argument("--postgres", action="store_true", help="a PostgreSQL store, not SQLite")
-    parser.add_argument(
-        "--postgresql-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="server where the bench database is created (and dropped)",
-    )
+    harness.add_postgresql_url(parser)
     parser.add_argument(
         "--reuse",
         metavar="PATH_OR_URL",
@@ -336,18 +328,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM unwinds like Ctrl-C, so the ExitStack stops the server and drops the database.
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; see the module docstring."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    load = os.getloadavg()[0]
-    if load > 0.5:
-        print(f"warning: load average {load:.2f}: the machine is not idle.", file=sys.stderr)
+    harness.unwind_on_sigterm()
+    harness.warn_if_busy()
     password = secrets.token_urlsafe(16)
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="contacthub-admin-")))

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import sqlite3
 import sys
 import tempfile
@@ -35,7 +34,6 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default
 from pathlib import Path
-from types import FrameType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -377,9 +375,7 @@ def print_table(rows: list[Row]) -> None:
                 f"{r.others_cpu:.0%}",
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    for line in lines:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+    harness.print_table(lines)
     print(
         "\nbaseline: bare Starlette, GET /health with the same query string. Each row is the "
         "round with the median hub/base ratio.\nfailed: answers other than 200 (pixel) or 303 "
@@ -394,22 +390,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up per target")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
     parser.add_argument("--only", choices=("sqlite", "postgresql"), help="one store only")
-    parser.add_argument(
-        "--postgresql-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="server where the bench database is created (and dropped)",
-    )
+    harness.add_postgresql_url(parser)
     return parser.parse_args(argv)
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; see the module docstring."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    harness.unwind_on_sigterm()
     harness.ensure_wrk()
     stores = [args.only] if args.only else ["sqlite", "postgresql"]
     with ExitStack() as stack:

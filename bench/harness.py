@@ -7,6 +7,7 @@ stealing CPU time from the server, so requests per second measure the server alo
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
 import os
@@ -21,11 +22,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 SERVER_CPU = 0
 WRK_CPU = 1
 RESULT_MARKER = "BENCH_RESULT "
 WRK_INSTALL = ["apt-get", "install", "-y", "wrk"]
+POSTGRESQL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# Above this load average something else runs: figures drop and scatter.
+QUIET_LOAD = 0.5
 
 
 @dataclass
@@ -424,3 +429,35 @@ def run_wrk(
         cpu_window_s=elapsed,
         output=finished.stdout,
     )
+
+
+def add_postgresql_url(parser: argparse.ArgumentParser) -> None:
+    """The `--postgresql-url` option every benchmark on PostgreSQL takes."""
+    parser.add_argument(
+        "--postgresql-url",
+        default=POSTGRESQL_URL,
+        help="server where the bench database is created (and dropped)",
+    )
+
+
+def _unwind(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def unwind_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so `with` blocks stop servers and drop databases."""
+    signal.signal(signal.SIGTERM, _unwind)
+
+
+def warn_if_busy() -> None:
+    """Say so when the machine is not idle: other processes take CPU from the measurement."""
+    load = os.getloadavg()[0]
+    if load > QUIET_LOAD:
+        print(f"warning: load average {load:.2f}: the machine is not idle.", file=sys.stderr)
+
+
+def print_table(lines: Sequence[Sequence[str]]) -> None:
+    """Rows of cells (the first one the header) as aligned columns."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))

@@ -262,9 +262,7 @@ def main() -> int:
     parser.add_argument("--chunk-size", type=int, default=100)
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
     options = parser.parse_args()
-    load = os.getloadavg()[0]
-    if load > 0.5:
-        print(f"warning: load average {load:.2f}: other processes compete with the benchmark")
+    harness.warn_if_busy()
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="contacthub-bench-") as tmp:
         workdir = Path(tmp)

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import secrets
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -28,7 +27,6 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from urllib.parse import urlsplit
 
 import harness
@@ -41,7 +39,6 @@ TARGETS = {"sqlite": 0.40, "postgresql": 0.30}
 # More failed requests than this makes a run invalid: fast errors must not pass for speed.
 MAX_FAILURE_RATE = 0.001
 # Above this one-minute load average, other processes compete with the benchmark.
-QUIET_LOAD = 0.5
 # Above this share of a core taken by other processes during a measurement, its figures are low.
 BUSY_CPU = 0.10
 UVICORN_OPTIONS = ["--workers", "1", "--loop", "uvloop", "--http", "httptools"]
@@ -279,9 +276,7 @@ def print_table(rows: list[Row]) -> None:
                 f"{r.others_cpu:.0%}",
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    for line in lines:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+    harness.print_table(lines)
     print(
         "\npeak RSS: VmHWM summed over the server process and its children "
         "(with --workers 1 it is the one uvicorn process)."
@@ -307,29 +302,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up per target")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
     parser.add_argument("--only", choices=sorted(TARGETS), help="measure the hub on one store")
-    parser.add_argument(
-        "--postgresql-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="server where the bench database is created (and dropped)",
-    )
+    harness.add_postgresql_url(parser)
     return parser.parse_args(argv)
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM unwinds like Ctrl-C, so the ExitStack stops servers and drops the database.
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; see the module docstring."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    harness.unwind_on_sigterm()
     if (os.cpu_count() or 1) < 2:
         print("warning: fewer than 2 CPUs: server and wrk share a core.", file=sys.stderr)
-    busy = os.getloadavg()[0]
-    if busy > QUIET_LOAD:
-        # Anything else running takes CPU from the server or from wrk: figures drop and scatter.
-        print(f"warning: load average {busy:.2f}: the machine is not idle.", file=sys.stderr)
+    harness.warn_if_busy()
     harness.ensure_wrk()
     stores = [args.only] if args.only else list(TARGETS)
     rows: list[Row] = []
