@@ -61,3 +61,16 @@ def whole_number(text: str, max_digits: int = 9) -> int | None:
     turn a malformed id into a server error instead of a 404.
     """
     return int(text) if len(text) <= max_digits and DIGITS.fullmatch(text) else None
+
+
+def refuse_nul(text: str, field: str) -> str:
+    """`text` unchanged, or a 400 naming `field` when it holds a NUL character.
+
+    PostgreSQL cannot store NUL in text and SQLite would keep it silently; the one rule refuses it
+    on both databases alike, wherever text comes in (paths, queries, JSON, forms, the CLI).
+    """
+    if "\x00" in text:
+        raise InvalidInput(
+            f"{field} must not contain NUL characters.", code="nul_character", field=field
+        )
+    return text
