@@ -17,6 +17,7 @@ from contacthub.activities.rules import (
     EMAIL_OPEN,
     PAGE_VISIT,
 )
+from contacthub.audit import service as audit
 from contacthub.errors import Conflict, InvalidInput, NotFound
 from contacthub.identifiers import CODE_NAME, check_code_name
 from contacthub.storage.models import ActivityType
@@ -46,9 +47,14 @@ class TypeSummary:
 
 
 def create_type(
-    session: Session, code_name: str, *, display_name: str, enabled: bool = True
+    session: Session,
+    code_name: str,
+    *,
+    display_name: str,
+    enabled: bool = True,
+    actor: str | None = None,
 ) -> ActivityType:
-    """Create a custom activity type."""
+    """Create a custom activity type; `actor` (if given) is audited, as for every change here."""
     try:
         check_code_name(code_name, "activity type")
     except InvalidInput as error:
@@ -73,6 +79,14 @@ def create_type(
     activity_type = ActivityType(code_name=code_name, display_name=display_name, enabled=enabled)
     session.add(activity_type)
     session.flush()
+    if actor is not None:
+        audit.record(
+            session,
+            actor,
+            "activity_type.created",
+            activity_type.code_name,
+            {"display_name": activity_type.display_name, "enabled": activity_type.enabled},
+        )
     return activity_type
 
 
@@ -86,7 +100,9 @@ def get_type(session: Session, code_name: str) -> ActivityType:
     return activity_type
 
 
-def set_enabled(session: Session, code_name: str, enabled: bool) -> ActivityType:
+def set_enabled(
+    session: Session, code_name: str, enabled: bool, *, actor: str | None = None
+) -> ActivityType:
     """Enable or disable a custom type; activities of a disabled type are refused."""
     if code_name.lower() in BUILT_IN_TYPES:
         raise Conflict(
@@ -96,6 +112,9 @@ def set_enabled(session: Session, code_name: str, enabled: bool) -> ActivityType
     activity_type = get_type(session, code_name)
     activity_type.enabled = enabled
     session.flush()
+    if actor is not None:
+        action = "activity_type.enabled" if enabled else "activity_type.disabled"
+        audit.record(session, actor, action, activity_type.code_name)
     return activity_type
 
 

@@ -8,7 +8,6 @@ from starlette.routing import Route
 
 from contacthub.activities import service as activity_types
 from contacthub.admin.web import Admin, form_errors, page
-from contacthub.audit import service as audit
 from contacthub.errors import HubError
 
 
@@ -41,14 +40,7 @@ async def activity_type_create(admin: Admin) -> Response:
 
     def work(session: Session) -> str:
         created = activity_types.create_type(
-            session, values["code_name"], display_name=values["display_name"]
-        )
-        audit.record(
-            session,
-            admin.actor,
-            "activity_type.created",
-            created.code_name,
-            {"display_name": created.display_name, "enabled": created.enabled},
+            session, values["code_name"], display_name=values["display_name"], actor=admin.actor
         )
         return created.code_name
 
@@ -65,9 +57,7 @@ async def _set_enabled(admin: Admin, enabled: bool) -> Response:
     code_name = str(admin.request.path_params["code"])
 
     def work(session: Session) -> str:
-        changed = activity_types.set_enabled(session, code_name, enabled)
-        action = "activity_type.enabled" if enabled else "activity_type.disabled"
-        audit.record(session, admin.actor, action, changed.code_name)
+        changed = activity_types.set_enabled(session, code_name, enabled, actor=admin.actor)
         return changed.code_name
 
     changed_code = await admin.hub.write(work)

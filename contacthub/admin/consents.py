@@ -15,7 +15,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from contacthub.admin.web import Admin, form_errors, page
-from contacthub.audit import service as audit
 from contacthub.consents import service as consents
 from contacthub.errors import HubError
 from contacthub.identifiers import whole_number
@@ -55,13 +54,7 @@ async def consent_create(admin: Admin) -> Response:
             short_text=values["short_text"],
             full_text=values["full_text"],
             display_name=values["display_name"] or None,
-        )
-        audit.record(
-            session,
-            admin.actor,
-            "consent.created",
-            consent.code_name,
-            {"language": consent.default_language},
+            actor=admin.actor,
         )
         return consent.code_name
 
@@ -149,17 +142,9 @@ async def consent_set_text(admin: Admin) -> Response:
             language=values["language"],
             short_text=values["short_text"],
             full_text=values["full_text"],
+            actor=admin.actor,
         )
-        consent = consents.get_consent(session, code_name)
-        if change.changed:
-            audit.record(
-                session,
-                admin.actor,
-                "consent.text_set",
-                consent.code_name,
-                {"language": values["language"], "revision": change.revision.number},
-            )
-        return consent.code_name, change
+        return consents.get_consent(session, code_name).code_name, change
 
     try:
         found_code, change = await admin.hub.write(work)
@@ -184,14 +169,7 @@ async def consent_set_default_language(admin: Admin) -> Response:
     language = admin.field("default_language")
 
     def work(session: Session) -> str:
-        consent = consents.set_default_language(session, code_name, language)
-        audit.record(
-            session,
-            admin.actor,
-            "consent.default_language_set",
-            consent.code_name,
-            {"language": consent.default_language},
-        )
+        consent = consents.set_default_language(session, code_name, language, actor=admin.actor)
         return consent.code_name
 
     try:

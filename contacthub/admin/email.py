@@ -19,7 +19,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from contacthub.admin.web import Admin, form_errors, page
-from contacthub.audit import service as audit
 from contacthub.email import importer, overview, service
 from contacthub.email.importer import ImportReport
 from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
@@ -77,13 +76,7 @@ async def create_newsletter(admin: Admin) -> Response:
             values["sender_name"],
             values["sender_email"],
             values["base_url"],
-        )
-        audit.record(
-            session,
-            admin.actor,
-            "newsletter.created",
-            newsletter.name,
-            {"guid": str(newsletter.guid), "sender": newsletter.sender_email},
+            actor=admin.actor,
         )
         return str(newsletter.guid), newsletter.name
 
@@ -182,10 +175,12 @@ async def add_subscriber(admin: Admin) -> Response:
 
     def work(session: Session) -> str:
         subscriber = service.add_subscriber(
-            session, name, values["email"], values["first_name"], values["last_name"]
-        )
-        audit.record(
-            session, admin.actor, "subscriber.added", subscriber.email, {"newsletter": name}
+            session,
+            name,
+            values["email"],
+            values["first_name"],
+            values["last_name"],
+            actor=admin.actor,
         )
         return subscriber.email
 
@@ -207,21 +202,18 @@ async def unsubscribe(admin: Admin) -> Response:
         subscriber = service.get_subscriber(session, name, email)
         if subscriber.status == UNSUBSCRIBED:
             return f"{subscriber.email} had already unsubscribed."
-        service.unsubscribe(session, subscriber)
-        audit.record(
-            session, admin.actor, "subscriber.unsubscribed", subscriber.email, {"newsletter": name}
-        )
+        service.unsubscribe(session, subscriber, actor=admin.actor)
         return f"{subscriber.email} is unsubscribed."
 
     message = await admin.hub.write(work)
     return admin.redirect(newsletter_path(guid), flash=message)
 
 
-def import_upload(database: Database, name: str, upload: UploadFile) -> ImportReport:
+def import_upload(database: Database, name: str, upload: UploadFile, actor: str) -> ImportReport:
     """Import the uploaded CSV (in a worker thread: it commits chunk by chunk)."""
     stream = io.TextIOWrapper(upload.file, encoding="utf-8-sig", newline="")
     try:
-        return importer.import_csv(database, name, stream)
+        return importer.import_csv(database, name, stream, actor=actor)
     except UnicodeDecodeError as error:
         raise InvalidInput(
             f"The file is not UTF-8 text (byte {error.start}): save the CSV as UTF-8.",
@@ -241,7 +233,9 @@ async def import_subscribers(admin: Admin) -> Response:
             admin, status=400, import_errors={"file": "Choose a CSV file to import."}
         )
     try:
-        report = await anyio.to_thread.run_sync(import_upload, admin.hub.database, name, upload)
+        report = await anyio.to_thread.run_sync(
+            import_upload, admin.hub.database, name, upload, admin.actor
+        )
     except HubError as error:
         # The importer's own errors (no header, no email column) are about the file.
         return await _newsletter_page(
@@ -249,19 +243,6 @@ async def import_subscribers(admin: Admin) -> Response:
         )
     finally:
         await upload.close()
-
-    def record(session: Session) -> None:
-        details = {
-            "newsletter": name,
-            "file": upload.filename,
-            "added": report.added,
-            "already_subscribed": report.already_subscribed,
-            "unsubscribed_not_added": report.unsubscribed,
-            "bad_rows": report.bad_count,
-        }
-        audit.record(session, admin.actor, "subscriber.imported", name, details)
-
-    await admin.hub.write(record)
     return await _newsletter_page(admin, report=report)
 
 

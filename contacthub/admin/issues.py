@@ -21,7 +21,6 @@ from starlette.routing import Route
 
 from contacthub.admin.email import cursor, detached
 from contacthub.admin.web import Admin, form_errors, page
-from contacthub.audit import service as audit
 from contacthub.email import background, overview, service, stats
 from contacthub.email.compose import TrackedLink
 from contacthub.errors import HubError
@@ -119,13 +118,7 @@ async def create_issue(admin: Admin) -> Response:
             values["subject"],
             values["html_body"],
             values["text_body"] or None,
-        )
-        audit.record(
-            session,
-            admin.actor,
-            "issue.created",
-            str(issue.guid),
-            {"newsletter": values["newsletter"], "subject": issue.subject},
+            actor=admin.actor,
         )
         return str(issue.guid)
 

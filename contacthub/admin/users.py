@@ -15,7 +15,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from contacthub.admin.web import SIGN_IN_PATH, Admin, form_errors, page, user_of
-from contacthub.audit import service as audit
 from contacthub.errors import HubError, InvalidInput
 from contacthub.identifiers import whole_number
 from contacthub.storage.models import AdminToken, AdminUser
@@ -135,9 +134,12 @@ async def user_create(admin: Admin) -> Response:
 
     def work(session: Session) -> str:
         user = users.create_user(
-            session, values["email"], password if isinstance(password, str) else "", values["name"]
+            session,
+            values["email"],
+            password if isinstance(password, str) else "",
+            values["name"],
+            actor=admin.actor,
         )
-        audit.record(session, admin.actor, "user.created", user.email)
         return user.email
 
     try:
@@ -182,8 +184,9 @@ async def user_set_password(admin: Admin) -> Response:
 
     def work(session: Session) -> str:
         user = users.get_user(session, user_id)
-        users.set_password(session, user, password if isinstance(password, str) else "")
-        audit.record(session, admin.actor, "user.password_set", user.email)
+        users.set_password(
+            session, user, password if isinstance(password, str) else "", actor=admin.actor
+        )
         return user.email
 
     try:
@@ -205,10 +208,7 @@ async def _set_enabled(admin: Admin, enabled: bool) -> Response:
 
     def work(session: Session) -> str:
         user = users.get_user(session, user_id)
-        users.set_enabled(session, user, enabled, acting=user_of(session, admin))
-        audit.record(
-            session, admin.actor, f"user.{'enabled' if enabled else 'disabled'}", user.email
-        )
+        users.set_enabled(session, user, enabled, acting=user_of(session, admin), actor=admin.actor)
         return user.email
 
     try:
@@ -255,14 +255,11 @@ async def token_create(admin: Admin) -> Response:
 
     def work(session: Session) -> tuple[str, str]:
         new = users.create_token(
-            session, user_of(session, admin), values["token_name"], _expiry(values["expires_at"])
-        )
-        audit.record(
             session,
-            admin.actor,
-            "token.created",
-            new.record.prefix,
-            {"name": new.record.name, "expires_at": new.record.expires_at},
+            user_of(session, admin),
+            values["token_name"],
+            _expiry(values["expires_at"]),
+            actor=admin.actor,
         )
         return new.plaintext, new.record.name
 
@@ -282,9 +279,7 @@ async def token_revoke(admin: Admin) -> Response:
     token_id = _id(admin, "token_id")
 
     def work(session: Session) -> str:
-        token = users.revoke_token(session, token_id)
-        audit.record(session, admin.actor, "token.revoked", token.prefix)
-        return token.prefix
+        return users.revoke_token(session, token_id, actor=admin.actor).prefix
 
     prefix = await admin.hub.write(work)
     return admin.redirect("/admin/users", flash=f"Token {prefix}… is revoked.")

@@ -9,7 +9,6 @@ from sqlalchemy.orm import Session
 
 from contacthub.activities import service as activity_types
 from contacthub.api.routing import ApiCall, ApiRouter
-from contacthub.audit import service as audit
 from contacthub.storage.models import ActivityType
 
 router = ApiRouter("Activity types")
@@ -58,14 +57,11 @@ async def create_activity_type(call: ApiCall, body: ActivityTypeIn) -> ActivityT
 
     def work(session: Session) -> ActivityTypeOut:
         created = activity_types.create_type(
-            session, body.code_name, display_name=body.display_name, enabled=body.enabled
-        )
-        audit.record(
             session,
-            call.actor,
-            "activity_type.created",
-            created.code_name,
-            {"display_name": created.display_name, "enabled": created.enabled},
+            body.code_name,
+            display_name=body.display_name,
+            enabled=body.enabled,
+            actor=call.actor,
         )
         return type_out(created)
 
@@ -74,9 +70,7 @@ async def create_activity_type(call: ApiCall, body: ActivityTypeIn) -> ActivityT
 
 async def _set_enabled(call: ApiCall, enabled: bool) -> ActivityTypeOut:
     def work(session: Session) -> ActivityTypeOut:
-        changed = activity_types.set_enabled(session, call.path("code"), enabled)
-        action = "activity_type.enabled" if enabled else "activity_type.disabled"
-        audit.record(session, call.actor, action, changed.code_name)
+        changed = activity_types.set_enabled(session, call.path("code"), enabled, actor=call.actor)
         return type_out(changed)
 
     return await call.hub.write(work)

@@ -8,7 +8,6 @@ import msgspec
 from sqlalchemy.orm import Session
 
 from contacthub.api.routing import ApiCall, ApiRouter
-from contacthub.audit import service as audit
 from contacthub.consents import service as consents
 from contacthub.errors import NotFound
 from contacthub.identifiers import whole_number
@@ -113,13 +112,7 @@ async def create_consent(call: ApiCall, body: ConsentIn) -> ConsentDetailOut:
             short_text=body.short_text,
             full_text=body.full_text,
             display_name=body.display_name,
-        )
-        audit.record(
-            session,
-            call.actor,
-            "consent.created",
-            consent.code_name,
-            {"language": consent.default_language},
+            actor=call.actor,
         )
         return detail_out(session, consent.code_name)
 
@@ -154,21 +147,14 @@ async def set_consent_text(call: ApiCall, body: ConsentTextIn) -> ConsentDetailO
 
     def work(session: Session) -> ConsentDetailOut:
         code_name, language = call.path("code"), call.path("language")
-        change = consents.set_text(
+        consents.set_text(
             session,
             code_name,
             language=language,
             short_text=body.short_text,
             full_text=body.full_text,
+            actor=call.actor,
         )
-        if change.changed:
-            audit.record(
-                session,
-                call.actor,
-                "consent.text_set",
-                consents.get_consent(session, code_name).code_name,
-                {"language": language, "revision": change.revision.number},
-            )
         return detail_out(session, code_name)
 
     return await call.hub.write(work)
@@ -181,13 +167,8 @@ async def change_consent(call: ApiCall, body: ConsentChange) -> ConsentDetailOut
     def work(session: Session) -> ConsentDetailOut:
         code_name = call.path("code")
         if body.default_language is not None:
-            consent = consents.set_default_language(session, code_name, body.default_language)
-            audit.record(
-                session,
-                call.actor,
-                "consent.default_language_set",
-                consent.code_name,
-                {"language": consent.default_language},
+            consents.set_default_language(
+                session, code_name, body.default_language, actor=call.actor
             )
         return detail_out(session, code_name)
 

@@ -16,12 +16,10 @@ import msgspec
 from sqlalchemy.orm import Session
 
 from contacthub.api.routing import ApiCall, ApiRouter, QueryParam
-from contacthub.audit import service as audit
 from contacthub.email import background, importer, overview, service, stats
 from contacthub.email.background import SendRun
 from contacthub.email.importer import ImportReport
 from contacthub.email.overview import IssueRow, NewsletterSummary, SubscriberRow
-from contacthub.email.repository import UNSUBSCRIBED
 from contacthub.errors import InvalidInput, UnsupportedMediaType
 from contacthub.http import read_body
 from contacthub.storage.models import EmailIssue
@@ -329,14 +327,12 @@ async def create_newsletter(call: ApiCall, body: NewsletterIn) -> NewsletterOut:
 
     def work(session: Session) -> NewsletterOut:
         newsletter = service.create_newsletter(
-            session, body.name, body.sender_name, body.sender_email, body.base_url
-        )
-        audit.record(
             session,
-            call.actor,
-            "newsletter.created",
-            newsletter.name,
-            {"guid": str(newsletter.guid), "sender": newsletter.sender_email},
+            body.name,
+            body.sender_name,
+            body.sender_email,
+            body.base_url,
+            actor=call.actor,
         )
         return newsletter_out(overview.newsletter_summary(session, newsletter))
 
@@ -395,14 +391,12 @@ async def add_subscriber(call: ApiCall, body: SubscriberIn) -> SubscriberOut:
     def work(session: Session) -> SubscriberOut:
         newsletter = overview.find_newsletter(session, key)
         subscriber = service.add_subscriber(
-            session, newsletter.name, body.email, body.first_name, body.last_name
-        )
-        audit.record(
             session,
-            call.actor,
-            "subscriber.added",
-            subscriber.email,
-            {"newsletter": newsletter.name},
+            newsletter.name,
+            body.email,
+            body.first_name,
+            body.last_name,
+            actor=call.actor,
         )
         return _subscriber(session, newsletter.name, subscriber.email)
 
@@ -423,15 +417,7 @@ async def unsubscribe(call: ApiCall) -> SubscriberOut:
     def work(session: Session) -> SubscriberOut:
         newsletter = overview.find_newsletter(session, key)
         subscriber = service.get_subscriber(session, newsletter.name, email)
-        if subscriber.status != UNSUBSCRIBED:
-            service.unsubscribe(session, subscriber)
-            audit.record(
-                session,
-                call.actor,
-                "subscriber.unsubscribed",
-                subscriber.email,
-                {"newsletter": newsletter.name},
-            )
+        service.unsubscribe(session, subscriber, actor=call.actor)
         return _subscriber(session, newsletter.name, subscriber.email)
 
     return await call.hub.write(work)
@@ -460,20 +446,10 @@ async def import_subscribers(call: ApiCall) -> ImportOut:
             f"The body is not UTF-8 text (byte {error.start}).", code="invalid_csv"
         ) from None
     report = await anyio.to_thread.run_sync(
-        lambda: importer.import_csv(call.hub.database, name, io.StringIO(text, newline=""))
+        lambda: importer.import_csv(
+            call.hub.database, name, io.StringIO(text, newline=""), actor=call.actor
+        )
     )
-
-    def record(session: Session) -> None:
-        details = {
-            "newsletter": name,
-            "added": report.added,
-            "already_subscribed": report.already_subscribed,
-            "unsubscribed_not_added": report.unsubscribed,
-            "bad_rows": report.bad_count,
-        }
-        audit.record(session, call.actor, "subscriber.imported", name, details)
-
-    await call.hub.write(record)
     return import_out(report)
 
 
@@ -513,14 +489,12 @@ async def create_issue(call: ApiCall, body: IssueIn) -> IssueOut:
     def work(session: Session) -> IssueOut:
         newsletter = overview.find_newsletter(session, body.newsletter, field="newsletter")
         issue = service.create_issue(
-            session, newsletter.name, body.subject, body.html_body, body.text_body
-        )
-        audit.record(
             session,
-            call.actor,
-            "issue.created",
-            str(issue.guid),
-            {"newsletter": newsletter.name, "subject": issue.subject},
+            newsletter.name,
+            body.subject,
+            body.html_body,
+            body.text_body,
+            actor=call.actor,
         )
         return _issue_out(session, issue, None)
 

@@ -8,7 +8,6 @@ import msgspec
 from sqlalchemy.orm import Session
 
 from contacthub.api.routing import ApiCall, ApiRouter
-from contacthub.audit import service as audit
 from contacthub.identifiers import whole_number
 from contacthub.storage.models import AdminToken, AdminUser
 from contacthub.users import service as users
@@ -96,8 +95,7 @@ async def create_user(call: ApiCall, body: UserIn) -> UserOut:
     """Create an admin user who can sign in to the admin UI."""
 
     def work(session: Session) -> UserOut:
-        user = users.create_user(session, body.email, body.password, body.name)
-        audit.record(session, call.actor, "user.created", user.email)
+        user = users.create_user(session, body.email, body.password, body.name, actor=call.actor)
         return user_out(user)
 
     return await call.hub.write(work)
@@ -111,12 +109,9 @@ async def change_user(call: ApiCall, body: UserChange) -> UserOut:
         user = users.get_user(session, _user_id(call))
         acting = users.get_user(session, call.caller.user_id)
         if body.password is not None:
-            users.set_password(session, user, body.password)
-            audit.record(session, call.actor, "user.password_set", user.email)
+            users.set_password(session, user, body.password, actor=call.actor)
         if body.enabled is not None:
-            users.set_enabled(session, user, body.enabled, acting=acting)
-            action = "user.enabled" if body.enabled else "user.disabled"
-            audit.record(session, call.actor, action, user.email)
+            users.set_enabled(session, user, body.enabled, acting=acting, actor=call.actor)
         return user_out(user)
 
     return await call.hub.write(work)
@@ -139,8 +134,7 @@ async def create_token(call: ApiCall, body: TokenIn) -> NewTokenOut:
 
     def work(session: Session) -> NewTokenOut:
         user = users.get_user(session, call.caller.user_id)
-        new = users.create_token(session, user, body.name, body.expires_at)
-        audit.record(session, call.actor, "token.created", new.record.prefix)
+        new = users.create_token(session, user, body.name, body.expires_at, actor=call.actor)
         out = token_out(new.record, user.email)
         return NewTokenOut(**msgspec.structs.asdict(out), token=new.plaintext)
 
@@ -153,8 +147,7 @@ async def revoke_token(call: ApiCall) -> TokenOut:
 
     def work(session: Session) -> TokenOut:
         text = call.path("token_id")
-        token = users.revoke_token(session, whole_number(text) or 0)
-        audit.record(session, call.actor, "token.revoked", token.prefix)
+        token = users.revoke_token(session, whole_number(text) or 0, actor=call.actor)
         return token_out(token, users.get_user(session, token.user_id).email)
 
     return await call.hub.write(work)

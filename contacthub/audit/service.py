@@ -1,7 +1,13 @@
 """Recording and reading audit events.
 
 Events are written in the same unit of work as the change they record, so that a change is
-never kept without its record (nor the other way round).
+never kept without its record (nor the other way round). They are written by the service
+function that makes the change, when its caller names an `actor`: every entry point does (the
+signed-in user, the API token's user, or `cli`), so an action is recorded once, with the same
+details, whichever entry point asked for it.
+
+`ACTIONS` is every action the log knows; docs/admin.md lists them (a test keeps both in step),
+and `record` refuses any other, so that no action goes unlisted.
 """
 
 from __future__ import annotations
@@ -18,6 +24,41 @@ from contacthub.storage.models import AuditEvent
 CLI_ACTOR = "cli"
 PAGE_SIZE = 50
 
+ACTIONS = frozenset(
+    {
+        "user.signed_in",
+        "user.created",
+        "user.password_set",
+        "user.enabled",
+        "user.disabled",
+        "token.created",
+        "token.revoked",
+        "channel.created",
+        "channel.consent_gate_set",
+        "key.created",
+        "key.enabled",
+        "key.disabled",
+        "key.revoked",
+        "cors.origin_added",
+        "cors.origin_removed",
+        "consent.created",
+        "consent.text_set",
+        "consent.default_language_set",
+        "activity_type.created",
+        "activity_type.enabled",
+        "activity_type.disabled",
+        "contact.exported",
+        "contact.erased",
+        "newsletter.created",
+        "subscriber.added",
+        "subscriber.unsubscribed",
+        "subscriber.imported",
+        "issue.created",
+        "issue.send_started",
+        "demo.created",
+    }
+)
+
 
 def record(
     session: Session,
@@ -27,6 +68,9 @@ def record(
     details: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
     """Record that `actor` (a user's address, or `cli`) did `action` to `subject`."""
+    if action not in ACTIONS:
+        # A programming error: an action must be listed (and documented) before it is recorded.
+        raise ValueError(f"Unknown audit action {action!r}: add it to audit.service.ACTIONS.")
     event = AuditEvent(
         actor=actor[:254],
         action=action,

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from contacthub.activities import service
-from contacthub.audit import service as audit
+from contacthub.audit.service import CLI_ACTOR
 from contacthub.cli.output import JsonOption, emit, unit_of_work
 from contacthub.storage.models import ActivityType
 
@@ -32,14 +32,7 @@ def activity_type_create(
     """Create a custom activity type (enabled unless --disabled)."""
     with unit_of_work() as session:
         activity_type = service.create_type(
-            session, code_name, display_name=display_name, enabled=not disabled
-        )
-        audit.record(
-            session,
-            audit.CLI_ACTOR,
-            "activity_type.created",
-            activity_type.code_name,
-            {"display_name": activity_type.display_name, "enabled": activity_type.enabled},
+            session, code_name, display_name=display_name, enabled=not disabled, actor=CLI_ACTOR
         )
         record = type_record(activity_type)
     emit(record, as_json, "Activity type")
@@ -49,8 +42,7 @@ def activity_type_create(
 def activity_type_enable(code_name: str, as_json: bool = JsonOption) -> None:
     """Accept activities of this type again."""
     with unit_of_work() as session:
-        activity_type = service.set_enabled(session, code_name, True)
-        audit.record(session, audit.CLI_ACTOR, "activity_type.enabled", activity_type.code_name)
+        activity_type = service.set_enabled(session, code_name, True, actor=CLI_ACTOR)
         record = type_record(activity_type)
     emit(record, as_json, "Activity type")
 
@@ -59,8 +51,7 @@ def activity_type_enable(code_name: str, as_json: bool = JsonOption) -> None:
 def activity_type_disable(code_name: str, as_json: bool = JsonOption) -> None:
     """Refuse activities of this type until it is enabled again."""
     with unit_of_work() as session:
-        activity_type = service.set_enabled(session, code_name, False)
-        audit.record(session, audit.CLI_ACTOR, "activity_type.disabled", activity_type.code_name)
+        activity_type = service.set_enabled(session, code_name, False, actor=CLI_ACTOR)
         record = type_record(activity_type)
     emit(record, as_json, "Activity type")
 

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from sqlalchemy.orm import Session
 
-from contacthub.audit import service as audit
+from contacthub.audit.service import CLI_ACTOR
 from contacthub.cli.output import JsonOption, emit, unit_of_work
 from contacthub.consents import repository, service
 from contacthub.storage.models import Consent
@@ -49,13 +49,7 @@ def consent_create(
             short_text=short_text,
             full_text=full_text,
             display_name=display_name,
-        )
-        audit.record(
-            session,
-            audit.CLI_ACTOR,
-            "consent.created",
-            consent.code_name,
-            {"language": consent.default_language},
+            actor=CLI_ACTOR,
         )
         record = consent_record(session, consent)
     emit(record, as_json, "Consent")
@@ -71,17 +65,14 @@ def consent_set_text(
 ) -> None:
     """Add a language or change a text: makes a new revision of the consent."""
     with unit_of_work() as session:
-        change = service.set_text(
-            session, code_name, language=language, short_text=short_text, full_text=full_text
+        service.set_text(
+            session,
+            code_name,
+            language=language,
+            short_text=short_text,
+            full_text=full_text,
+            actor=CLI_ACTOR,
         )
-        if change.changed:
-            audit.record(
-                session,
-                audit.CLI_ACTOR,
-                "consent.text_set",
-                code_name,
-                {"language": language, "revision": change.revision.number},
-            )
         record = consent_record(session, service.get_consent(session, code_name))
     emit(record, as_json, "Consent")
 
@@ -90,14 +81,7 @@ def consent_set_text(
 def consent_set_default_language(code_name: str, language: str, as_json: bool = JsonOption) -> None:
     """Make a language that has a text the consent's default."""
     with unit_of_work() as session:
-        consent = service.set_default_language(session, code_name, language)
-        audit.record(
-            session,
-            audit.CLI_ACTOR,
-            "consent.default_language_set",
-            consent.code_name,
-            {"language": consent.default_language},
-        )
+        consent = service.set_default_language(session, code_name, language, actor=CLI_ACTOR)
         record = consent_record(session, consent)
     emit(record, as_json, "Consent")
 

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from contacthub.audit import service as audit
+from contacthub.audit.service import CLI_ACTOR
 from contacthub.cli.output import JsonOption, console, emit, fail, unit_of_work
 from contacthub.contacts import privacy, profile
 from contacthub.contacts.search import (
@@ -133,14 +133,32 @@ def contact_export(
     output: Path | None = OutputOption,
 ) -> None:
     """Export everything stored about a contact as JSON (recorded in the audit log)."""
-    with unit_of_work() as session:
-        data = privacy.export_contact(session, guid, audit.CLI_ACTOR)
-    text = json.dumps(data, indent=2, ensure_ascii=False)
+    written = False
+    try:
+        with unit_of_work() as session:
+            data = privacy.export_contact(session, guid, CLI_ACTOR)
+            text = json.dumps(data, indent=2, ensure_ascii=False)
+            if output is not None:
+                # In the unit of work: a file that cannot be written leaves no record.
+                _write_export(output, text + "\n")
+                written = True
+    except BaseException:
+        if written and output is not None:
+            output.unlink(missing_ok=True)  # the record was not kept: nor is the file
+        raise
     if output is None:
         typer.echo(text)
         return
-    output.write_text(text + "\n", encoding="utf-8")
     console.print(f"Exported contact {data['contact']['guid']} to {escape(str(output))}.")
+
+
+def _write_export(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise InvalidInput(
+            f"Cannot write the export to {path}: {error.strerror or error}.", code="invalid_file"
+        ) from None
 
 
 @contact_app.command("erase")
@@ -158,5 +176,5 @@ def contact_erase(
             )
         )
     with unit_of_work() as session:
-        erasure = privacy.erase_contact(session, guid, audit.CLI_ACTOR)
+        erasure = privacy.erase_contact(session, guid, CLI_ACTOR)
     emit(erasure.as_dict(), as_json, "Erased")

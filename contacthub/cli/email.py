@@ -20,6 +20,7 @@ from rich.progress import (
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contacthub.audit.service import CLI_ACTOR
 from contacthub.cli.output import (
     JsonOption,
     console,
@@ -114,7 +115,9 @@ def newsletter_create(
 ) -> None:
     """Create a newsletter."""
     with unit_of_work() as session:
-        newsletter = service.create_newsletter(session, name, sender_name, sender_email, base_url)
+        newsletter = service.create_newsletter(
+            session, name, sender_name, sender_email, base_url, actor=CLI_ACTOR
+        )
         record = newsletter_record(newsletter)
     emit(record, as_json, "Newsletter")
 
@@ -157,7 +160,9 @@ def subscriber_add(
 ) -> None:
     """Subscribe an address (subscribes an unsubscribed address again)."""
     with unit_of_work() as session:
-        subscriber = service.add_subscriber(session, newsletter, email, first_name, last_name)
+        subscriber = service.add_subscriber(
+            session, newsletter, email, first_name, last_name, actor=CLI_ACTOR
+        )
         record = {"newsletter": newsletter, **subscriber_record(session, subscriber)}
     emit(record, as_json, "Subscriber")
 
@@ -215,7 +220,12 @@ def subscriber_import(
                 bar.update(task, completed=done - 1, total=max(total - 1, 1))
 
             report = importer.import_file(
-                database, newsletter, file, chunk_size=chunk_size, progress=advance
+                database,
+                newsletter,
+                file,
+                chunk_size=chunk_size,
+                progress=advance,
+                actor=CLI_ACTOR,
             )
     _print_import(report, as_json)
 
@@ -275,7 +285,7 @@ def issue_create(
     with unit_of_work() as session:
         html = _read_text(html_file, "HTML file")
         text = _read_text(text_file, "text file") if text_file is not None else None
-        issue = service.create_issue(session, newsletter, subject, html, text)
+        issue = service.create_issue(session, newsletter, subject, html, text, actor=CLI_ACTOR)
         record = issue_record(session, issue)
     emit(record, as_json, "Issue")
 
@@ -321,6 +331,7 @@ def issue_send(
                 progress=advance,
                 chunk_size=chunk_size,
                 retry_in_doubt=retry_in_doubt,
+                actor=CLI_ACTOR,
             )
     _print_send(report, as_json)
     if report.stopped is not None:

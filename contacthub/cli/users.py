@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from contacthub.audit import service as audit
+from contacthub.audit.service import CLI_ACTOR
 from contacthub.channels.service import parse_expiry
 from contacthub.cli.output import JsonOption, emit, unit_of_work
 from contacthub.storage.models import AdminToken, AdminUser
@@ -51,8 +51,7 @@ def user_create(
     """Create an admin user; asks for the password (at least 12 characters) twice."""
     password = _password(password_stdin)
     with unit_of_work() as session:
-        user = users.create_user(session, email, password, name)
-        audit.record(session, audit.CLI_ACTOR, "user.created", user.email)
+        user = users.create_user(session, email, password, name, actor=CLI_ACTOR)
         record = user_record(user)
     emit(record, as_json, "User")
 
@@ -72,8 +71,8 @@ def user_set_password(
     """Set a user's password; signs them out everywhere and lifts a lock-out."""
     password = _password(password_stdin)
     with unit_of_work() as session:
-        user = users.set_password(session, users.get_user_by_email(session, email), password)
-        audit.record(session, audit.CLI_ACTOR, "user.password_set", user.email)
+        user = users.get_user_by_email(session, email)
+        users.set_password(session, user, password, actor=CLI_ACTOR)
         record = user_record(user)
     emit(record, as_json, "User")
 
@@ -81,10 +80,7 @@ def user_set_password(
 def _set_enabled(email: str, enabled: bool, as_json: bool) -> None:
     with unit_of_work() as session:
         user = users.get_user_by_email(session, email)
-        users.set_enabled(session, user, enabled, acting=None)
-        audit.record(
-            session, audit.CLI_ACTOR, f"user.{'enabled' if enabled else 'disabled'}", email
-        )
+        users.set_enabled(session, user, enabled, acting=None, actor=CLI_ACTOR)
         record = user_record(user)
     emit(record, as_json, "User")
 
@@ -123,8 +119,7 @@ def token_create(
     """Create a management API token; it is printed once and stored only as a hash."""
     with unit_of_work() as session:
         owner = users.get_user_by_email(session, user)
-        new = users.create_token(session, owner, name, parse_expiry(expires))
-        audit.record(session, audit.CLI_ACTOR, "token.created", new.record.prefix)
+        new = users.create_token(session, owner, name, parse_expiry(expires), actor=CLI_ACTOR)
         record = {**token_record(new.record, owner.email), "token": new.plaintext}
     emit(record, as_json, "Token (shown once)")
 
@@ -142,7 +137,6 @@ def token_list(as_json: bool = JsonOption) -> None:
 def token_revoke(token_id: int, as_json: bool = JsonOption) -> None:
     """Revoke a token for good."""
     with unit_of_work() as session:
-        token = users.revoke_token(session, token_id)
-        audit.record(session, audit.CLI_ACTOR, "token.revoked", token.prefix)
+        token = users.revoke_token(session, token_id, actor=CLI_ACTOR)
         record = token_record(token, users.get_user(session, token.user_id).email)
     emit(record, as_json, "Token")

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from contacthub.audit import service as audit
 from contacthub.consents import repository
 from contacthub.contacts import service as contacts
 from contacthub.errors import Conflict, InvalidInput, NotFound
@@ -131,8 +132,13 @@ def create_consent(
     short_text: str,
     full_text: str,
     display_name: str | None = None,
+    actor: str | None = None,
 ) -> Consent:
-    """Create a consent with its first text; that language becomes its default."""
+    """Create a consent with its first text; that language becomes its default.
+
+    Changes are recorded in the audit log when the caller names an `actor` (every entry point
+    does: a user's address, or `cli`); test factories pass none.
+    """
     _check_code_name(code_name)
     name = _check_display_name(display_name, code_name)
     language = _check_language(language)
@@ -145,6 +151,14 @@ def create_consent(
     session.add(consent)
     session.flush()
     _new_revision(session, consent, {consent.default_language: (short_text, full_text)})
+    if actor is not None:
+        audit.record(
+            session,
+            actor,
+            "consent.created",
+            consent.code_name,
+            {"language": consent.default_language},
+        )
     return consent
 
 
@@ -164,7 +178,13 @@ def list_consents(session: Session) -> Sequence[Consent]:
 
 
 def set_text(
-    session: Session, code_name: str, *, language: str, short_text: str, full_text: str
+    session: Session,
+    code_name: str,
+    *,
+    language: str,
+    short_text: str,
+    full_text: str,
+    actor: str | None = None,
 ) -> TextChange:
     """Add or change one language's text: a new revision with the other languages kept.
 
@@ -187,10 +207,21 @@ def set_text(
         if text.language != language
     }
     texts[language] = (short_text, full_text)
-    return TextChange(_new_revision(session, consent, texts), changed=True)
+    revision = _new_revision(session, consent, texts)
+    if actor is not None:
+        audit.record(
+            session,
+            actor,
+            "consent.text_set",
+            consent.code_name,
+            {"language": language, "revision": revision.number},
+        )
+    return TextChange(revision, changed=True)
 
 
-def set_default_language(session: Session, code_name: str, language: str) -> Consent:
+def set_default_language(
+    session: Session, code_name: str, language: str, *, actor: str | None = None
+) -> Consent:
     """Make a language that has a text the consent's default."""
     consent = get_consent(session, code_name)
     language = _check_language(language, "default_language")
@@ -204,6 +235,14 @@ def set_default_language(session: Session, code_name: str, language: str) -> Con
         )
     consent.default_language = match
     session.flush()
+    if actor is not None:
+        audit.record(
+            session,
+            actor,
+            "consent.default_language_set",
+            consent.code_name,
+            {"language": consent.default_language},
+        )
     return consent
 
 

@@ -1,7 +1,8 @@
 """Sending an issue in the background, for the admin UI and the management API.
 
-A request that sends an issue records `issue.send_started` in the audit log, starts
-`sending.send_issue` in a worker thread and answers at once; the issue's page (and
+A request that sends an issue checks that the issue exists, starts `sending.send_issue` in a
+worker thread (which records `issue.send_started` in the audit log as it starts) and answers at
+once; the issue's page (and
 `GET /api/issues/{guid}`) shows the progress from the deliveries table, which the run updates
 chunk by chunk. Sending is what `contacthub issue send` does (same function, same guarantees:
 resumable, at most once), through the SMTP server of the settings.
@@ -26,10 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy.orm import Session
 from starlette.requests import Request
 
-from contacthub.audit import service as audit
 from contacthub.email import sending, service
 from contacthub.email.sending import SendReport
 from contacthub.errors import Conflict
@@ -106,12 +105,6 @@ class SendRegistry:
             self._runs[issue_guid] = run
             return run
 
-    def abandon(self, run: SendRun) -> None:
-        """Forget a reserved run that never started (its request failed)."""
-        with self._lock:
-            if self._runs.get(run.issue_guid) is run:
-                del self._runs[run.issue_guid]
-
     def launch(self, run: SendRun, work: Work) -> None:
         """Run `work` for a reserved run in a thread of its own."""
         run.thread = threading.Thread(
@@ -172,26 +165,15 @@ async def start_send(
     *,
     retry_in_doubt: bool = False,
 ) -> SendRun:
-    """Record `issue.send_started` and start sending the issue in the background.
+    """Start sending the issue in the background, as `actor` (who the audit log names).
 
     Conflict (`issue_sending`) while this process sends it already; NotFound for an unknown
     issue. `retry_in_doubt`: also send again the messages a crashed run left in doubt.
     """
     guid = parse_guid(issue_guid.strip(), "Issue")
+    # An unknown issue is refused here, in the request, rather than by the run.
+    await hub.read(lambda session: service.get_issue(session, guid).id)
     run = registry.begin(guid, actor)
-    try:
-
-        def record(session: Session) -> None:
-            summary = service.describe_issue(session, service.get_issue(session, guid))
-            details = {"newsletter": summary.newsletter_name, "subject": summary.issue.subject}
-            if retry_in_doubt:
-                details["retry_in_doubt"] = "yes"
-            audit.record(session, actor, "issue.send_started", str(guid), details)
-
-        await hub.write(record)
-    except BaseException:
-        registry.abandon(run)
-        raise
 
     def work(run: SendRun) -> SendReport:
         with sending.smtp_mailer(hub.settings) as mailer:
@@ -202,6 +184,7 @@ async def start_send(
                 signer=hub.link_signer,
                 progress=run.progress,
                 retry_in_doubt=retry_in_doubt,
+                actor=actor,
             )
 
     registry.launch(run, work)

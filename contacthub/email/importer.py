@@ -15,26 +15,33 @@ undo someone's unsubscribe); they are counted apart.
 Rows are read one at a time and committed every `chunk_size` subscribers, each chunk in its own
 unit of work: a crash keeps every chunk committed before it, and memory stays flat however long
 the file is (only the set of addresses seen, to find duplicates, grows with it).
+
+An import made by someone (`actor`) is recorded in the audit log as `subscriber.imported`, with
+its counts, in the unit of work of its last chunk. An import that stops on an error after some
+chunks added subscribers records what those chunks did, and why it stopped.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from contacthub.audit import service as audit
 from contacthub.email import repository, service
 from contacthub.email.repository import SUBSCRIBED
 from contacthub.errors import HubError, InvalidInput
 from contacthub.storage.database import Database
 from contacthub.storage.models import Contact, Subscriber
 
+logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 500
 MAX_REPORTED_BAD_ROWS = 10_000
 
@@ -51,6 +58,8 @@ COLUMN_ALIASES = {
 
 Progress = Callable[[int, int], None]
 """Called with (lines read, lines in the file) after each committed chunk."""
+Finish = Callable[[Session, "ChunkResult"], None]
+"""Run in a chunk's unit of work, with what the chunk did."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,45 +225,94 @@ def import_csv(
     total_lines: int = 0,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: Progress | None = None,
+    actor: str | None = None,
 ) -> ImportReport:
     """Import a subscriber CSV, committing every `chunk_size` good rows."""
     with database.read() as session:
-        service.get_newsletter(session, newsletter_name)  # fail before reading a row
+        # Fail before reading a row; the audit log names the newsletter as it is stored.
+        name = service.get_newsletter(session, newsletter_name).name
     rows = CsvSubscribers(stream)
     report = ImportReport(ignored_columns=rows.ignored)
     chunk: list[SubscriberRow] = []
 
-    def commit() -> None:
-        report.add(_commit_chunk(database, newsletter_name, chunk))
+    def commit(finish: Finish | None = None) -> None:
+        report.add(_commit_chunk(database, newsletter_name, chunk, finish))
         chunk.clear()
         if progress is not None:
             progress(rows.line, max(total_lines, rows.line))
 
-    for row in rows:
-        report.rows += 1
-        if isinstance(row, BadRow):
-            report.reject(row)
-            continue
-        chunk.append(row)
-        if len(chunk) >= chunk_size:
-            commit()
-    commit()
+    def record_import(session: Session, last: ChunkResult) -> None:
+        if actor is not None:
+            details = _import_details(name, report, last)
+            audit.record(session, actor, "subscriber.imported", name, details)
+
+    try:
+        for row in rows:
+            report.rows += 1
+            if isinstance(row, BadRow):
+                report.reject(row)
+                continue
+            chunk.append(row)
+            if len(chunk) >= chunk_size:
+                commit()
+        commit(record_import)
+    except BaseException as error:
+        if actor is not None and report.added:
+            _record_stopped_import(database, actor, name, report, error)
+        raise
     return report
 
 
-def _commit_chunk(
-    database: Database, newsletter_name: str, chunk: list[SubscriberRow]
-) -> ChunkResult:
-    if not chunk:
-        return ChunkResult()
+def _import_details(name: str, report: ImportReport, last: ChunkResult) -> dict[str, Any]:
+    """The audit details of an import: `report` so far, plus its `last` chunk."""
+    return {
+        "newsletter": name,
+        "rows": report.rows,
+        "added": report.added + last.added,
+        "already_subscribed": report.already_subscribed + last.already_subscribed,
+        "unsubscribed_not_added": report.unsubscribed + last.unsubscribed,
+        "bad_rows": report.bad_count,
+    }
+
+
+def _record_stopped_import(
+    database: Database, actor: str, name: str, report: ImportReport, error: BaseException
+) -> None:
+    """Record the chunks an import committed before `error` stopped it (they are kept)."""
+    details = _import_details(name, report, ChunkResult())
+    reason = error.message if isinstance(error, HubError) else str(error)
+    details["stopped"] = (reason or type(error).__name__)[:200]
     try:
         with database.write() as session:
-            return import_subscribers(session, newsletter_name, chunk)
+            audit.record(session, actor, "subscriber.imported", name, details)
+    except Exception:
+        # The error that stopped the import is the one to report (it may be this one's cause).
+        logger.exception("Could not record the stopped import of %s", name)
+
+
+def _commit_chunk(
+    database: Database,
+    newsletter_name: str,
+    chunk: list[SubscriberRow],
+    finish: Finish | None = None,
+) -> ChunkResult:
+    if not chunk and finish is None:
+        return ChunkResult()
+
+    def work(session: Session) -> ChunkResult:
+        result = import_subscribers(session, newsletter_name, chunk) if chunk else ChunkResult()
+        if finish is not None:
+            finish(session, result)
+        return result
+
+    try:
+        with database.write() as session:
+            return work(session)
     except IntegrityError:
         # Someone subscribed one of these addresses between our check and our insert (possible
         # on PostgreSQL): do the chunk again, it now sees that subscriber.
         with database.write() as session:
-            return import_subscribers(session, newsletter_name, chunk)
+            return work(session)
 
 
 def count_lines(path: Path) -> int:
@@ -275,6 +333,7 @@ def import_file(
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: Progress | None = None,
+    actor: str | None = None,
 ) -> ImportReport:
     """Import a subscriber CSV file (see the module's docstring for its format)."""
     total = count_lines(path)
@@ -287,6 +346,7 @@ def import_file(
                 total_lines=total,
                 chunk_size=chunk_size,
                 progress=progress,
+                actor=actor,
             )
     except UnicodeDecodeError as error:
         raise InvalidInput(

@@ -22,6 +22,9 @@ show it once. The same claim makes two runs at once safe: each delivery is claim
 
 If the SMTP server cannot be reached or refuses our login (`MailerUnavailable`), the run stops
 and puts the deliveries it had claimed but not sent back, attempts uncounted: run it again later.
+
+A run started by someone (`actor`) is recorded in the audit log as `issue.send_started`, in the
+unit of work of step 1, which moves the issue to `sending`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from contacthub.audit import service as audit
 from contacthub.email import compose, repository, service
 from contacthub.email.hashing import LinkSigner
 from contacthub.email.repository import DEFERRED, FAILED, PENDING, SENDING, SENT, ClaimedDelivery
@@ -140,6 +144,7 @@ def send_issue(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     max_attempts: int = MAX_ATTEMPTS,
     retry_in_doubt: bool = False,
+    actor: str | None = None,
 ) -> SendReport:
     """Send the issue to every subscriber who has not had it yet (see the module docstring)."""
     with database.write() as session:
@@ -154,6 +159,12 @@ def send_issue(
         report.to_send = repository.sendable_count(session, issue.id, max_attempts)
         issue.status = "sending"
         issue_id = issue.id
+        if actor is not None:
+            newsletter = session.get_one(Newsletter, issue.newsletter_id)
+            details = {"newsletter": newsletter.name, "subject": issue.subject}
+            if retry_in_doubt:
+                details["retry_in_doubt"] = "yes"
+            audit.record(session, actor, "issue.send_started", str(issue.guid), details)
 
     after_id = 0
     while report.stopped is None:

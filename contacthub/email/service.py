@@ -9,6 +9,10 @@ Subscribing:
   A CSV import never does that (see `importer`): a list must not undo an unsubscribe.
   `unsubscribed_at` and `unsubscribed_issue_id` keep the last unsubscribe (statistics of the
   issue whose link was used do not change); `status` alone says whether mail goes out.
+
+Changes made by people are recorded in the audit log, in the caller's unit of work, when the
+caller names an `actor` (every entry point does: a user's address, or `cli`). An unsubscribe
+link used by the subscriber is not an operator's action and is not audited.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from urllib.parse import urlsplit
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import Session
 
+from contacthub.audit import service as audit
 from contacthub.contacts import service as contacts
 from contacthub.email import compose, repository
 from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
@@ -125,7 +130,13 @@ def clean_base_url(text: str, *, field: str | None = None) -> str:
 
 
 def create_newsletter(
-    session: Session, name: str, sender_name: str, sender_email: str, base_url: str
+    session: Session,
+    name: str,
+    sender_name: str,
+    sender_email: str,
+    base_url: str,
+    *,
+    actor: str | None = None,
 ) -> Newsletter:
     """Create a newsletter. `base_url` is the public site its tracking links point at.
 
@@ -145,6 +156,14 @@ def create_newsletter(
     )
     session.add(newsletter)
     session.flush()
+    if actor is not None:
+        audit.record(
+            session,
+            actor,
+            "newsletter.created",
+            newsletter.name,
+            {"guid": str(newsletter.guid), "sender": newsletter.sender_email},
+        )
     return newsletter
 
 
@@ -182,6 +201,8 @@ def add_subscriber(
     email: str,
     first_name: str | None = None,
     last_name: str | None = None,
+    *,
+    actor: str | None = None,
 ) -> Subscriber:
     """Subscribe an address (linked to its contact); re-subscribes an unsubscribed one.
 
@@ -203,9 +224,15 @@ def add_subscriber(
         existing.first_name = first or existing.first_name
         existing.last_name = last or existing.last_name
         session.flush()
-        return existing
-    contact = repository.oldest_contacts_with_emails(session, [address]).get(address)
-    return subscribe_new(session, newsletter, address, first, last, contact)
+        subscriber = existing
+    else:
+        contact = repository.oldest_contacts_with_emails(session, [address]).get(address)
+        subscriber = subscribe_new(session, newsletter, address, first, last, contact)
+    if actor is not None:
+        audit.record(
+            session, actor, "subscriber.added", subscriber.email, {"newsletter": newsletter.name}
+        )
+    return subscriber
 
 
 def subscribe_new(
@@ -253,14 +280,28 @@ def get_subscriber(session: Session, newsletter_name: str, email: str) -> Subscr
 
 
 def unsubscribe(
-    session: Session, subscriber: Subscriber, issue: EmailIssue | None = None
+    session: Session,
+    subscriber: Subscriber,
+    issue: EmailIssue | None = None,
+    *,
+    actor: str | None = None,
 ) -> Subscriber:
-    """Unsubscribe; `issue` is the one whose link was used (for its statistics). Idempotent."""
+    """Unsubscribe; `issue` is the one whose link was used (for its statistics). Idempotent:
+    unsubscribing an unsubscribed address changes nothing and records nothing."""
     if subscriber.status != UNSUBSCRIBED:
         subscriber.status = UNSUBSCRIBED
         subscriber.unsubscribed_at = utcnow()
         subscriber.unsubscribed_issue_id = issue.id if issue is not None else None
         session.flush()
+        if actor is not None:
+            newsletter = session.get_one(Newsletter, subscriber.newsletter_id)
+            audit.record(
+                session,
+                actor,
+                "subscriber.unsubscribed",
+                subscriber.email,
+                {"newsletter": newsletter.name},
+            )
     return subscriber
 
 
@@ -294,6 +335,8 @@ def create_issue(
     subject: str,
     html_body: str,
     text_body: str | None = None,
+    *,
+    actor: str | None = None,
 ) -> EmailIssue:
     """Create a draft issue and a tracked link (with its GUID) for every link of its HTML.
 
@@ -333,6 +376,14 @@ def create_issue(
         )
     )
     session.flush()
+    if actor is not None:
+        audit.record(
+            session,
+            actor,
+            "issue.created",
+            str(issue.guid),
+            {"newsletter": newsletter.name, "subject": issue.subject},
+        )
     return issue
 
 

@@ -21,6 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from contacthub.audit import service as audit
 from contacthub.channels.service import hash_key
 from contacthub.email.service import normalise_email
 from contacthub.errors import Conflict, InvalidInput, NotFound, Unauthorized
@@ -72,8 +73,14 @@ def _clean_name(name: str) -> str:
     return name
 
 
-def create_user(session: Session, email: str, password: str, name: str = "") -> AdminUser:
-    """Create an admin user who can sign in with this address and password."""
+def create_user(
+    session: Session, email: str, password: str, name: str = "", *, actor: str | None = None
+) -> AdminUser:
+    """Create an admin user who can sign in with this address and password.
+
+    Changes are recorded in the audit log when the caller names an `actor` (every entry point
+    does: a user's address, or `cli`); test factories pass none.
+    """
     address = normalise_email(email, field="email")
     _check_password(password)
     if session.scalar(select(AdminUser.id).where(AdminUser.email == address)) is not None:
@@ -87,6 +94,8 @@ def create_user(session: Session, email: str, password: str, name: str = "") -> 
     )
     session.add(user)
     session.flush()
+    if actor is not None:
+        audit.record(session, actor, "user.created", user.email)
     return user
 
 
@@ -111,18 +120,27 @@ def get_user_by_email(session: Session, email: str) -> AdminUser:
     return user
 
 
-def set_password(session: Session, user: AdminUser, password: str) -> AdminUser:
+def set_password(
+    session: Session, user: AdminUser, password: str, *, actor: str | None = None
+) -> AdminUser:
     """Set a new password; signs the user out everywhere and lifts a lock."""
     user.password_hash = _hasher.hash(_check_password(password))
     user.failed_sign_ins = 0
     user.locked_until = None
     session.execute(delete(AdminSession).where(AdminSession.user_id == user.id))
     session.flush()
+    if actor is not None:
+        audit.record(session, actor, "user.password_set", user.email)
     return user
 
 
 def set_enabled(
-    session: Session, user: AdminUser, enabled: bool, *, acting: AdminUser | None
+    session: Session,
+    user: AdminUser,
+    enabled: bool,
+    *,
+    acting: AdminUser | None,
+    actor: str | None = None,
 ) -> AdminUser:
     """Disable a user (signed out at once, tokens refused) or enable them again.
 
@@ -136,6 +154,8 @@ def set_enabled(
     if not enabled:
         session.execute(delete(AdminSession).where(AdminSession.user_id == user.id))
     session.flush()
+    if actor is not None:
+        audit.record(session, actor, "user.enabled" if enabled else "user.disabled", user.email)
     return user
 
 
@@ -233,7 +253,12 @@ def end_session(session: Session, token: str) -> None:
 
 
 def create_token(
-    session: Session, user: AdminUser, name: str = "", expires_at: datetime | None = None
+    session: Session,
+    user: AdminUser,
+    name: str = "",
+    expires_at: datetime | None = None,
+    *,
+    actor: str | None = None,
 ) -> NewToken:
     """A management API token acting as `user`; the plaintext is in the answer only."""
     if expires_at is not None and expires_at.tzinfo is None:
@@ -255,6 +280,14 @@ def create_token(
     )
     session.add(token)
     session.flush()
+    if actor is not None:
+        audit.record(
+            session,
+            actor,
+            "token.created",
+            token.prefix,
+            {"id": token.id, "user": user.email, "name": token.name, "expires_at": expires_at},
+        )
     return NewToken(token, plaintext)
 
 
@@ -266,7 +299,7 @@ def list_tokens(session: Session, user: AdminUser | None = None) -> Sequence[Adm
     return session.scalars(query).all()
 
 
-def revoke_token(session: Session, token_id: int) -> AdminToken:
+def revoke_token(session: Session, token_id: int, *, actor: str | None = None) -> AdminToken:
     """Revoke a management API token for good."""
     token = session.get(AdminToken, token_id)
     if token is None:
@@ -274,6 +307,11 @@ def revoke_token(session: Session, token_id: int) -> AdminToken:
     if token.revoked_at is None:
         token.revoked_at = utcnow()
     session.flush()
+    if actor is not None:
+        owner = session.get_one(AdminUser, token.user_id)
+        audit.record(
+            session, actor, "token.revoked", token.prefix, {"id": token.id, "user": owner.email}
+        )
     return token
 
 
