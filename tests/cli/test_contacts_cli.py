@@ -101,6 +101,22 @@ def test_export_to_a_file_or_standard_output(
     ]
 
 
+def test_an_unwritable_export_fails_in_one_line_and_is_not_recorded(
+    cli: Cli, database: Database, tmp_path: Path
+) -> None:
+    guid = factories.contact(database)
+    missing = tmp_path / "missing" / "contact.json"
+    for target in (missing, tmp_path):  # a directory that does not exist; a directory
+        result = cli("contact", "export", guid, "--output", str(target))
+        assert result.exit_code == 1, result.output
+        assert isinstance(result.exception, SystemExit), result.exception  # not a traceback
+        assert result.stderr.startswith("error: Cannot write the export to"), result.stderr
+        assert result.stderr.strip().count("\n") == 0, result.stderr
+        assert "(invalid_file)" in result.stderr
+    assert not missing.parent.exists()
+    assert [a for a in audit_actions(database) if a[1] == "contact.exported"] == []
+
+
 def test_erase_needs_yes(cli: Cli, client: TestClient, database: Database) -> None:
     world = scenario(client, database)
     message = cli.fails("contact", "erase", world.anna)

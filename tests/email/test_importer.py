@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -14,7 +16,7 @@ from contacthub.email import importer, service
 from contacthub.email.importer import BadRow
 from contacthub.errors import InvalidInput, NotFound
 from contacthub.storage.database import Database
-from contacthub.storage.models import Contact, Subscriber
+from contacthub.storage.models import AuditEvent, Contact, Subscriber
 
 NEWS = "Weekly"
 
@@ -200,6 +202,68 @@ def test_an_interrupted_import_keeps_its_chunks_and_a_rerun_completes_it(
 
     assert (report.added, report.already_subscribed, report.bad_count) == (1_500, 1_000, 0)
     assert len(subscribers(database)) == 2_500
+
+
+def imports_recorded(database: Database) -> list[tuple[str, dict[str, Any]]]:
+    with database.read() as session:
+        events = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "subscriber.imported")
+            .order_by(AuditEvent.id)
+        ).all()
+        return [(e.actor, json.loads(e.details or "{}")) for e in events]
+
+
+def test_an_import_stopped_half_way_records_what_its_chunks_added(
+    database: Database, newsletter: str, tmp_path: Path
+) -> None:
+    text = big_csv(tmp_path / "people.csv", 2_500).read_text(encoding="utf-8")
+    with pytest.raises(Interrupted):
+        importer.import_csv(
+            database, NEWS, DyingStream(text, 1_234), chunk_size=500, actor="ada@example.com"
+        )
+    # The two chunks committed are changes: recorded, with why the import stopped.
+    [(actor, details)] = imports_recorded(database)
+    assert details.pop("rows", 0) >= 1_000  # rows read: the committed ones and then some
+    assert [(actor, details)] == [
+        (
+            "ada@example.com",
+            {
+                "newsletter": NEWS,
+                "added": 1_000,
+                "already_subscribed": 0,
+                "unsubscribed_not_added": 0,
+                "bad_rows": 0,
+                "stopped": "Interrupted",
+            },
+        )
+    ]
+    # Stopped before any chunk committed: nothing changed, nothing is recorded.
+    with pytest.raises(Interrupted):
+        importer.import_csv(database, NEWS, DyingStream(text, 10), actor="ada@example.com")
+    assert len(imports_recorded(database)) == 1
+
+
+def test_a_complete_import_is_recorded_once_without_an_actor_not_at_all(
+    database: Database, newsletter: str, tmp_path: Path
+) -> None:
+    path = big_csv(tmp_path / "people.csv", 1_200)
+    importer.import_file(database, NEWS, path, chunk_size=500)
+    assert imports_recorded(database) == []
+    importer.import_file(database, NEWS, path, chunk_size=500, actor="cli")
+    assert imports_recorded(database) == [
+        (
+            "cli",
+            {
+                "newsletter": NEWS,
+                "rows": 1_200,
+                "added": 0,
+                "already_subscribed": 1_200,
+                "unsubscribed_not_added": 0,
+                "bad_rows": 0,
+            },
+        )
+    ]
 
 
 def test_csv_rows_are_checked_one_by_one() -> None:
