@@ -241,10 +241,14 @@ def import_csv(
         if progress is not None:
             progress(rows.line, max(total_lines, rows.line))
 
-    def record_import(session: Session, last: ChunkResult) -> None:
-        if actor is not None:
+    def recorded_as(who: str) -> Finish:
+        """Records the import, in the unit of work of its `last` chunk."""
+
+        def record(session: Session, last: ChunkResult) -> None:
             details = _import_details(name, report, last)
-            audit.record(session, actor, "subscriber.imported", name, details)
+            audit.record(session, who, "subscriber.imported", name, details)
+
+        return record
 
     try:
         for row in rows:
@@ -255,7 +259,7 @@ def import_csv(
             chunk.append(row)
             if len(chunk) >= chunk_size:
                 commit()
-        commit(record_import)
+        commit(None if actor is None else recorded_as(actor))
     except BaseException as error:
         if actor is not None and report.added:
             _record_stopped_import(database, actor, name, report, error)
