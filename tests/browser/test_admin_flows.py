@@ -273,8 +273,12 @@ def test_a_contacts_page_shows_the_activities_posted_for_it(
     expect(timeline.nth(1)).to_contain_text(f"Clicked '{HOSTILE}'")
     expect(timeline.nth(2)).to_contain_text("Clicked 'Start free trial'")
     expect(timeline.nth(3)).to_contain_text("Page visit 'Pricing'")
-    expect(timeline.nth(3)).to_contain_text("https://shop.example.com/pricing?plan=team")
-    expect(timeline.nth(3)).to_contain_text("from https://search.example.org/?q=contact+hub")
+    # URLs path first, the site after; the whole URL is the link and its tooltip.
+    expect(timeline.nth(3)).to_contain_text("/pricing?plan=team shop.example.com")
+    expect(timeline.nth(3)).to_contain_text("from /?q=contact+hub search.example.org")
+    expect(
+        timeline.nth(3).locator("a[title='https://shop.example.com/pricing?plan=team']")
+    ).to_have_attribute("href", "https://shop.example.com/pricing?plan=team")
     expect(timeline.nth(4)).to_contain_text("Data input 'Newsletter sign-up'")
     expect(page.locator("#timeline")).not_to_contain_text("Alan")
     # The hostile value is text: no element came out of it (and no script ran: the tab
