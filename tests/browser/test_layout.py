@@ -22,6 +22,9 @@ def test_the_navigation_folds_behind_a_menu_on_a_phone_without_scripts(
     tab = Tab(context.new_page(), hub.base_url)
     tab.watch()
     try:
+        # The sign-in page, which has no navigation, fits a phone too.
+        tab.open("/admin/sign-in")
+        assert not layout_problems(tab.page, PHONE)[0]
         sign_in(tab)
         page = tab.page
         navigation = page.get_by_role("navigation", name="Main")
