@@ -204,7 +204,10 @@ def test_the_dashboard_charts_the_activities_logged_through_the_tracking_api(
     expect(by_channel).to_contain_text("Web shop")
     expect(by_channel).to_contain_text("Mobile app")
     top_pages = page.locator(".card").filter(has=page.get_by_role("heading", name="Top pages"))
-    expect(top_pages.get_by_role("listitem").first).to_contain_text(PAGES[0][0])
+    # Path first, the site after; the whole URL is the link.
+    top_page = top_pages.get_by_role("listitem").first
+    expect(top_page).to_contain_text("/ shop.example.com")
+    expect(top_page.get_by_role("link")).to_have_attribute("href", PAGES[0][0])
     top_clicks = page.locator(".card").filter(
         has=page.get_by_role("heading", name="Top clicked elements")
     )
