@@ -84,7 +84,29 @@ def is_web_url(url: str | None) -> bool:
     return url is not None and url[:8].lower().startswith(("http://", "https://"))
 
 
+def url_parts(url: str) -> tuple[str, str]:
+    """A URL from the public as (path, site), for showing it path first: on one site, pages
+    differ by their path and query, which a host-first cut would hide. The path keeps its query
+    and fragment and is "/" when empty; the site is the host (with the scheme when not http or
+    https). A URL without a host, or that does not parse, is all path and no site.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url, ""
+    if not parts.netloc:
+        return url, ""
+    path = parts.path or "/"
+    if parts.query:
+        path += f"?{parts.query}"
+    if parts.fragment:
+        path += f"#{parts.fragment}"
+    site = parts.netloc if is_web_url(url) else f"{parts.scheme}://{parts.netloc}"
+    return path, site
+
+
 templates.filters["datetime"] = _format_datetime
+templates.filters["url_parts"] = url_parts
 templates.filters["number"] = _format_number
 templates.filters["percent"] = _format_percent
 templates.tests["web_url"] = is_web_url

@@ -14,6 +14,7 @@ from sqlalchemy import delete, event
 
 from contacthub.activities import log
 from contacthub.activities.log import LogFilters, LogPage, activity_log, first_id_at_or_after
+from contacthub.contacts import service as contacts
 from contacthub.errors import InvalidInput
 from contacthub.storage.database import Database
 from contacthub.storage.models import Activity
@@ -215,6 +216,24 @@ def test_entries_carry_what_the_log_shows(database: Database, mixed: dict[str, A
     assert entry.contact == uuid.UUID(mixed["bob"])
     assert entry.value == "a.pdf"
     assert entry.created_at == minutes(5)
+
+
+def test_entries_name_their_contacts_with_one_query_for_the_page(database: Database) -> None:
+    with database.write() as session:
+        named = contacts.create_contact(session, first_name="Ada", last_name="Lovelace")
+        first_only = contacts.create_contact(session, first_name="Grace", email="g@example.com")
+        addressed = contacts.create_contact(session, email="only@example.com")
+        anonymous = contacts.create_contact(session)
+        people = [named.id, first_only.id, addressed.id, anonymous.id]
+    many = [new_contact(database)[0] for _ in range(20)]
+    insert(database, [row(contact_id, minutes(i)) for i, contact_id in enumerate(people + many)])
+    with counted_statements(database) as statements:
+        entries = page(database, limit=len(people) + len(many)).entries
+    names = [entry.contact_name for entry in reversed(entries)][: len(people)]
+    # The name where known, else the address; nothing for an anonymous contact.
+    assert names == ["Ada Lovelace", "Grace", "only@example.com", None]
+    # Channels, then every contact of the page at once: not one query per row.
+    assert sum("FROM contacts" in statement for statement in statements) == 1
 
 
 @pytest.mark.parametrize(

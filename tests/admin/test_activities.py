@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from starlette.testclient import TestClient
 
+from contacthub.contacts import service as contacts
 from contacthub.storage.database import Database
 from contacthub.storage.models import Activity
 from tests import factories
@@ -103,6 +104,38 @@ def test_hostile_values_are_escaped_and_only_web_urls_are_links(
     assert 'href="https://ok.example/&#34;&gt;&lt;script&gt;x&lt;/script&gt;"' in text
     # The others are shown as text, in full in the tooltip.
     assert 'title="javascript:alert(document.cookie)"' in text
+
+
+def test_contacts_by_name_or_address_and_urls_path_first(
+    admin: TestClient, database: Database
+) -> None:
+    with database.write() as session:
+        named = contacts.create_contact(session, first_name="Ada", last_name="<b>Lovelace</b>")
+        addressed = contacts.create_contact(session, email="only@example.com")
+        anonymous = contacts.create_contact(session)
+    insert(
+        database,
+        [
+            row(named.id, minutes(1), url="https://shop.example.com/pricing?plan=pro#faq"),
+            row(addressed.id, minutes(2), url="northwind://app/c/sale"),
+            row(anonymous.id, minutes(3), url="https://shop.example.com"),
+        ],
+    )
+    text = admin.get(PAGE).text
+    cells = re.findall(r'<td class="contact">(.*?)</td>', text)
+    names = [html.unescape(re.sub(r"<[^>]+>", "", cell)) for cell in cells]
+    # Newest first: the GUID's start when nothing else is known, else the address, the name.
+    assert names == [str(anonymous.guid)[:8] + "…", "only@example.com", "Ada <b>Lovelace</b>"]
+    assert "<b>Lovelace" not in text
+    # Every cell links to the contact and names its GUID in the tooltip.
+    for cell, contact in zip(cells, (anonymous, addressed, named), strict=True):
+        assert f'href="/admin/contacts/{contact.guid}"' in cell
+        assert str(contact.guid) in re.search(r'title="([^"]*)"', cell).group(1)  # type: ignore[union-attr]
+    paths = re.findall(r'<span class="url-path">(.*?)</span>', text)
+    sites = re.findall(r'<span class="url-site">(.*?)</span>', text)
+    assert paths == ["/", "/c/sale", "/pricing?plan=pro#faq"]
+    assert sites == ["shop.example.com", "northwind://app", "shop.example.com"]
+    assert 'title="https://shop.example.com/pricing?plan=pro#faq"' in text
 
 
 def test_filters(admin: TestClient, database: Database) -> None:

@@ -172,11 +172,12 @@ class Tab:
         """From now on, this path may answer this status (e.g. a refused sign-in's 401)."""
         self.expected_statuses.add((path, status))
 
-    def screenshot(self, name: str) -> Path:
-        """A full-page screenshot of the current page (for the docs: see DOCS_SCREENSHOTS)."""
+    def screenshot(self, name: str, viewport: ViewportSize = VIEWPORT) -> Path:
+        """A full-page screenshot of the current page, `viewport` wide (for the docs: see
+        DOCS_SCREENSHOTS; only the desktop ones go there)."""
         folder = (
             DOCS_SCREENSHOTS
-            if os.environ.get("CONTACTHUB_SCREENSHOTS") == "docs"
+            if os.environ.get("CONTACTHUB_SCREENSHOTS") == "docs" and viewport == VIEWPORT
             else Path(tempfile.gettempdir()) / "contacthub-screenshots"
         )
         folder.mkdir(parents=True, exist_ok=True)
@@ -186,7 +187,9 @@ class Tab:
         # The whole page, taken with a window as tall as the page: Playwright's full_page
         # option keeps the window's height, so the sticky 100vh sidebar would end mid-picture.
         height = self.page.evaluate("document.documentElement.scrollHeight")
-        self.page.set_viewport_size({"width": VIEWPORT["width"], "height": max(height, 900)})
+        self.page.set_viewport_size(
+            {"width": viewport["width"], "height": max(height, viewport["height"])}
+        )
         try:
             self.page.screenshot(path=str(path), full_page=True, animations="disabled")
         finally:

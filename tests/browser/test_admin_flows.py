@@ -204,7 +204,10 @@ def test_the_dashboard_charts_the_activities_logged_through_the_tracking_api(
     expect(by_channel).to_contain_text("Web shop")
     expect(by_channel).to_contain_text("Mobile app")
     top_pages = page.locator(".card").filter(has=page.get_by_role("heading", name="Top pages"))
-    expect(top_pages.get_by_role("listitem").first).to_contain_text(PAGES[0][0])
+    # Path first, the site after; the whole URL is the link.
+    top_page = top_pages.get_by_role("listitem").first
+    expect(top_page).to_contain_text("/ shop.example.com")
+    expect(top_page.get_by_role("link")).to_have_attribute("href", PAGES[0][0])
     top_clicks = page.locator(".card").filter(
         has=page.get_by_role("heading", name="Top clicked elements")
     )
@@ -273,8 +276,12 @@ def test_a_contacts_page_shows_the_activities_posted_for_it(
     expect(timeline.nth(1)).to_contain_text(f"Clicked '{HOSTILE}'")
     expect(timeline.nth(2)).to_contain_text("Clicked 'Start free trial'")
     expect(timeline.nth(3)).to_contain_text("Page visit 'Pricing'")
-    expect(timeline.nth(3)).to_contain_text("https://shop.example.com/pricing?plan=team")
-    expect(timeline.nth(3)).to_contain_text("from https://search.example.org/?q=contact+hub")
+    # URLs path first, the site after; the whole URL is the link and its tooltip.
+    expect(timeline.nth(3)).to_contain_text("/pricing?plan=team shop.example.com")
+    expect(timeline.nth(3)).to_contain_text("from /?q=contact+hub search.example.org")
+    expect(
+        timeline.nth(3).locator("a[title='https://shop.example.com/pricing?plan=team']")
+    ).to_have_attribute("href", "https://shop.example.com/pricing?plan=team")
     expect(timeline.nth(4)).to_contain_text("Data input 'Newsletter sign-up'")
     expect(page.locator("#timeline")).not_to_contain_text("Alan")
     # The hostile value is text: no element came out of it (and no script ran: the tab

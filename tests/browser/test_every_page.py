@@ -2,8 +2,11 @@
 
 A crawler signs in, follows every admin link it finds (one page per route and kind of query:
 sorting, paging, filters), and fails on any answer of 400 or more, any script error, console
-error or CSP violation (the `tab` fixture), or a page without its heading. This is also the
-PostgreSQL smoke test of the browser tests: it runs on both backends.
+error or CSP violation (the `tab` fixture), or a page without its heading. Each page is also
+laid out at a phone's width (390 px) and a desktop's (1440 px) and must fit both
+(tests/browser/layout.py: nothing wider than the window, no squeezed text, the navigation out of
+the way on a phone). This is also the PostgreSQL smoke test of the browser tests: it runs on both
+backends.
 
 On SQLite it also takes the docs' screenshots of every page (docs/screenshots), with the
 `contacthub demo` data set, so that they show what a hub in use looks like.
@@ -24,7 +27,8 @@ from contacthub.channels import cors
 from contacthub.demo import service as demo
 from contacthub.storage.database import Database
 from contacthub.storage.models import Activity, Contact, EmailIssue
-from tests.browser.conftest import EMAIL, PASSWORD, VIEWPORT, Tab, sign_in
+from tests.browser.conftest import EMAIL, PASSWORD, Tab, sign_in
+from tests.browser.layout import PHONE, phone_and_desktop_problems
 
 pytestmark = pytest.mark.slow
 
@@ -174,7 +178,7 @@ def test_every_admin_page_opens_without_an_error(
     seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
     queue = deque(["/admin/"])
     shot: set[str] = set()
-    too_wide: list[str] = []
+    badly_laid_out: list[str] = []
     visited = 0
     while queue and visited < MAX_PAGES:
         path = queue.popleft()
@@ -186,13 +190,13 @@ def test_every_admin_page_opens_without_an_error(
         # Every page has one main heading, and the navigation.
         expect(tab.page.get_by_role("heading", level=1)).to_have_count(1)
         expect(tab.page.get_by_role("navigation", name="Main")).to_be_visible()
-        # Nothing is wider than the window: wide content scrolls in its own box, if at all.
-        width = tab.page.evaluate("document.documentElement.scrollWidth")
-        if width > VIEWPORT["width"]:
-            too_wide.append(f"{path} is {width} px wide")
+        # Fits a phone and a desktop: nothing wider than the window (wide content scrolls in
+        # its own box), no squeezed text, the navigation out of the way.
+        badly_laid_out += phone_and_desktop_problems(tab.page)
         name = SHOTS.get(route_of(path))
         if screenshots and name and "?" not in path and name not in shot:
             tab.screenshot(name)
+            tab.screenshot(f"{name}-phone", PHONE)
             shot.add(name)
         queue.extend(admin_links(tab))
 
@@ -211,4 +215,4 @@ def test_every_admin_page_opens_without_an_error(
         tab.open("/admin/consents")
         tab.page.get_by_role("table").get_by_role("link").first.click()
         tab.screenshot("consent")
-    assert not too_wide, too_wide
+    assert not badly_laid_out, "\n".join(badly_laid_out)
