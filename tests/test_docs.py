@@ -95,6 +95,13 @@ def test_every_setting_is_documented(name: str) -> None:
     assert env in text, f"environment variable {env} is missing from docs/configuration.md"
 
 
+def test_every_setting_is_documented_once() -> None:
+    text = CONFIGURATION.read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.MULTILINE)
+    repeated = sorted({name for name in rows if rows.count(name) > 1})
+    assert not repeated, f"settings with two rows (which one is true?): {repeated}"
+
+
 def test_configuration_documents_no_removed_setting() -> None:
     text = CONFIGURATION.read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.MULTILINE))
