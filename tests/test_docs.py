@@ -155,3 +155,14 @@ def test_relative_links_resolve() -> None:
             elif fragment and linked.suffix == ".md" and fragment not in anchors(linked):
                 broken.append(f"{page.relative_to(ROOT)} -> {target}#{fragment}")
     assert not broken, f"broken links: {broken}"
+
+
+def test_readme_and_scripts_give_the_same_demo_time() -> None:
+    said = {
+        name: set(
+            re.findall(r"about (\d+|an?)\s+(?:#\s*)?(second|minute)", (ROOT / name).read_text())
+        )
+        for name in ("README.md", "scripts/serve")
+    }
+    assert said["README.md"], "README.md no longer says how long the demo takes"
+    assert said["README.md"] == said["scripts/serve"], said

@@ -93,8 +93,12 @@ def _has_users(settings: Settings) -> bool:
 
 def _this_command() -> str:
     """`contacthub` as this command was started (e.g. `.venv/bin/contacthub`), to copy."""
-    started = sys.argv[0] if sys.argv else ""
-    return started if Path(started).name == "contacthub" else "contacthub"
+    started = Path(sys.argv[0] if sys.argv else "")
+    if started.name != "contacthub":
+        return "contacthub"
+    if started.is_absolute() and started.is_relative_to(Path.cwd()):
+        return str(started.relative_to(Path.cwd()))
+    return str(started)
 
 
 def _print_where_to_go(settings: Settings, first_user_missing: bool) -> None:
