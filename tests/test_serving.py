@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from contacthub.serving import uvicorn_options
+from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.users import service as users
 from tests.servers import HOST, HubServer, running_hub
@@ -233,3 +235,18 @@ def test_a_kept_alive_connection_is_not_timed_out_between_requests(limited: HubS
             assert client.get("/health").status_code == 200
             time.sleep(TIMEOUT * 0.7)
         assert client.get("/health").status_code == 200
+
+
+def test_serve_says_where_the_admin_is_and_how_to_make_the_first_user(limited: HubServer) -> None:
+    printed = limited.log_tail(200)
+    assert f"the admin is at http://{HOST}:{limited.port}/admin/" in printed
+    assert "No admin user yet" in printed
+    assert "contacthub user create you@example.com" in printed
+
+
+def test_trusted_proxies_become_uvicorns_forwarded_allow_ips() -> None:
+    options = uvicorn_options(Settings(trusted_proxies=["10.1.2.3/8", "127.0.0.1", "::1"]))
+    assert options["proxy_headers"] is True
+    # As networks uvicorn parses (it would take "10.1.2.3/8" for a host name and never match).
+    assert options["forwarded_allow_ips"] == ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]
+    assert uvicorn_options(Settings(trusted_proxies=[]))["proxy_headers"] is False
