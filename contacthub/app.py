@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
@@ -32,6 +32,7 @@ from contacthub.email.signing import link_signer
 from contacthub.email.writer import HitWriter
 from contacthub.errors import HubError
 from contacthub.http import (
+    client_gone_handler,
     http_error_handler,
     hub_error_handler,
     json_response,
@@ -162,6 +163,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
         exception_handlers={
             HubError: hub_error_handler,
+            ClientDisconnect: client_gone_handler,
             HTTPException: admin_aware(http_error_handler),
             Exception: admin_aware(server_error_handler),
         },

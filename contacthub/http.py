@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from contacthub.errors import (
@@ -84,3 +84,12 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
 async def server_error_handler(request: Request, exc: Exception) -> Response:
     """A JSON 500 that says nothing about the internals (the log has the traceback)."""
     return json_response({"error": "Internal server error.", "code": "internal_error"}, 500)
+
+
+async def client_gone_handler(request: Request, exc: Exception) -> Response:
+    """The client went away, or was cut off (`request_timeout`), before its body was read.
+
+    Nothing is wrong on the hub's side and nobody reads this answer: no 500, no traceback.
+    """
+    assert isinstance(exc, ClientDisconnect)
+    return Response(status_code=400)

@@ -120,8 +120,26 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses or CIDR ranges of the reverse proxies in front of the hub, e.g. "
-        '`["10.0.0.0/8"]`. Only a request from one of them has its `X-Forwarded-For` read for '
-        "the client's address (machine classification of email opens and clicks).",
+        '`["10.0.0.0/8"]`. Only a request from one of them has its `X-Forwarded-Proto` (the '
+        "scheme) and `X-Forwarded-For` (the client's address) believed; uvicorn's "
+        "`forwarded_allow_ips`.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The origin browsers reach the hub at, e.g. `https://hub.example.com`: "
+        "admin forms must come from it, cookies are Secure when it is https, and links the hub "
+        "makes to itself use it. Default: the scheme and host of each request.",
+    )
+    max_header_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        description="Largest request line and headers `contacthub serve` accepts; larger: 431.",
+    )
+    request_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a client may take to send one request, headers and body, to "
+        "`contacthub serve`; slower: 408 and the connection is closed.",
     )
     host: str = Field(default="127.0.0.1", description="Address `contacthub serve` binds.")
     port: int = Field(default=8000, description="Port `contacthub serve` listens on.")
@@ -132,6 +150,23 @@ class Settings(BaseSettings):
         for value in values:
             ipaddress.ip_network(value.strip(), strict=False)  # ValueError names the bad one
         return [value.strip() for value in values]
+
+    @field_validator("public_url")
+    @classmethod
+    def _origin(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        # One rule for origins: the one CORS origins follow (lower case, no default port).
+        from contacthub.channels.cors import ANY_ORIGIN, normalize_origin
+        from contacthub.errors import HubError
+
+        try:
+            origin = normalize_origin(value)
+        except HubError as error:
+            raise ValueError(error.message) from None
+        if origin == ANY_ORIGIN:
+            raise ValueError("must be the hub's own origin, e.g. https://hub.example.com")
+        return origin
 
     @field_validator("sqlite_synchronous", mode="before")
     @classmethod
@@ -158,6 +193,16 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file_path())
         return (init_settings, env_settings, toml)
+
+    @property
+    def site_url(self) -> str:
+        """Where a browser reaches this hub: `public_url`, else the address `serve` binds."""
+        if self.public_url:
+            return self.public_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     @property
     def is_local(self) -> bool:

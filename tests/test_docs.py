@@ -95,6 +95,13 @@ def test_every_setting_is_documented(name: str) -> None:
     assert env in text, f"environment variable {env} is missing from docs/configuration.md"
 
 
+def test_every_setting_is_documented_once() -> None:
+    text = CONFIGURATION.read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.MULTILINE)
+    repeated = sorted({name for name in rows if rows.count(name) > 1})
+    assert not repeated, f"settings with two rows (which one is true?): {repeated}"
+
+
 def test_configuration_documents_no_removed_setting() -> None:
     text = CONFIGURATION.read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.MULTILINE))
@@ -148,3 +155,14 @@ def test_relative_links_resolve() -> None:
             elif fragment and linked.suffix == ".md" and fragment not in anchors(linked):
                 broken.append(f"{page.relative_to(ROOT)} -> {target}#{fragment}")
     assert not broken, f"broken links: {broken}"
+
+
+def test_readme_and_scripts_give_the_same_demo_time() -> None:
+    said = {
+        name: set(
+            re.findall(r"about (\d+|an?)\s+(?:#\s*)?(second|minute)", (ROOT / name).read_text())
+        )
+        for name in ("README.md", "scripts/serve")
+    }
+    assert said["README.md"], "README.md no longer says how long the demo takes"
+    assert said["README.md"] == said["scripts/serve"], said

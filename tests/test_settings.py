@@ -180,3 +180,30 @@ def test_build_hub_accepts_the_default_secret_on_sqlite(tmp_path: Path) -> None:
     hub = build_hub(Settings(database_url=f"sqlite:///{tmp_path / 'hub.db'}"))
     assert hub.settings.secret_key.get_secret_value() == DEFAULT_SECRET
     hub.database.dispose()
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("https://hub.example.com", "https://hub.example.com"),
+        ("HTTPS://Hub.Example.com:443/", "https://hub.example.com"),
+        ("http://10.0.0.5:8000", "http://10.0.0.5:8000"),
+        ("", None),
+    ],
+)
+def test_public_url_is_kept_as_browsers_send_origins(given: str, stored: str | None) -> None:
+    assert Settings(public_url=given).public_url == stored
+
+
+@pytest.mark.parametrize(
+    "refused", ["*", "hub.example.com", "ftp://hub.example.com", "https://example.com/hub"]
+)
+def test_public_url_must_be_an_origin(refused: str) -> None:
+    with pytest.raises(ValidationError, match="public_url"):
+        Settings(public_url=refused)
+
+
+def test_site_url_is_the_public_url_else_the_bound_address() -> None:
+    assert Settings(host="0.0.0.0", port=9000).site_url == "http://127.0.0.1:9000"  # noqa: S104
+    assert Settings(host="::1").site_url == "http://[::1]:8000"
+    assert Settings(public_url="https://hub.example.com").site_url == "https://hub.example.com"

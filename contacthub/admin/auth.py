@@ -26,6 +26,7 @@ from contacthub.admin.web import (
     page,
     read_form,
     safe_next,
+    secure_cookies,
     templates,
     with_security_headers,
 )
@@ -62,7 +63,7 @@ def _sign_in_page(
         path=SIGN_IN_PATH,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=secure_cookies(request),
     )
     if flash is not None:
         response.delete_cookie(FLASH_COOKIE, path="/admin")
@@ -117,7 +118,7 @@ async def sign_in(request: Request) -> Response:
         path="/",
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=secure_cookies(request),
     )
     response.delete_cookie(SIGN_IN_CSRF_COOKIE, path=SIGN_IN_PATH)
     return with_security_headers(response)

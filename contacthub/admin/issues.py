@@ -20,7 +20,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from contacthub.admin.email import cursor, detached
-from contacthub.admin.web import Admin, form_errors, page
+from contacthub.admin.web import Admin, form_errors, page, public_origin
 from contacthub.email import background, overview, service, stats
 from contacthub.email.compose import TrackedLink
 from contacthub.errors import HubError
@@ -48,7 +48,7 @@ def issue_path(guid: object) -> str:
 def hub_url(admin: Admin) -> str:
     """This hub's own URL: previews point their (dead) tracking links here, not at the
     newsletter's public site, so that showing one loads nothing from elsewhere."""
-    return str(admin.request.base_url).rstrip("/")
+    return public_origin(admin.request)
 
 
 def _guid(admin: Admin) -> str:

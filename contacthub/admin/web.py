@@ -174,7 +174,13 @@ class Admin:
         if flash:
             # Cookie values are text: the page escapes it when it shows it.
             response.set_cookie(
-                FLASH_COOKIE, quote(flash), max_age=60, path="/admin", httponly=True, samesite="lax"
+                FLASH_COOKIE,
+                quote(flash),
+                max_age=60,
+                path="/admin",
+                httponly=True,
+                samesite="lax",
+                secure=secure_cookies(self.request),
             )
         return response
 
@@ -194,13 +200,28 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def public_origin(request: Request) -> str:
+    """The origin browsers reach this hub at: the `public_url` setting, else the request's.
+
+    Behind a TLS proxy the request's scheme is the proxy's `X-Forwarded-Proto`, believed only
+    from `trusted_proxies` (uvicorn's `forwarded_allow_ips`, see contacthub/serving.py).
+    """
+    configured = hub_of(request).settings.public_url
+    return configured or f"{request.url.scheme}://{request.url.netloc}"
+
+
+def secure_cookies(request: Request) -> bool:
+    """Whether cookies get `Secure`: the hub is reached over https."""
+    return public_origin(request).startswith("https://")
+
+
 def _same_origin(request: Request) -> bool:
     """A browser's Origin (or Referer) header, when it sends one, must be this site."""
     claimed = request.headers.get("origin") or request.headers.get("referer")
     if not claimed or claimed == "null":
         return claimed is None
     parts = urlsplit(claimed)
-    return f"{parts.scheme}://{parts.netloc}" == f"{request.url.scheme}://{request.url.netloc}"
+    return f"{parts.scheme}://{parts.netloc}" == public_origin(request)
 
 
 def with_security_headers(response: Response) -> Response:

@@ -57,10 +57,7 @@ def _until(text: str | None) -> datetime | None:
 
 def sign_in_url(settings: Settings) -> str:
     """Where the admin's sign-in page is served by `contacthub serve` with these settings."""
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}/admin/sign-in"
+    return f"{settings.site_url}/admin/sign-in"
 
 
 def demo(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -12,7 +14,11 @@ from uvicorn.config import LOGGING_CONFIG
 
 from contacthub.cli.output import console, database_errors, errors, load_settings
 from contacthub.errors import HubError
+from contacthub.serving import uvicorn_options
+from contacthub.settings import Settings
+from contacthub.storage.database import Database
 from contacthub.storage.migrate import upgrade
+from contacthub.users import service as users
 
 
 def log_config(level: str) -> dict[str, Any]:
@@ -53,23 +59,56 @@ def serve(
         raise typer.Exit(1) from None
     with database_errors(settings.database_url):
         upgrade(settings.database_url)
+        first_user_missing = not _has_users(settings)
+    settings = settings.model_copy(
+        update={"host": host or settings.host, "port": port or settings.port}
+    )
+    _print_where_to_go(settings, first_user_missing)
     uvicorn.run(
         "contacthub.app:create_app",
         factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=settings.host,
+        port=settings.port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
         log_level=log_level,
         log_config=log_config(log_level),
         access_log=False,
-        # The client's address is the peer's; the setting `trusted_proxies` alone decides
-        # whose X-Forwarded-For is believed (uvicorn would otherwise trust 127.0.0.1's).
-        proxy_headers=False,
         # Let in-flight requests finish and the writer drain its queue on shutdown.
         timeout_graceful_shutdown=30,
+        # The httptools protocol with the request limits; the trusted proxies (none by
+        # default: then no header changes the scheme or the client's address).
+        **uvicorn_options(settings),
     )
+
+
+def _has_users(settings: Settings) -> bool:
+    database = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        with database.read() as session:
+            return bool(users.list_users(session))
+    finally:
+        database.dispose()
+
+
+def _this_command() -> str:
+    """`contacthub` as this command was started (e.g. `.venv/bin/contacthub`), to copy."""
+    started = Path(sys.argv[0] if sys.argv else "")
+    if started.name != "contacthub":
+        return "contacthub"
+    if started.is_absolute() and started.is_relative_to(Path.cwd()):
+        return str(started.relative_to(Path.cwd()))
+    return str(started)
+
+
+def _print_where_to_go(settings: Settings, first_user_missing: bool) -> None:
+    console.print(f"contacthub: the admin is at [bold]{escape(settings.site_url)}/admin/[/bold]")
+    if first_user_missing:
+        console.print(
+            "No admin user yet; create the first one (it asks for a password):\n"
+            f'  {escape(_this_command())} user create you@example.com --name "Your Name"',
+            soft_wrap=True,
+        )
 
 
 def proxy(
