@@ -97,8 +97,8 @@ class Settings(BaseSettings):
     )
     secret_key: SecretStr = Field(
         default=SecretStr(DEFAULT_SECRET),
-        description="Server secret for signed links (email tracking hashes). Required "
-        "outside local use.",
+        description="Server secret for signed links (email tracking hashes) and the admin's "
+        "sign-in tokens. Required outside local use.",
     )
     previous_secret_keys: list[SecretStr] = Field(
         default_factory=list,
