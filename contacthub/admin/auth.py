@@ -125,7 +125,7 @@ async def sign_in(request: Request) -> Response:
     attempt = users.SignInAttempt(
         email,
         password,
-        client=(request.client.host if request.client else "unknown")[:100],
+        client=request.client.host if request.client else "unknown",
         device=request.cookies.get(DEVICE_COOKIE, "")[:200],
     )
     limits = users.SignInLimits(
@@ -140,7 +140,6 @@ async def sign_in(request: Request) -> Response:
     )
     if isinstance(outcome, HubError):
         return _sign_in_page(request, next_path, email, outcome.message, outcome.status_code)
-    secure = request.url.scheme == "https"
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -149,7 +148,7 @@ async def sign_in(request: Request) -> Response:
         path="/",
         httponly=True,
         samesite="lax",
-        secure=secure,
+        secure=request.url.scheme == "https",
     )
     response.set_cookie(
         DEVICE_COOKIE,
@@ -158,7 +157,7 @@ async def sign_in(request: Request) -> Response:
         path=SIGN_IN_PATH,
         httponly=True,
         samesite="strict",
-        secure=secure,
+        secure=request.url.scheme == "https",
     )
     response.delete_cookie(SIGN_IN_CSRF_COOKIE, path=SIGN_IN_PATH)
     return with_security_headers(response)

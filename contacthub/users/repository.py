@@ -12,6 +12,9 @@ from sqlalchemy.orm import Session
 from contacthub.storage.models import AdminUser, SignInThrottle
 from contacthub.storage.types import UTCDateTime
 
+# The longest client key `sign_in_throttles` holds (an IPv6 network is at most 43 characters).
+CLIENT_LENGTH = 100
+
 
 def user_by_email(session: Session, address: str) -> AdminUser | None:
     """The user with this (normalised) address, if any."""

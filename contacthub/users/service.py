@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -253,7 +254,7 @@ def look_up(
     now: datetime,
 ) -> PasswordCheck | HubError:
     """Sign-in's first step (a read): is the client over its limit, whose hash to check."""
-    if repository.client_failures(session, attempt.client, limits.window, now) >= (
+    if repository.client_failures(session, client_key(attempt.client), limits.window, now) >= (
         limits.max_failures
     ):
         return _too_many(limits)
@@ -293,10 +294,11 @@ def record_sign_in(
     """
     refused = Unauthorized(REFUSED_MESSAGE, code="invalid_credentials")
     check = checked.check
+    client = client_key(attempt.client)
     if not checked.right:
-        repository.count_client_failure(session, attempt.client, limits.window, now)
+        repository.count_client_failure(session, client, limits.window, now)
     elif (
-        repository.client_failures(session, attempt.client, limits.window, now, lock=True)
+        repository.client_failures(session, client, limits.window, now, lock=True)
         >= limits.max_failures
     ):
         return _too_many(limits)
@@ -353,6 +355,23 @@ def device_token(secret: bytes, user_id: int, password_hash: str) -> str:
     """
     message = f"sign-in device\0{user_id}\0{password_hash}".encode()
     return f"{user_id}.{hmac.new(secret, message, hashlib.sha256).hexdigest()}"
+
+
+def client_key(address: str) -> str:
+    """What the per-address limit counts under: an IPv6 address's /64, any other as it is.
+
+    One IPv6 subscriber is usually given a whole /64: counting single addresses there would let
+    one attacker spread guesses over as many addresses as they like.
+    """
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address[: repository.CLIENT_LENGTH]
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def _too_many(limits: SignInLimits) -> TooManyRequests:

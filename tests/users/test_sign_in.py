@@ -261,3 +261,22 @@ def test_a_lock_out_holds_strangers_but_not_the_users_own_browser(
     for _ in range(users.MAX_FAILED_SIGN_INS):
         attempt(database, "a wrong password", client="203.0.113.66")
     assert isinstance(with_device(device, "a brand new one!"), HubError)
+
+
+def test_the_client_limit_counts_an_ipv6_subscribers_whole_network(
+    database: Database, user: str
+) -> None:
+    limits = users.SignInLimits(max_failures=2)
+    for host in ("2001:db8:1:2::a", "2001:db8:1:2:ffff::b"):
+        wrong = attempt(database, "a wrong password", client=host, limits=limits)
+        assert isinstance(wrong, HubError)
+        assert wrong.code == "invalid_credentials"
+    refused = attempt(database, PASSWORD, client="2001:db8:1:2::c", limits=limits)
+    assert isinstance(refused, HubError)
+    assert refused.code == "too_many_sign_ins"
+    # Another network, and an IPv4 client, are counted apart.
+    assert isinstance(
+        attempt(database, PASSWORD, client="2001:db8:1:3::a", limits=limits), users.SignInSuccess
+    )
+    assert users.client_key("::ffff:192.0.2.1") == "192.0.2.1"
+    assert users.client_key("x" * 300) == "x" * 100
