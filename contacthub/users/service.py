@@ -231,8 +231,8 @@ def sign_in(
     Every refusal about the account (unknown address, wrong password, locked, disabled) is the
     same `invalid_credentials` after the same argon2 work, so that neither the answer nor its
     time tells which addresses have accounts. A client address over its limit gets
-    `too_many_requests` without a check. Refusals are returned, not raised, so that the unit of
-    work commits the failure it counted.
+    `too_many_sign_ins` (429) without a check. Refusals are returned, not raised, so that the
+    unit of work commits the failure it counted.
     """
     with database.read() as session:
         check = look_up(session, attempt, secret=secret, limits=limits, now=now or utcnow())
