@@ -6,7 +6,7 @@ the hub/baseline ratio, the hub's peak memory and every non-2xx answer. After ea
 counts the stored activities: a 207 promises they are committed.
 
     .venv/bin/python bench/tracking.py [--duration 10] [--connections 64] \
-        [--only sqlite|postgresql]
+        [--only sqlite|postgresql] [--sign-ins N]
 
 Exit status: 0 when every measurement is valid, whether or not the ratio targets are met (this
 is a measurement, not a test); 1 when a server answered errors or lost acknowledged activities.
@@ -15,19 +15,23 @@ is a measurement, not a test); 1 when a server answered errors or lost acknowled
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
+import re
 import secrets
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import harness
 
@@ -156,6 +160,67 @@ def create_contact(server: harness.Server, key: str) -> str:
     return contact
 
 
+class SignInLoad:
+    """Threads that post wrong admin sign-ins without pause while ingest is measured.
+
+    With `--sign-ins N`, ingest is measured beside N browsers guessing passwords (no account
+    needed): each attempt costs the hub an argon2 check, which must not hold up ingest.
+    """
+
+    def __init__(self, port: int, threads: int) -> None:
+        self.port = port
+        self.stop = threading.Event()
+        self.statuses: Counter[int] = Counter()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def __enter__(self) -> SignInLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                connection.request("GET", "/admin/sign-in")
+                page = connection.getresponse()
+                html = page.read().decode()
+                cookie = (page.getheader("set-cookie") or "").split(";", 1)[0]
+                token = re.search(r'name="csrf_token" value="([^"]+)"', html)
+                form = urlencode(
+                    {
+                        "email": "nobody@example.com",
+                        "password": secrets.token_urlsafe(12),
+                        "csrf_token": token.group(1) if token else "",
+                    }
+                )
+                headers = {
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "Cookie": cookie,
+                }
+                connection.request("POST", "/admin/sign-in", body=form, headers=headers)
+                answer = connection.getresponse()
+                answer.read()
+                status = answer.status
+            except OSError:
+                status = 0
+            finally:
+                connection.close()
+            with self._lock:
+                self.statuses[status] += 1
+
+    def summary(self) -> str:
+        """What the sign-ins got, e.g. `sign-ins: 412 x 401`."""
+        answers = ", ".join(f"{n} x {s or 'error'}" for s, n in sorted(self.statuses.items()))
+        return f"{len(self._threads)} sign-in threads beside it: {answers or 'none'}"
+
+
 def bench_hub(
     stack: ExitStack,
     workdir: Path,
@@ -166,6 +231,9 @@ def bench_hub(
 ) -> Row:
     """Set up a hub on `database_url`, serve it, measure it and check what it stored."""
     env = hub_env(database_url, workdir)
+    if args.sign_ins:
+        # Every attempt checked (the per-address limit would refuse all but a few unchecked).
+        env["CONTACTHUB_SIGN_IN_MAX_FAILURES_PER_CLIENT"] = str(10**9)
     cli(env, "migrate")
     channel = json.loads(cli(env, "channel", "create", "Bench", "--json"))["guid"]
     key = json.loads(
@@ -187,7 +255,8 @@ def bench_hub(
     contact = create_contact(server, key)
 
     script = activities_script(key, activities_body(channel, contact))
-    result, acknowledged = load(server, script, args, store)
+    with SignInLoad(port, args.sign_ins) as sign_ins:
+        result, acknowledged = load(server, script, args, store)
     rss = harness.peak_rss(server.process.pid)
     # Counted while the hub still runs: what a 207 acknowledged must already be committed,
     # not merely flushed by the graceful shutdown.
@@ -197,6 +266,8 @@ def bench_hub(
     expected = 10 * acknowledged
     ok = stored >= expected
     check = f"{stored} stored >= 10 x {acknowledged} acknowledged: {'ok' if ok else 'LOST'}"
+    if args.sign_ins:
+        check += f"; {sign_ins.summary()}"
     return Row(f"hub ({store})", result, store, rss, check, ok)
 
 
@@ -302,6 +373,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up per target")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
     parser.add_argument("--only", choices=sorted(TARGETS), help="measure the hub on one store")
+    parser.add_argument(
+        "--sign-ins",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N threads posting wrong admin sign-ins while the hub is measured",
+    )
     harness.add_postgresql_url(parser)
     return parser.parse_args(argv)
 

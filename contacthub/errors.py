@@ -83,3 +83,10 @@ class Unavailable(HubError):
 
     status_code = 503
     code = "unavailable"
+
+
+class TooManyRequests(HubError):
+    """The client has made too many attempts of this kind; it may try again later (429)."""
+
+    status_code = 429
+    code = "too_many_requests"

@@ -84,10 +84,21 @@ class Settings(BaseSettings):
         description="Seconds between two runs of the job that counts new activities into the "
         "dashboard's rollups (the dashboard counts the rest live, so it is never stale).",
     )
+    sign_in_max_failures_per_client: int = Field(
+        default=10,
+        ge=1,
+        description="Failed admin sign-ins one client address may make within "
+        "`sign_in_client_window`, whatever the accounts; beyond: 429 until the window ends.",
+    )
+    sign_in_client_window: int = Field(
+        default=900,
+        ge=1,
+        description="Seconds of the per-address sign-in limit's window, from the first failure.",
+    )
     secret_key: SecretStr = Field(
         default=SecretStr(DEFAULT_SECRET),
-        description="Server secret for signed links (email tracking hashes). Required "
-        "outside local use.",
+        description="Server secret for signed links (email tracking hashes) and the admin's "
+        "sign-in tokens. Required outside local use.",
     )
     previous_secret_keys: list[SecretStr] = Field(
         default_factory=list,

@@ -11,6 +11,7 @@ from contacthub.channels import service as channels
 from contacthub.consents import service as consents
 from contacthub.contacts import service as contacts
 from contacthub.storage.database import Database
+from contacthub.users import service as users
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,9 @@ def contact_with(db: Database, **fields: Any) -> str:
     """A contact with the given fields already stored (attribute names of Contact)."""
     with db.write() as session:
         return str(contacts.create_contact(session, **fields).guid)
+
+
+def sign_in(db: Database, email: str, password: str, client: str = "198.51.100.7") -> Any:
+    """An admin sign-in as the sign-in page makes it: a `SignInSuccess` or the refusal."""
+    attempt = users.SignInAttempt(email, password, client)
+    return users.sign_in(db, attempt, secret=b"test-secret")

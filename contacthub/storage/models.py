@@ -334,6 +334,21 @@ class AdminUser(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class SignInThrottle(Base):
+    """Failed sign-ins from one client address in its current window (the per-address limit).
+
+    Kept in the database, not in memory, so that the limit holds across worker processes and
+    machines (see users/service.py).
+    """
+
+    __tablename__ = "sign_in_throttles"
+    __table_args__ = (Index(None, "window_start"),)
+
+    client: Mapped[str] = mapped_column(String(100), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    failures: Mapped[int] = mapped_column(Integer)
+
+
 class AdminSession(Base):
     """A signed-in browser: the cookie holds a random token, the table only its SHA-256."""
 

@@ -3,14 +3,18 @@
 Passwords are hashed with argon2id (argon2-cffi's defaults). Session and API tokens are random
 256-bit secrets, so, like channel API keys, only their SHA-256 is stored.
 
-Sign-in is refused for `LOCK_DURATION` after `MAX_FAILED_SIGN_INS` wrong passwords in a row, and
-an unknown address costs the same argon2 verification as a known one, so that timing does not
-tell which addresses have accounts.
+Sign-in is refused for `LOCK_DURATION` after `MAX_FAILED_SIGN_INS` wrong passwords in a row
+(except to a browser that signed in to the account before: its device cookie), and to a client
+address after too many failures (`SignInLimits`). An unknown address gets the same answer after
+the same argon2 verification as a known one, locked or not, so that neither tells which
+addresses have accounts. See `sign_in`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import ipaddress
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,9 +28,18 @@ from sqlalchemy.orm import Session
 from contacthub.audit import service as audit
 from contacthub.channels.service import hash_key
 from contacthub.email.service import normalise_email
-from contacthub.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from contacthub.errors import (
+    Conflict,
+    HubError,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
+from contacthub.storage.database import Database
 from contacthub.storage.models import AdminSession, AdminToken, AdminUser
 from contacthub.storage.types import utcnow
+from contacthub.users import repository
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
@@ -34,6 +47,11 @@ MAX_FAILED_SIGN_INS = 5
 LOCK_DURATION = timedelta(minutes=15)
 SESSION_LIFETIME = timedelta(hours=12)
 TOKEN_PREFIX = "cht_"  # noqa: S105 - a public prefix, not a secret
+# Every refusal about the account says the same, locked or not, known or not.
+REFUSED_MESSAGE = (
+    f"Wrong email address or password. After {MAX_FAILED_SIGN_INS} wrong passwords in a row, "
+    f"an account is locked for {LOCK_DURATION.seconds // 60} minutes."
+)
 
 _hasher = PasswordHasher()
 # Verified against when the address is unknown, so that both cases take as long.
@@ -163,41 +181,182 @@ def _enabled_count(session: Session) -> int:
     return session.scalar(select(func.count()).where(AdminUser.enabled.is_(True))) or 0
 
 
-def sign_in(
-    session: Session, email: str, password: str, now: datetime | None = None
-) -> AdminUser | Unauthorized:
-    """The user these credentials belong to, or why they are refused.
+@dataclass(frozen=True, slots=True)
+class SignInLimits:
+    """The per-client-address limit: at most `max_failures` failed sign-ins in a `window`."""
 
-    The refusal is returned, not raised, so that the unit of work commits the failed attempt
-    it counted (and the lock it may have set).
+    max_failures: int = 10
+    window: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class SignInAttempt:
+    """What a browser presents to sign in, and where from.
+
+    `client` is the client's address: the key of the per-address limit, and the actor the
+    audit log names for a lock-out (nobody is signed in yet). `device` is the browser's device
+    cookie, if it has one (`device_token`).
     """
-    now = now or utcnow()
-    refused = Unauthorized("Wrong email address or password.", code="invalid_credentials")
-    user = session.scalar(select(AdminUser).where(AdminUser.email == email.strip().lower()))
-    if user is None or len(password) > MAX_PASSWORD_LENGTH:
-        _verify(_DUMMY_HASH, password[:MAX_PASSWORD_LENGTH])
-        return refused
-    if user.locked_until is not None and user.locked_until > now:
-        return Unauthorized(
-            "Too many failed sign-ins: this account is locked for a while. Try again later.",
-            code="account_locked",
+
+    email: str
+    password: str
+    client: str
+    device: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SignInSuccess:
+    """A sign-in that succeeded: the user, their new session, and the browser's device cookie."""
+
+    user: AdminUser
+    session: NewSession
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordCheck:
+    """What a sign-in checks the password against, as read before the check (no write lock)."""
+
+    user_id: int | None
+    password_hash: str
+    known_device: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedPassword:
+    """The outcome of the argon2 check; `new_hash` if the stored hash needs new parameters."""
+
+    check: PasswordCheck
+    right: bool
+    new_hash: str | None = None
+
+
+def sign_in(
+    database: Database,
+    attempt: SignInAttempt,
+    *,
+    secret: bytes,
+    limits: SignInLimits = SignInLimits(),
+    now: datetime | None = None,
+) -> SignInSuccess | HubError:
+    """Sign in, or say why not; in two short units of work around the password check.
+
+    The argon2 check (tens of milliseconds, on purpose) runs outside any transaction: on SQLite
+    a write transaction holds the database's one write lock, and ingest would wait for every
+    sign-in. Only the outcome is written, under a lock on the user's row, and the lock-out is
+    checked again there, so that parallel wrong passwords are all counted and a right password
+    checked while the account is (or becomes) locked does not sign in.
+
+    Every refusal about the account (unknown address, wrong password, locked, disabled) is the
+    same `invalid_credentials` after the same argon2 work, so that neither the answer nor its
+    time tells which addresses have accounts. A client address over its limit gets
+    `too_many_sign_ins` (429) without a check. Refusals are returned, not raised, so that the
+    unit of work commits the failure it counted.
+    """
+    with database.read() as session:
+        check = look_up(session, attempt, secret=secret, limits=limits, now=now or utcnow())
+    if isinstance(check, HubError):
+        return check
+    checked = check_password(check, attempt.password)
+    with database.write() as session:
+        return record_sign_in(
+            session, checked, attempt, secret=secret, limits=limits, now=now or utcnow()
         )
-    if not _verify(user.password_hash, password):
-        user.failed_sign_ins += 1
-        if user.failed_sign_ins >= MAX_FAILED_SIGN_INS:
-            user.locked_until = now + LOCK_DURATION
-            user.failed_sign_ins = 0
+
+
+def look_up(
+    session: Session,
+    attempt: SignInAttempt,
+    *,
+    secret: bytes,
+    limits: SignInLimits,
+    now: datetime,
+) -> PasswordCheck | HubError:
+    """Sign-in's first step (a read): is the client over its limit, whose hash to check."""
+    if repository.client_failures(session, client_key(attempt.client), limits.window, now) >= (
+        limits.max_failures
+    ):
+        return _too_many(limits)
+    user = repository.user_by_email(session, attempt.email.strip().lower())
+    if user is None:
+        return PasswordCheck(None, _DUMMY_HASH, known_device=False)
+    known = hmac.compare_digest(
+        attempt.device.encode(), device_token(secret, user.id, user.password_hash).encode()
+    )
+    return PasswordCheck(user.id, user.password_hash, known_device=known)
+
+
+def check_password(check: PasswordCheck, password: str) -> CheckedPassword:
+    """Sign-in's second step: the argon2 check, the same work whatever `check` holds."""
+    if len(password) > MAX_PASSWORD_LENGTH:
+        _verify(_DUMMY_HASH, password[:MAX_PASSWORD_LENGTH])
+        return CheckedPassword(check, right=False)
+    right = _verify(check.password_hash, password) and check.user_id is not None
+    if right and _hasher.check_needs_rehash(check.password_hash):
+        return CheckedPassword(check, right=True, new_hash=_hasher.hash(password))
+    return CheckedPassword(check, right=right)
+
+
+def record_sign_in(
+    session: Session,
+    checked: CheckedPassword,
+    attempt: SignInAttempt,
+    *,
+    secret: bytes,
+    limits: SignInLimits,
+    now: datetime,
+) -> SignInSuccess | HubError:
+    """Sign-in's last step (a write): count a failure, or start a session, under row locks.
+
+    Rows are locked in one order (the client's count, then the user), so that two sign-ins
+    never wait on each other in a circle.
+    """
+    refused = Unauthorized(REFUSED_MESSAGE, code="invalid_credentials")
+    check = checked.check
+    client = client_key(attempt.client)
+    if not checked.right:
+        repository.count_client_failure(session, client, limits.window, now)
+    elif (
+        repository.client_failures(session, client, limits.window, now, lock=True)
+        >= limits.max_failures
+    ):
+        return _too_many(limits)
+    if check.user_id is None:
+        return refused
+    user = repository.lock_user(session, check.user_id)
+    if user is None or user.password_hash != check.password_hash:
+        # Deleted, or given a new password, since the check: what was checked is stale.
+        return refused
+    locked = user.locked_until is not None and user.locked_until > now
+    if not checked.right:
+        # Failures while locked are not counted: the lock holds already.
+        if not locked:
+            user.failed_sign_ins += 1
+            if user.failed_sign_ins >= MAX_FAILED_SIGN_INS:
+                user.locked_until = now + LOCK_DURATION
+                user.failed_sign_ins = 0
+                audit.record(
+                    session,
+                    attempt.client,
+                    "user.locked",
+                    user.email,
+                    {"until": user.locked_until},
+                )
         session.flush()
         return refused
-    if not user.enabled:
+    # A browser that signed in to this account before is not held by the lock: an attacker
+    # elsewhere can lock out strangers, never the user's own browsers.
+    if (locked and not check.known_device) or not user.enabled:
         return refused
-    user.failed_sign_ins = 0
-    user.locked_until = None
+    if not locked:
+        user.failed_sign_ins = 0
+        user.locked_until = None
     user.last_sign_in_at = now
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
-    session.flush()
-    return user
+    if checked.new_hash is not None:
+        user.password_hash = checked.new_hash
+    audit.record(session, user.email, "user.signed_in", details={"client": attempt.client})
+    new_session = start_session(session, user, now)
+    return SignInSuccess(user, new_session, device_token(secret, user.id, user.password_hash))
 
 
 def _verify(password_hash: str, password: str) -> bool:
@@ -205,6 +364,42 @@ def _verify(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def device_token(secret: bytes, user_id: int, password_hash: str) -> str:
+    """The device cookie of a browser that signed in to this user with their current password.
+
+    An HMAC, so nobody can make one without the secret key; over the password hash, so that a
+    new password makes every earlier one worthless.
+    """
+    message = f"sign-in device\0{user_id}\0{password_hash}".encode()
+    return f"{user_id}.{hmac.new(secret, message, hashlib.sha256).hexdigest()}"
+
+
+def client_key(address: str) -> str:
+    """What the per-address limit counts under: an IPv6 address's /64, any other as it is.
+
+    One IPv6 subscriber is usually given a whole /64: counting single addresses there would let
+    one attacker spread guesses over as many addresses as they like.
+    """
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address[: repository.CLIENT_LENGTH]
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
+def _too_many(limits: SignInLimits) -> TooManyRequests:
+    minutes = max(1, int(limits.window.total_seconds() // 60))
+    return TooManyRequests(
+        "Too many failed sign-ins from your address. Try again in at most "
+        f"{minutes} minute{'s' if minutes > 1 else ''}.",
+        code="too_many_sign_ins",
+    )
 
 
 def start_session(session: Session, user: AdminUser, now: datetime | None = None) -> NewSession:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +11,10 @@ import pytest
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.testclient import TestClient
 
+from contacthub.admin.auth import DEVICE_COOKIE, SIGN_IN_CSRF_COOKIE, _form_token
 from contacthub.admin.web import SESSION_COOKIE, SIGN_IN_PATH
+from contacthub.app import create_app
+from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.users import service as users
 from tests.admin.conftest import EMAIL, PASSWORD, csrf_of, sign_in
@@ -82,7 +86,7 @@ def test_sign_in_and_go_to_the_dashboard(
 
 
 def test_a_wrong_password_is_refused_with_a_message(client: TestClient, admin_user: str) -> None:
-    for email, password in [(EMAIL, "wrong password"), ("nobody@example.com", PASSWORD)]:
+    for email, password in [(EMAIL, "not the password"), ("nobody@example.com", PASSWORD)]:
         answer = attempt(client, email, password)
         assert answer.status_code == 401
         # The same words whether the address exists or not.
@@ -99,7 +103,8 @@ def test_five_failures_lock_the_account(client: TestClient, admin_user: str) -> 
         assert attempt(client, EMAIL, "wrong password").status_code == 401
     locked = attempt(client, EMAIL, PASSWORD)
     assert locked.status_code == 401
-    assert "Too many failed sign-ins" in locked.text
+    # The same words as a wrong password: the lock does not tell that the account exists.
+    assert users.REFUSED_MESSAGE in locked.text
     assert client.get("/admin/", follow_redirects=False).status_code == 303
 
 
@@ -277,3 +282,112 @@ def test_security_headers_on_every_kind_of_answer(admin: TestClient) -> None:
     assert [a.status_code for a in answers] == [200, 404, 403, 200, 303]
     for answer in answers:
         assert_security_headers(answer)
+
+
+def refusal_page(answer: Any) -> str:
+    """A sign-in answer's page without what changes from one answer to the next."""
+    page = re.sub(r'name="csrf_token" value="[^"]*"', "", answer.text)
+    return re.sub(r'name="email" type="email" value="[^"]*"', "", page)
+
+
+def test_a_locked_account_answers_as_an_unknown_address(
+    client: TestClient, admin_user: str
+) -> None:
+    first_wrong = attempt(client, EMAIL, "not the password")
+    for _ in range(users.MAX_FAILED_SIGN_INS - 1):
+        attempt(client, EMAIL, "not the password")
+    answers = [
+        first_wrong,
+        attempt(client, EMAIL, PASSWORD),  # locked, right password
+        attempt(client, EMAIL, "not the password"),  # locked, wrong password
+        attempt(client, "nobody@example.com", PASSWORD),  # no account
+    ]
+    assert {a.status_code for a in answers} == {401}
+    assert len({refusal_page(a) for a in answers}) == 1
+    assert users.REFUSED_MESSAGE in answers[0].text
+
+
+def test_the_sign_in_token_is_bound_to_its_cookie_with_the_secret_key(
+    client: TestClient, admin_user: str
+) -> None:
+    form = {"email": EMAIL, "password": PASSWORD}
+
+    def post(browser: TestClient, token: str) -> int:
+        data = {**form, "csrf_token": token}
+        return browser.post(SIGN_IN_PATH, data=data, follow_redirects=False).status_code
+
+    # A cookie of the attacker's choosing, repeated in the form.
+    assert post(TestClient(client.app, cookies={SIGN_IN_CSRF_COOKIE: "a"}), "a") == 403
+    # The token of one browser's form with another browser's cookie.
+    issued = csrf_of(client.get(SIGN_IN_PATH).text)
+    other = TestClient(client.app)
+    other.get(SIGN_IN_PATH)
+    assert post(other, issued) == 403
+    # A pair made long ago, with the right key: too old.
+    old = f"{int(time.time()) - 3 * 3600}.abc"
+    stale = TestClient(client.app, cookies={SIGN_IN_CSRF_COOKIE: old})
+    assert post(stale, _form_token(b"test-secret", old)) == 403
+    # A recent pair made with the key passes (so the refusals above were for the right reason).
+    fresh = f"{int(time.time())}.abc"
+    browser = TestClient(client.app, cookies={SIGN_IN_CSRF_COOKIE: fresh})
+    assert post(browser, _form_token(b"test-secret", fresh)) == 303
+
+
+def test_sign_in_from_another_origin_is_refused(client: TestClient, admin_user: str) -> None:
+    for origin in ("https://evil.example", "null"):
+        page = client.get(SIGN_IN_PATH)
+        answer = client.post(
+            SIGN_IN_PATH,
+            data={"email": EMAIL, "password": PASSWORD, "csrf_token": csrf_of(page.text)},
+            headers={"Origin": origin},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 403, origin
+        assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
+    page = client.get(SIGN_IN_PATH)
+    answer = client.post(
+        SIGN_IN_PATH,
+        data={"email": EMAIL, "password": PASSWORD, "csrf_token": csrf_of(page.text)},
+        headers={"Origin": "http://testserver"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+
+
+def test_the_per_address_limit_holds_across_workers(settings: Settings, admin_user: str) -> None:
+    limited = settings.model_copy(update={"sign_in_max_failures_per_client": 3})
+    # Two apps on one database: two worker processes share nothing else.
+    with (
+        TestClient(create_app(limited), client=("203.0.113.9", 4000)) as one,
+        TestClient(create_app(limited), client=("203.0.113.9", 4001)) as two,
+    ):
+        # Password spraying: one guess at each of several addresses.
+        for number, browser in enumerate([one, two, one]):
+            assert attempt(browser, f"user{number}@example.com", PASSWORD).status_code == 401
+        refused = attempt(two, EMAIL, PASSWORD)
+        assert refused.status_code == 429
+        assert "Too many failed sign-ins from your address" in refused.text
+        assert SESSION_COOKIE not in refused.headers.get("set-cookie", "")
+        with TestClient(create_app(limited), client=("192.0.2.10", 4002)) as elsewhere:
+            assert attempt(elsewhere, EMAIL, PASSWORD).status_code == 303
+
+
+def test_a_lock_out_from_elsewhere_does_not_keep_the_user_out(
+    settings: Settings, admin_user: str
+) -> None:
+    with (
+        TestClient(create_app(settings), client=("192.0.2.10", 4000)) as own,
+        TestClient(create_app(settings), client=("203.0.113.9", 4000)) as attacker,
+    ):
+        answer = attempt(own, EMAIL, PASSWORD)
+        assert answer.status_code == 303
+        device = next(c for c in answer.headers.get_list("set-cookie") if DEVICE_COOKIE in c)
+        assert "HttpOnly" in device
+        assert "SameSite=strict" in device
+        assert f"Path={SIGN_IN_PATH}" in device
+        own.post("/admin/sign-out", data={"csrf_token": csrf_of(own.get("/admin/").text)})
+        for _ in range(users.MAX_FAILED_SIGN_INS):
+            attempt(attacker, EMAIL, "not the password")
+        # Locked for the attacker, even with the right password; not for the user's browser.
+        assert attempt(attacker, EMAIL, PASSWORD).status_code == 401
+        assert attempt(own, EMAIL, PASSWORD).status_code == 303

@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from contacthub.storage.database import Database
 from contacthub.storage.models import AdminToken
 from contacthub.users import service as users
+from tests import factories
 from tests.admin.reading import audit_actions
 
 CALLER = "api@example.com"
@@ -67,10 +68,9 @@ def test_create_and_list_users(
     listed = client.get("/api/users", headers=api_headers).json()
     assert [u["email"] for u in listed] == [CALLER, "bob@example.com"]
     assert (CALLER, "user.created", "bob@example.com") in audit_actions(database)
-    with database.write() as session:
-        assert not isinstance(
-            users.sign_in(session, "bob@example.com", "a long enough password"), Exception
-        )
+    assert not isinstance(
+        factories.sign_in(database, "bob@example.com", "a long enough password"), Exception
+    )
 
 
 def test_user_errors_name_the_field(client: TestClient, api_headers: dict[str, str]) -> None:
@@ -207,13 +207,12 @@ def test_set_a_password(
     assert short.json()["field"] == "password"
     answer = client.patch(path, json={"password": "a brand new password"}, headers=api_headers)
     assert answer.status_code == 200
-    with database.write() as session:
-        assert isinstance(
-            users.sign_in(session, "bob@example.com", "a long enough password"), Exception
-        )
-        assert not isinstance(
-            users.sign_in(session, "bob@example.com", "a brand new password"), Exception
-        )
+    assert isinstance(
+        factories.sign_in(database, "bob@example.com", "a long enough password"), Exception
+    )
+    assert not isinstance(
+        factories.sign_in(database, "bob@example.com", "a brand new password"), Exception
+    )
     assert (CALLER, "user.password_set", "bob@example.com") in audit_actions(database)
     for user_id in ("999", "abc"):
         missing = client.patch(f"/api/users/{user_id}", json={}, headers=api_headers)

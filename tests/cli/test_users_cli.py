@@ -11,6 +11,7 @@ from typer.testing import CliRunner, Result
 from contacthub.cli.main import app
 from contacthub.storage.database import Database
 from contacthub.users import service as users
+from tests import factories
 from tests.admin.reading import audit_actions
 from tests.cli.conftest import Cli
 
@@ -31,8 +32,7 @@ def create_user(cli: Cli, email: str = "ada@example.com", *extra: str) -> Any:
 
 
 def signs_in(database: Database, email: str, password: str) -> bool:
-    with database.write() as session:
-        return not isinstance(users.sign_in(session, email, password), Exception)
+    return not isinstance(factories.sign_in(database, email, password), Exception)
 
 
 def test_user_create_from_stdin(cli: Cli, database: Database) -> None:
@@ -98,9 +98,8 @@ def test_user_set_password(cli: Cli, database: Database) -> None:
 
 def test_user_set_password_lifts_a_lock(cli: Cli, database: Database) -> None:
     create_user(cli)
-    with database.write() as session:
-        for _ in range(users.MAX_FAILED_SIGN_INS):
-            users.sign_in(session, "ada@example.com", "wrong password")
+    for _ in range(users.MAX_FAILED_SIGN_INS):
+        factories.sign_in(database, "ada@example.com", "wrong password")
     assert not signs_in(database, "ada@example.com", PASSWORD)
     assert cli.json("user", "list")[0]["locked_until"] is not None
     run(cli, PASSWORD + "\n", "user", "set-password", "ada@example.com", "--password-stdin")
