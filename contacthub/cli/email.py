@@ -331,7 +331,7 @@ def issue_send(
         report_error(
             f"sending stopped: {report.stopped}\n"
             "Nothing is lost: run `contacthub issue send` again to resume.",
-            "sending_stopped",
+            code="sending_stopped",
         )
 
 

@@ -43,7 +43,7 @@ def asks_for_json() -> bool:
     return bool(context is not None and context.params.get("as_json"))
 
 
-def report_error(message: str, code: str, field: str | None = None) -> NoReturn:
+def report_error(message: str, *, code: str, field: str | None = None) -> NoReturn:
     """Print an error and exit with status 1.
 
     With --json, the error is one line of JSON on stderr, as the APIs answer it
@@ -61,7 +61,7 @@ def report_error(message: str, code: str, field: str | None = None) -> NoReturn:
 
 def fail(error: HubError) -> NoReturn:
     """Print a domain error and exit with status 1."""
-    report_error(error.message, error.code, error.field)
+    report_error(error.message, code=error.code, field=error.field)
 
 
 class Commands(TyperGroup):
@@ -91,9 +91,15 @@ class Commands(TyperGroup):
             status = super().main(
                 arguments, prog_name, complete_var, False, windows_expand_args, **extra
             )
-        except ClickException as error:
-            code = "usage_error" if isinstance(error, UsageError) else "command_error"
-            typer.echo(json.dumps({"error": error.format_message(), "code": code}), err=True)
+        except UsageError as error:
+            typer.echo(
+                json.dumps({"error": error.format_message(), "code": "usage_error"}), err=True
+            )
+            sys.exit(error.exit_code)
+        except ClickException as error:  # Click's other errors, e.g. an unreadable file argument
+            typer.echo(
+                json.dumps({"error": error.format_message(), "code": "invalid_input"}), err=True
+            )
             sys.exit(error.exit_code)
         except typer.Abort:
             typer.echo(json.dumps({"error": "Aborted.", "code": "aborted"}), err=True)
@@ -108,7 +114,7 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        report_error(f"invalid configuration: {error}", "invalid_configuration")
+        report_error(f"invalid configuration: {error}", code="invalid_configuration")
 
 
 def describe_store(database_url: str) -> str:
@@ -128,7 +134,7 @@ def database_errors(database_url: str) -> Iterator[None]:
             f"the database {describe_store(database_url)} failed: "
             f"{str(error.orig or error).strip()}\n"
             "Check CONTACTHUB_DATABASE_URL, and run `contacthub migrate` on a new database.",
-            "database_error",
+            code="database_error",
         )
 
 
@@ -147,7 +153,7 @@ def open_database(settings: Settings) -> Database:
             f"There is no database at {where}: run `contacthub migrate` to create one there, "
             "or set CONTACTHUB_DATABASE_URL to the hub's database (or run from the directory "
             "that holds it).",
-            "database_missing",
+            code="database_missing",
         )
     database = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     try:
@@ -163,18 +169,18 @@ def open_database(settings: Settings) -> Database:
         report_error(
             f"The database {where} is not migrated: it has no contacthub tables. Run "
             "`contacthub migrate`, or set CONTACTHUB_DATABASE_URL to the hub's database.",
-            "database_not_migrated",
+            code="database_not_migrated",
         )
     if state.known:
         report_error(
             f"The database {where} is at migration {state.current}, not {state.head}: run "
             "`contacthub migrate` to bring it up to date.",
-            "database_not_migrated",
+            code="database_not_migrated",
         )
     report_error(
         f"The database {where} is at migration {state.current}, which this contacthub does not "
         "know: a newer version migrated it. Upgrade contacthub.",
-        "unknown_migration",
+        code="unknown_migration",
     )
 
 
