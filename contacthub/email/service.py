@@ -16,7 +16,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import Session
@@ -25,14 +24,13 @@ from contacthub.contacts import service as contacts
 from contacthub.email import compose, repository
 from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
 from contacthub.errors import Conflict, InvalidInput, NotFound
-from contacthub.identifiers import parse_guid
+from contacthub.identifiers import base_url, parse_guid
 from contacthub.storage.models import Contact, EmailIssue, IssueLink, Newsletter, Subscriber
 from contacthub.storage.types import utcnow
 
 MAX_EMAIL = 254
 MAX_PERSON_NAME = 100
 MAX_SUBJECT = 500
-MAX_BASE_URL = 500
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -97,28 +95,7 @@ def _refuse_control_characters(text: str, what: str, field: str | None = None) -
 
 def clean_base_url(text: str, *, field: str | None = None) -> str:
     """An absolute http(s) URL without query or fragment, stored without a trailing slash."""
-    url = text.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput(
-            f"The base URL must be an absolute http(s) URL, e.g. https://www.example.com "
-            f"({text!r} given).",
-            code="invalid_base_url",
-            field=field,
-        )
-    if parts.query or parts.fragment or "#" in url or parts.username or parts.password:
-        raise InvalidInput(
-            "The base URL may not carry a query, a fragment or credentials.",
-            code="invalid_base_url",
-            field=field,
-        )
-    if len(url) > MAX_BASE_URL or any(c.isspace() for c in url):
-        raise InvalidInput(
-            f"The base URL has at most {MAX_BASE_URL} characters and no spaces.",
-            code="invalid_base_url",
-            field=field,
-        )
-    return url
+    return base_url(text, "base URL", code="invalid_base_url", field=field)
 
 
 # -- newsletters ---------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from contacthub.cli.main import app
 from contacthub.storage.database import Database
 from contacthub.storage.migrate import alembic_config
 from tests.cli.conftest import Cli, cli_on, current_revision, head_revision
+from tests.servers import contacthub_command, free_port
 
 README_COMMANDS = ("serve", "migrate", "proxy", "channel", "apikey", "consent", "activity-type")
 
@@ -194,3 +196,33 @@ def test_invalid_configuration_is_an_error_not_a_traceback(tmp_path: Path) -> No
     message = mysql.fails("migrate")
     assert "database_url" in message
     assert "must be a sqlite:/// or postgresql:// URL" in message
+
+
+@pytest.mark.parametrize("command", ["proxy", "facade"])
+def test_proxy_and_facade_refuse_a_hub_url_they_could_never_reach(
+    command: str, tmp_path: Path
+) -> None:
+    # A real process: were the URL taken, the server would start and never return.
+    finished = subprocess.run(
+        [
+            str(contacthub_command()),
+            command,
+            "--hub",
+            "notaurl",
+            "--api-key",
+            "chk_key",
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert finished.returncode == 1, finished.stderr
+    assert finished.stdout == ""
+    assert finished.stderr == (
+        "error: The hub URL must be an absolute http(s) URL, e.g. https://www.example.com "
+        "('notaurl' given). (invalid_hub_url)\n"
+    )
