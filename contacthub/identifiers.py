@@ -7,7 +7,7 @@ import uuid
 from datetime import date
 from urllib.parse import urlsplit
 
-from contacthub.errors import InvalidInput
+from contacthub.errors import InvalidInput, with_article
 
 CODE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -33,7 +33,7 @@ def check_code_name(code_name: str, what: str) -> str:
     # "." and ".." would vanish from URL paths (browsers resolve them), leaving no page.
     if not CODE_NAME.fullmatch(code_name) or code_name in (".", ".."):
         raise InvalidInput(
-            f"A {what} code name has 1 to 100 letters, digits, '_', '.' or '-' "
+            f"{with_article(what)} code name has 1 to 100 letters, digits, '_', '.' or '-' "
             "(and is not '.' or '..').",
             code="invalid_code_name",
             field="code_name",

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from contacthub.contacts import service as contacts
 from contacthub.email import compose, repository
 from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
-from contacthub.errors import Conflict, InvalidInput, NotFound
+from contacthub.errors import Conflict, InvalidInput, NotFound, with_article
 from contacthub.identifiers import base_url, parse_guid
 from contacthub.storage.models import Contact, EmailIssue, IssueLink, Newsletter, Subscriber
 from contacthub.storage.types import utcnow
@@ -49,7 +49,7 @@ def normalise_email(text: str, what: str = "email", *, field: str | None = None)
         ) from None
     if len(normalised) > MAX_EMAIL:
         raise InvalidInput(
-            f"An {what} address has at most {MAX_EMAIL} characters.",
+            f"{with_article(what)} address has at most {MAX_EMAIL} characters.",
             code="invalid_email",
             field=field,
         )
@@ -65,7 +65,7 @@ def clean_person_name(text: str | None, what: str, *, field: str | None = None) 
         return None
     if len(text) > MAX_PERSON_NAME:
         raise InvalidInput(
-            f"A {what} has at most {MAX_PERSON_NAME} characters ({len(text)} given).",
+            f"{with_article(what)} has at most {MAX_PERSON_NAME} characters ({len(text)} given).",
             code="invalid_name",
             field=field,
         )
@@ -77,7 +77,7 @@ def _one_line(text: str, what: str, limit: int, field: str | None = None) -> str
     text = text.strip()
     if not text or len(text) > limit:
         raise InvalidInput(
-            f"A {what} has 1 to {limit} characters.", code="invalid_input", field=field
+            f"{with_article(what)} has 1 to {limit} characters.", code="invalid_input", field=field
         )
     _refuse_control_characters(text, what, field)
     return text
@@ -87,7 +87,7 @@ def _refuse_control_characters(text: str, what: str, field: str | None = None) -
     # These values end up in mail headers: a line break there would inject headers.
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise InvalidInput(
-            f"A {what} may not contain line breaks or control characters.",
+            f"{with_article(what)} may not contain line breaks or control characters.",
             code="invalid_input",
             field=field,
         )
