@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from typer._click.exceptions import ClickException, UsageError
 
 # Typer 0.29 vendors Click as typer._click and does not re-export these; the pin in
-# pyproject.toml holds them still, and tests/cli/test_output.py would catch a move.
+# pyproject.toml holds them still, and tests/cli/test_json_errors.py would catch a move.
 from typer._click.globals import get_current_context
 from typer.core import TyperGroup
 
