@@ -7,6 +7,15 @@ handler per entry point renders them: JSON for the APIs, an exit code for the CL
 from __future__ import annotations
 
 
+def with_article(noun: str) -> str:
+    """`noun` after "A" or "An", for the start of a message: "An activity type", "A consent".
+
+    By the first letter, which is right for every noun the hub's messages name ("a user" and
+    "a URL" would need more, and no message names them so).
+    """
+    return ("An " if noun[:1].lower() in "aeio" else "A ") + noun
+
+
 class HubError(Exception):
     """An expected failure that a client can act on."""
 

@@ -1,16 +1,18 @@
-"""GUIDs, code names and days as the outside world writes them."""
+"""GUIDs, code names, days and base URLs as the outside world writes them."""
 
 from __future__ import annotations
 
 import re
 import uuid
 from datetime import date
+from urllib.parse import urlsplit
 
-from contacthub.errors import InvalidInput
+from contacthub.errors import InvalidInput, with_article
 
 CODE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 DIGITS = re.compile(r"[0-9]+")
+MAX_BASE_URL = 500
 
 
 def parse_guid(text: object, what: str) -> uuid.UUID:
@@ -31,7 +33,7 @@ def check_code_name(code_name: str, what: str) -> str:
     # "." and ".." would vanish from URL paths (browsers resolve them), leaving no page.
     if not CODE_NAME.fullmatch(code_name) or code_name in (".", ".."):
         raise InvalidInput(
-            f"A {what} code name has 1 to 100 letters, digits, '_', '.' or '-' "
+            f"{with_article(what)} code name has 1 to 100 letters, digits, '_', '.' or '-' "
             "(and is not '.' or '..').",
             code="invalid_code_name",
             field="code_name",
@@ -74,3 +76,31 @@ def refuse_nul(text: str, field: str) -> str:
             f"{field} must not contain NUL characters.", code="nul_character", field=field
         )
     return text
+
+
+def base_url(text: str, what: str, *, code: str, field: str | None = None) -> str:
+    """An absolute http(s) URL that others are built on (a newsletter's site, the hub behind a
+    proxy): no query, fragment or credentials, at most 500 characters; without a trailing slash.
+
+    `what` names it in the messages ("base URL", "hub URL").
+    """
+    url = text.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(
+            f"The {what} must be an absolute http(s) URL, e.g. https://www.example.com "
+            f"({text!r} given).",
+            code=code,
+            field=field,
+        )
+    if parts.query or parts.fragment or "#" in url or parts.username or parts.password:
+        raise InvalidInput(
+            f"The {what} may not carry a query, a fragment or credentials.", code=code, field=field
+        )
+    if len(url) > MAX_BASE_URL or any(c.isspace() for c in url):
+        raise InvalidInput(
+            f"The {what} has at most {MAX_BASE_URL} characters and no spaces.",
+            code=code,
+            field=field,
+        )
+    return url

@@ -65,9 +65,14 @@ def api_key(
     access: str = "tracking",
     expires_at: datetime | None = None,
 ) -> str:
-    """Another key of an existing channel; answers its plaintext."""
+    """Another key of an existing channel; answers its plaintext.
+
+    An `expires_at` in the past makes a key that has expired since it was made (a new key may
+    not expire in the past).
+    """
     with db.write() as session:
-        key = channels.create_api_key(session, channel_name, access, expires_at=expires_at)
+        key = channels.create_api_key(session, channel_name, access)
+        key.record.expires_at = expires_at
         return key.plaintext
 
 

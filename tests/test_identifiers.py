@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from contacthub.errors import InvalidInput
-from contacthub.identifiers import parse_day, whole_number
+from contacthub.errors import InvalidInput, with_article
+from contacthub.identifiers import check_code_name, parse_day, whole_number
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,25 @@ def test_days() -> None:
     assert parse_day("", "end") is None
     with pytest.raises(InvalidInput):
         parse_day("2024-02-30", "start")
+
+
+@pytest.mark.parametrize(
+    ("noun", "expected"),
+    [
+        ("activity type", "An activity type"),
+        ("email", "An email"),
+        ("issue", "An issue"),
+        ("origin", "An origin"),
+        ("consent", "A consent"),
+        ("subscriber", "A subscriber"),
+        ("newsletter name", "A newsletter name"),
+    ],
+)
+def test_messages_take_the_article_the_noun_needs(noun: str, expected: str) -> None:
+    assert with_article(noun) == expected
+
+
+def test_an_activity_type_code_name_message_says_an() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        check_code_name("two words", "activity type")
+    assert refused.value.message.startswith("An activity type code name has 1 to 100 letters")

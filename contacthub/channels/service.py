@@ -240,6 +240,12 @@ def create_api_key(
             raise InvalidInput(
                 "The expiry is out of range.", code="invalid_expiry", field="expires_at"
             ) from None
+        if expires_at <= utcnow():
+            # A key that could never be used is a mistake (a wrong year, most likely), as for
+            # management API tokens (users/service.py: create_token).
+            raise InvalidInput(
+                "The expiry must be in the future.", code="invalid_expiry", field="expires_at"
+            )
     channel = get_channel(session, channel_name)
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(

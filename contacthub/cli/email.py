@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,12 +22,15 @@ from sqlalchemy.orm import Session
 from contacthub.audit.service import CLI_ACTOR
 from contacthub.cli.output import (
     JsonOption,
+    asks_for_json,
     console,
     database_errors,
     emit,
     errors,
     fail,
     load_settings,
+    open_database,
+    report_error,
     unit_of_work,
 )
 from contacthub.email import importer, repository, sending, service, signing, stats
@@ -54,7 +56,7 @@ MAX_BAD_ROWS_SHOWN = 50
 def _database() -> Iterator[tuple[Settings, Database]]:
     """The configured store, for commands that commit in several units of work."""
     settings = load_settings()
-    database = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    database = open_database(settings)
     try:
         with database_errors(settings.database_url):
             yield settings, database
@@ -65,7 +67,8 @@ def _database() -> Iterator[tuple[Settings, Database]]:
 
 
 def _progress() -> Progress:
-    # On stderr, so that `--json` output on stdout stays clean.
+    # On stderr, so that `--json` output on stdout stays clean; with --json, only on a terminal,
+    # so that a script reading stderr finds nothing there but an error.
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -74,6 +77,7 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=errors,
         transient=False,
+        disable=asks_for_json() and not errors.is_terminal,
     )
 
 
@@ -335,11 +339,11 @@ def issue_send(
             )
     _print_send(report, as_json)
     if report.stopped is not None:
-        errors.print(
-            f"[red]error:[/red] sending stopped: {escape(report.stopped)}\n"
-            "Nothing is lost: run `contacthub issue send` again to resume."
+        report_error(
+            f"sending stopped: {report.stopped}\n"
+            "Nothing is lost: run `contacthub issue send` again to resume.",
+            code="sending_stopped",
         )
-        raise typer.Exit(1)
 
 
 def _print_send(report: SendReport, as_json: bool) -> None:

@@ -12,12 +12,14 @@ from contacthub.cli.contacts import contact_app
 from contacthub.cli.cors import cors_app
 from contacthub.cli.demo import demo
 from contacthub.cli.email import issue_app, newsletter_app, subscriber_app
+from contacthub.cli.output import Commands
 from contacthub.cli.users import token_app, user_app
 
 app = typer.Typer(
     help="contacthub: the central hub for contacts, consents, activities and emails.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=Commands,
 )
 app.command()(server.serve)
 app.command()(server.migrate)

@@ -12,7 +12,7 @@ import uvicorn
 from rich.markup import escape
 from uvicorn.config import LOGGING_CONFIG
 
-from contacthub.cli.output import console, database_errors, errors, load_settings
+from contacthub.cli.output import console, database_errors, errors, fail, load_settings
 from contacthub.errors import HubError
 from contacthub.serving import uvicorn_options
 from contacthub.settings import Settings
@@ -122,7 +122,11 @@ def proxy(
     """Run the backend proxy that adds the API key, so it stays off public pages."""
     from contacthub.tracking.proxy import create_proxy_app
 
-    uvicorn.run(create_proxy_app(hub, api_key), host=host, port=port, access_log=False)
+    try:
+        app = create_proxy_app(hub, api_key)
+    except HubError as error:
+        fail(error)
+    uvicorn.run(app, host=host, port=port, access_log=False)
 
 
 def facade(
@@ -141,6 +145,8 @@ def facade(
 
     try:
         app = create_facade_app(hub, api_key, trusted_proxies=trusted_proxy or ())
+    except HubError as error:
+        fail(error)
     except ValueError as error:
         errors.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(1) from None

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import pycountry
 from sqlalchemy.orm import Session
 
 from contacthub.audit import service as audit
@@ -22,6 +23,7 @@ from contacthub.storage.models import Consent, ConsentAgreement, ConsentRevision
 
 MAX_LANGUAGE_LENGTH = 20
 LANGUAGE = re.compile(rf"[A-Za-z0-9_\-]{{1,{MAX_LANGUAGE_LENGTH}}}")
+VARIANT = re.compile(r"[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}")
 MAX_DISPLAY_NAME_LENGTH = 200
 # Consent texts are HTML written by people; a generous bound that no real text reaches.
 MAX_TEXT_LENGTH = 100_000
@@ -76,7 +78,7 @@ class ConsentDetail:
     revisions: list[RevisionSummary]
 
 
-def _check_language(language: str, field: str = "language") -> str:
+def _check_language_name(language: str, field: str = "language") -> str:
     language = language.strip()
     # Culture codes (en, en-US, sr-Latn-RS): no spaces, controls or NULs (PostgreSQL refuses
     # those), and safe in a URL path such as PUT /api/consents/{code}/texts/{language}.
@@ -87,6 +89,43 @@ def _check_language(language: str, field: str = "language") -> str:
             field=field,
         )
     return language
+
+
+def _check_language(language: str, field: str = "language") -> str:
+    """A new text's language: a culture code as .NET and BCP 47 write it, kept as typed.
+
+    An ISO 639 language (two letters, or three where it has no two-letter code), then optionally
+    an ISO 15924 script, an ISO 3166 region (or a three-digit UN M.49 one, e.g. es-419) and
+    variants: en, en-US, zh-Hans, sr-Latn-RS, ca-ES-valencia. `-` or `_` between them. A word
+    such as `english` would be a text nobody's languageName ever finds.
+    """
+    language = _check_language_name(language, field)
+    if not _is_culture_code(language):
+        raise InvalidInput(
+            f"{language!r} is not a language code: use an ISO 639 code, optionally with a script "
+            "and a region, e.g. en, en-US or sr-Latn-RS.",
+            code="invalid_language",
+            field=field,
+        )
+    return language
+
+
+def _is_culture_code(language: str) -> bool:
+    first, *rest = re.split(r"[-_]", language)
+    if not (first.isascii() and first.isalpha() and len(first) in (2, 3)):
+        return False
+    if pycountry.languages.get(**{"alpha_2" if len(first) == 2 else "alpha_3": first}) is None:
+        return False
+    if rest and len(rest[0]) == 4 and rest[0].isalpha():
+        if pycountry.scripts.get(alpha_4=rest[0]) is None:
+            return False
+        rest = rest[1:]
+    if rest and ((len(rest[0]) == 2 and rest[0].isalpha()) or len(rest[0]) == 3):
+        region = rest[0]
+        if not (region.isdigit() or pycountry.countries.get(alpha_2=region) is not None):
+            return False
+        rest = rest[1:]
+    return all(VARIANT.fullmatch(variant) for variant in rest)
 
 
 def _check_code_name(code_name: str) -> str:
@@ -224,7 +263,8 @@ def set_default_language(
 ) -> Consent:
     """Make a language that has a text the consent's default."""
     consent = get_consent(session, code_name)
-    language = _check_language(language, "default_language")
+    # Only the shape: the texts the consent has are the authority on what may be chosen.
+    language = _check_language_name(language, "default_language")
     texts = repository.texts_of(session, _current_revision(session, consent).id)
     match = next((name for name in texts if name.lower() == language.lower()), None)
     if match is None:

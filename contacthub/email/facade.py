@@ -44,6 +44,7 @@ from contacthub.email.pages import (
 )
 from contacthub.errors import PayloadTooLarge
 from contacthub.http import read_body
+from contacthub.identifiers import base_url
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +83,10 @@ def create_facade_app(
     """An ASGI app serving the email handlers by calling the hub at `hub_url` with `api_key`.
 
     `trusted_proxies`: addresses or CIDR ranges of the website's own reverse proxies, whose
-    `X-Forwarded-For` gives the visitor's address.
+    `X-Forwarded-For` gives the visitor's address. Raises InvalidInput (`invalid_hub_url`) when
+    `hub_url` is not an absolute http(s) URL.
     """
+    hub_url = base_url(hub_url, "hub URL", code="invalid_hub_url", field="hub")
     trusted = parse_networks(trusted_proxies)
     client: httpx2.AsyncClient | None = None
 
@@ -92,7 +95,7 @@ def create_facade_app(
         nonlocal client
         if client is None:
             client = httpx2.AsyncClient(
-                base_url=hub_url.rstrip("/"),
+                base_url=hub_url,
                 timeout=timeout,
                 headers={"Authorization": f"Bearer {api_key}"},
                 transport=transport,

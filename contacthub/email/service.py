@@ -20,7 +20,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import Session
@@ -29,15 +28,14 @@ from contacthub.audit import service as audit
 from contacthub.contacts import service as contacts
 from contacthub.email import compose, repository
 from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
-from contacthub.errors import Conflict, InvalidInput, NotFound
-from contacthub.identifiers import parse_guid
+from contacthub.errors import Conflict, InvalidInput, NotFound, with_article
+from contacthub.identifiers import base_url, parse_guid
 from contacthub.storage.models import Contact, EmailIssue, IssueLink, Newsletter, Subscriber
 from contacthub.storage.types import utcnow
 
 MAX_EMAIL = 254
 MAX_PERSON_NAME = 100
 MAX_SUBJECT = 500
-MAX_BASE_URL = 500
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -56,7 +54,7 @@ def normalise_email(text: str, what: str = "email", *, field: str | None = None)
         ) from None
     if len(normalised) > MAX_EMAIL:
         raise InvalidInput(
-            f"An {what} address has at most {MAX_EMAIL} characters.",
+            f"{with_article(what)} address has at most {MAX_EMAIL} characters.",
             code="invalid_email",
             field=field,
         )
@@ -72,7 +70,7 @@ def clean_person_name(text: str | None, what: str, *, field: str | None = None) 
         return None
     if len(text) > MAX_PERSON_NAME:
         raise InvalidInput(
-            f"A {what} has at most {MAX_PERSON_NAME} characters ({len(text)} given).",
+            f"{with_article(what)} has at most {MAX_PERSON_NAME} characters ({len(text)} given).",
             code="invalid_name",
             field=field,
         )
@@ -84,7 +82,7 @@ def _one_line(text: str, what: str, limit: int, field: str | None = None) -> str
     text = text.strip()
     if not text or len(text) > limit:
         raise InvalidInput(
-            f"A {what} has 1 to {limit} characters.", code="invalid_input", field=field
+            f"{with_article(what)} has 1 to {limit} characters.", code="invalid_input", field=field
         )
     _refuse_control_characters(text, what, field)
     return text
@@ -94,7 +92,7 @@ def _refuse_control_characters(text: str, what: str, field: str | None = None) -
     # These values end up in mail headers: a line break there would inject headers.
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise InvalidInput(
-            f"A {what} may not contain line breaks or control characters.",
+            f"{with_article(what)} may not contain line breaks or control characters.",
             code="invalid_input",
             field=field,
         )
@@ -102,28 +100,7 @@ def _refuse_control_characters(text: str, what: str, field: str | None = None) -
 
 def clean_base_url(text: str, *, field: str | None = None) -> str:
     """An absolute http(s) URL without query or fragment, stored without a trailing slash."""
-    url = text.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput(
-            f"The base URL must be an absolute http(s) URL, e.g. https://www.example.com "
-            f"({text!r} given).",
-            code="invalid_base_url",
-            field=field,
-        )
-    if parts.query or parts.fragment or "#" in url or parts.username or parts.password:
-        raise InvalidInput(
-            "The base URL may not carry a query, a fragment or credentials.",
-            code="invalid_base_url",
-            field=field,
-        )
-    if len(url) > MAX_BASE_URL or any(c.isspace() for c in url):
-        raise InvalidInput(
-            f"The base URL has at most {MAX_BASE_URL} characters and no spaces.",
-            code="invalid_base_url",
-            field=field,
-        )
-    return url
+    return base_url(text, "base URL", code="invalid_base_url", field=field)
 
 
 # -- newsletters ---------------------------------------------------------------------------------

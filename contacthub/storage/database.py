@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -28,6 +29,17 @@ def normalise_url(url: str) -> URL:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names (relative to the working directory, as SQLite opens it);
+    None for other databases and in-memory ones."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    if parsed.query.get("uri") in ("true", "1") or parsed.database.startswith("file:"):
+        return None  # a SQLite URI filename: its path and mode are SQLite's business
+    return Path(parsed.database).absolute()
 
 
 class Database:

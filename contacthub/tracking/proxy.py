@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from contacthub.errors import HubError
 from contacthub.http import http_error_handler, hub_error_handler, read_body
+from contacthub.identifiers import base_url
 
 PREFIX = "/Kentico.Tracking"
 FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "user-agent", "accept-language")
@@ -37,13 +38,18 @@ ROUTES = (
 
 
 def create_proxy_app(hub_url: str, api_key: str, *, timeout: float = 10.0) -> Starlette:
-    """An ASGI app forwarding the tracking API to `hub_url` with `api_key` added."""
+    """An ASGI app forwarding the tracking API to `hub_url` with `api_key` added.
+
+    Raises InvalidInput (`invalid_hub_url`) when `hub_url` is not an absolute http(s) URL: the
+    proxy would otherwise start and answer every request with 502.
+    """
+    hub_url = base_url(hub_url, "hub URL", code="invalid_hub_url", field="hub")
     client: httpx2.AsyncClient | None = None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         nonlocal client
-        async with httpx2.AsyncClient(base_url=hub_url.rstrip("/"), timeout=timeout) as client:
+        async with httpx2.AsyncClient(base_url=hub_url, timeout=timeout) as client:
             yield
 
     async def forward(request: Request) -> Response:

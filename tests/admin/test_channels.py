@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -219,10 +220,18 @@ def test_key_form_errors_are_shown_next_to_the_field(admin: TestClient, database
         assert session.scalars(select(ApiKey)).all() == []
 
 
-def test_key_expiry_date(admin: TestClient) -> None:
+def test_key_expiry_date(admin: TestClient, database: Database) -> None:
     channel_id = create_channel(admin, "Web")
     create_key(admin, channel_id, expires_at="2999-01-31")
-    expired, _ = create_key(admin, channel_id, expires_at="2020-01-31")
+    # A key that would be expired from the start is a mistake (a wrong year): refused.
+    answer = post(
+        admin, f"/admin/channels/{channel_id}/keys", access="tracking", expires_at="2020-01-31"
+    )
+    assert answer.status_code == 400
+    assert error_of(answer.text, "expires_at") == "The expiry must be in the future."
+    assert not KEY.search(answer.text)
+    # A key that has expired since is shown so, and refused.
+    expired = factories.api_key(database, "Web", expires_at=datetime(2020, 1, 31, tzinfo=UTC))
 
     page = admin.get(f"/admin/channels/{channel_id}").text
     assert "2999-01-31 00:00 UTC" in page

@@ -262,3 +262,19 @@ def test_a_consent_named_new_has_a_reachable_page(admin: TestClient) -> None:
     assert answer.headers["location"] == "/admin/consents/NEW"
     assert "<h1>Named new</h1>" in admin.get("/admin/consents/NEW").text
     assert 'href="/admin/consents/NEW"' in admin.get("/admin/consents").text
+
+
+def test_a_language_must_be_a_language_code(admin: TestClient, database: Database) -> None:
+    for language in ("english", "xx", "en-XX"):
+        answer = create(admin, language=language)
+        assert answer.status_code == 400, language
+        shown = field_error(answer.text, "language") or ""
+        assert f"'{language}' is not a language code" in shown, shown
+    assert create(admin).status_code == 303
+    for language in ("english", "xx"):
+        answer = set_text(admin, "TrackingConsent", language, "s", "f")
+        assert answer.status_code == 400, language
+        assert "is not a language code" in (field_error(answer.text, "language") or "")
+    assert set_text(admin, "TrackingConsent", "de-AT", "s", "f").status_code == 303
+    with database.read() as session:
+        assert consents.detail(session, "TrackingConsent").summary.languages == ["de-AT", "en"]

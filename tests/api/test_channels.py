@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -216,15 +217,25 @@ def test_key_errors_name_the_field(
     assert client.get("/api/keys", headers=api_headers).json() == []
 
 
-def test_expiring_keys(client: TestClient, api_headers: dict[str, str]) -> None:
+def test_expiring_keys(client: TestClient, api_headers: dict[str, str], database: Database) -> None:
     client.post("/api/channels", headers=api_headers, json={"name": "Web"})
     later = new_key(client, api_headers, "Web", expires_at="2999-01-01T00:00:00+02:00")
-    past = new_key(client, api_headers, "Web", expires_at="2020-01-01T00:00:00Z")
-
     assert later["expires_at"] == "2998-12-31T22:00:00Z"
     assert later["status"] == "active"
-    assert past["status"] == "expired"
-    answer = client.post(f"{API}/contacts", headers={"Authorization": f"Bearer {past['key']}"})
+
+    # A key that would be expired from the start is a mistake (a wrong year): refused.
+    refused = client.post(
+        "/api/channels/Web/keys",
+        headers=api_headers,
+        json={"access": "tracking", "expires_at": "2020-01-01T00:00:00Z"},
+    )
+    assert_error(refused, 400, "invalid_expiry", "expires_at")
+    assert refused.json()["error"] == "The expiry must be in the future."
+    # A key that has expired since is shown so, and refused.
+    past = factories.api_key(database, "Web", expires_at=datetime(2020, 1, 1, tzinfo=UTC))
+    listed = client.get("/api/keys", headers=api_headers).json()
+    assert [k["status"] for k in listed if k["prefix"] == past[:12]] == ["expired"]
+    answer = client.post(f"{API}/contacts", headers={"Authorization": f"Bearer {past}"})
     assert answer.json()["code"] == "api_key_expired"
 
 

@@ -235,3 +235,20 @@ def test_the_openapi_document_lists_the_consent_endpoints(client: TestClient) ->
     assert set(paths["/api/consents/{code}"]) == {"get", "patch"}
     assert set(paths["/api/consents/{code}/texts/{language}"]) == {"put"}
     assert set(paths["/api/consents/{code}/revisions/{number}"]) == {"get"}
+
+
+def test_a_language_must_be_a_language_code(
+    client: TestClient, api_headers: dict[str, str]
+) -> None:
+    for language in ("english", "xx", "en-XX"):
+        answer = create(client, api_headers, language=language)
+        assert answer.status_code == 400, language
+        assert answer.json()["code"] == "invalid_language"
+        assert answer.json()["field"] == "language"
+        assert f"'{language}' is not a language code" in answer.json()["error"]
+    assert create(client, api_headers).status_code == 201
+    for language in ("english", "xx", "en-XX"):
+        answer = put_text(client, api_headers, language, "s", "f")
+        assert answer.status_code == 400, language
+        assert answer.json()["code"] == "invalid_language"
+    assert put_text(client, api_headers, "sr-Latn-RS", "s", "f").status_code == 200

@@ -90,8 +90,9 @@ def test_activity_type_create_refuses_bad_input(cli: Cli) -> None:
     assert "(type_exists)" in cli.fails(
         "activity-type", "create", "Webinar", "--display-name", "Again"
     )
-    assert "(invalid_code_name)" in cli.fails(
-        "activity-type", "create", "two words", "--display-name", "X"
+    assert cli.fails("activity-type", "create", "two words", "--display-name", "X") == (
+        "error: An activity type code name has 1 to 100 letters, digits, '_', '.' or '-' "
+        "(and is not '.' or '..'). (invalid_code_name)"
     )
     assert "(invalid_name)" in cli.fails("activity-type", "create", "blank", "--display-name", " ")
 

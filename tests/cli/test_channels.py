@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -214,15 +215,25 @@ def test_email_key_is_refused_by_the_tracking_api(cli: Cli, client: TestClient) 
     assert answer.json()["code"] == "wrong_access"
 
 
-def test_apikey_expiry(cli: Cli, client: TestClient) -> None:
+def test_apikey_expiry(cli: Cli, client: TestClient, database: Database) -> None:
     cli.ok("channel", "create", "Web")
-    expired = new_key(cli, "Web", "--expires", "2020-01-31")
-    assert expired["expires_at"] == "2020-01-31T00:00:00+00:00"  # no zone given: UTC
-    assert expired["status"] == "expired"
-    answer = contacts_answer(client, expired["key"])
+    # A key that would be expired from the start is a mistake (a wrong year): refused.
+    for past in ("2020-01-31", "2020-01-31T12:00:00+02:00"):
+        message = cli.fails(
+            "apikey", "create", "--channel", "Web", "--access", "tracking", "--expires", past
+        )
+        assert message == "error: The expiry must be in the future. (invalid_expiry)"
+    assert cli.json("apikey", "list") == []
+    # A key that has expired since is shown so, and refused.
+    expired = factories.api_key(database, "Web", expires_at=datetime(2020, 1, 31, tzinfo=UTC))
+    listed = cli.json("apikey", "list")
+    assert [(k["prefix"], k["status"]) for k in listed] == [(expired[:12], "expired")]
+    answer = contacts_answer(client, expired)
     assert answer.status_code == 401
     assert answer.json()["code"] == "api_key_expired"
 
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    assert new_key(cli, "Web", "--expires", tomorrow)["expires_at"] == f"{tomorrow}T00:00:00+00:00"
     later = new_key(cli, "Web", "--expires", "2999-01-01T00:00:00+02:00")
     assert later["expires_at"] == "2998-12-31T22:00:00+00:00"
     assert later["status"] == "active"

@@ -191,3 +191,24 @@ def test_changes_are_recorded_in_the_audit_log(cli: Cli, database: Database) -> 
         ("cli", "consent.text_set", "TrackingConsent"),
         ("cli", "consent.default_language_set", "TrackingConsent"),
     ]
+
+
+NOT_LANGUAGE_CODES = ("english", "xx", "en-XX", "en-Fooo", "e")
+
+
+def test_a_language_must_be_a_language_code(cli: Cli) -> None:
+    texts = ("--short-text", "s", "--full-text", "f")
+    for language in NOT_LANGUAGE_CODES:
+        message = cli.fails("consent", "create", "Other", "--language", language, *texts)
+        assert f"'{language}' is not a language code" in message
+        assert message.endswith("(invalid_language)")
+    assert cli.json("consent", "list") == []
+    create_english(cli)
+    for language in NOT_LANGUAGE_CODES:
+        message = cli.fails(
+            "consent", "set-text", "TrackingConsent", "--language", language, *texts
+        )
+        assert message.endswith("(invalid_language)")
+    for language in ("en-US", "zh-Hans", "sr-Latn-RS", "es-419", "pt_BR", "fil"):
+        set_text(cli, language, f"<p>{language}</p>", "<p>f</p>")
+    assert cli.json("consent", "list")[0]["revision"] == 7

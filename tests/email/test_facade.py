@@ -26,6 +26,7 @@ from contacthub.email.compose import BROWSER_VIEW_PATH, CLICK_PATH, OPEN_PATH, U
 from contacthub.email.facade import create_facade_app
 from contacthub.email.hashing import LinkSigner, Purpose
 from contacthub.email.pages import PIXEL_GIF
+from contacthub.errors import InvalidInput
 from contacthub.storage.database import Database
 from tests import factories
 from tests.email.tracking_support import (
@@ -246,3 +247,10 @@ def test_the_facade_mounted_in_a_website_app(
         assert client.get(link, follow_redirects=False).status_code == 303
         assert client.get("/elsewhere").status_code == 404
     assert len(logged(database).clicks) == 1
+
+
+@pytest.mark.parametrize("hub_url", ["notaurl", "hub.example.com", "ftp://hub.example.com"])
+def test_the_facade_refuses_a_hub_url_it_could_never_reach(hub_url: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        create_facade_app(hub_url, "chk_key")
+    assert refused.value.code == "invalid_hub_url"

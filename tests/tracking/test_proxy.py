@@ -13,6 +13,7 @@ import httpx2
 import pytest
 from starlette.testclient import TestClient
 
+from contacthub.errors import InvalidInput
 from contacthub.storage.database import Database
 from contacthub.storage.models import Activity, Contact
 from contacthub.tracking.proxy import MAX_BODY_BYTES, create_proxy_app
@@ -144,3 +145,13 @@ def test_a_hub_that_does_not_answer_is_502() -> None:
 
     assert answer.status_code == 502
     assert answer.json() == {"error": "The hub did not answer.", "code": "bad_gateway"}
+
+
+@pytest.mark.parametrize(
+    "hub_url", ["notaurl", "hub.example.com", "ftp://hub.example.com", "https://", "https://h/?a=1"]
+)
+def test_the_proxy_refuses_a_hub_url_it_could_never_reach(hub_url: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        create_proxy_app(hub_url, "chk_key")
+    assert refused.value.code == "invalid_hub_url"
+    assert refused.value.message.startswith("The hub URL ")
