@@ -125,7 +125,7 @@ def shown_as(database_url: str) -> str:
     ("revision", "expected"),
     [
         ("base", "is not migrated: it has no contacthub tables. Run `contacthub migrate`"),
-        ("0002", "is at migration 0002, not 0003: run `contacthub migrate`"),
+        ("0002", "is at migration 0002, not {head}: run `contacthub migrate`"),
     ],
 )
 def test_a_store_not_migrated_is_named_with_what_to_do(
@@ -135,7 +135,8 @@ def test_a_store_not_migrated_is_named_with_what_to_do(
     cli = cli_on(database_url, tmp_path)
     for command in (("channel", "list"), ("channel", "create", "Web"), ("newsletter", "list")):
         message = cli.fails(*command)
-        assert f"The database {shown_as(database_url)} {expected}" in message
+        shown = expected.format(head=head_revision())
+        assert f"The database {shown_as(database_url)} {shown}" in message
         assert message.endswith("(database_not_migrated)")
     assert json.loads(cli("channel", "list", "--json").stderr)["code"] == "database_not_migrated"
     cli.ok("migrate")
