@@ -208,15 +208,22 @@ def subscriber_import(
             raise InvalidInput(f"No file {file}.", code="invalid_file")
         with database.read() as session:
             service.get_newsletter(session, newsletter)
-        with _progress() as bar:
-            task = bar.add_task("Importing", total=None)
+        # Shown from the first committed chunk: a file refused before that (unreadable at
+        # some line) gets its one-line error alone.
+        bar = _progress()
+        task = bar.add_task("Importing", total=None)
 
-            def advance(done: int, total: int) -> None:
-                bar.update(task, completed=done - 1, total=max(total - 1, 1))
+        def advance(done: int, total: int) -> None:
+            bar.start()
+            bar.update(task, completed=done - 1, total=max(total - 1, 1))
 
+        try:
             report = importer.import_file(
                 database, newsletter, file, chunk_size=chunk_size, progress=advance
             )
+        finally:
+            if bar.live.is_started:
+                bar.stop()
     _print_import(report, as_json)
 
 
