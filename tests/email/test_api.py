@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 from contacthub.email.hashing import LinkSigner, Purpose
 from contacthub.storage.database import Database
 from tests import factories
+from tests.email.test_endpoints import BROWSER_VIEW_POLICY
 from tests.email.tracking_support import (
     ANNA,
     BLOG,
@@ -225,6 +226,7 @@ def test_browser_views_answer_the_html(
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "text/html; charset=utf-8"
     assert "Hello Anna" in answer.text
+    assert answer.headers["content-security-policy"] == BROWSER_VIEW_POLICY
     params["hash"] = SIGNER.sign(Purpose.OPEN, sent.guid, ANNA)
     refused = client.get("/v1/emails/browserviews", params=params, headers=key)
     assert refused.status_code == 403
