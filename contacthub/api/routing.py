@@ -35,6 +35,8 @@ from contacthub.hub import Hub, hub_of
 from contacthub.users import service as users
 
 BODY_LIMIT = 1_024 * 1_024
+# The largest paging cursor the parsers read (18 digits), as the OpenAPI document states it.
+MAX_CURSOR = 10**18 - 1
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -102,6 +104,10 @@ class QueryParam:
     description: str
     type: Literal["string", "integer", "boolean"] = "string"
     format: str | None = None
+    # The bounds and values the handler accepts, stated in the document.
+    minimum: int | None = None
+    maximum: int | None = None
+    enum: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,7 @@ class Operation:
     response: Any
     status: int
     query: tuple[QueryParam, ...]
+    raw_body: str | None = None
 
     @property
     def summary(self) -> str:
@@ -145,8 +152,10 @@ class ApiRouter:
         body: type[msgspec.Struct] | None = None,
         response: Any = None,
         status: int = 200,
+        raw_body: str | None = None,
     ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
-        return self._add("POST", path, body, response, status, ())
+        """`raw_body`: the media type of a body the handler reads itself (e.g. text/csv)."""
+        return self._add("POST", path, body, response, status, (), raw_body)
 
     def patch(
         self, path: str, *, body: type[msgspec.Struct], response: Any = None
@@ -171,10 +180,11 @@ class ApiRouter:
         response: Any,
         status: int,
         query: tuple[QueryParam, ...],
+        raw_body: str | None = None,
     ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
         def register(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             self.operations.append(
-                Operation(method, path, self.tag, handler, body, response, status, query)
+                Operation(method, path, self.tag, handler, body, response, status, query, raw_body)
             )
             return handler
 
