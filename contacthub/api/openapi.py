@@ -13,8 +13,7 @@ from typing import Any
 import msgspec
 
 from contacthub import __version__
-from contacthub.api.routing import Operation, QueryParam
-from contacthub.consents.service import LANGUAGE
+from contacthub.api.routing import CODE_NAME, LANGUAGE, Operation, QueryParam
 
 _ERROR = {
     "type": "object",
@@ -36,8 +35,8 @@ _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "origin_id": _ID,
     "number": _ID,
     "guid": {"type": "string", "format": "uuid"},
-    "code": {"type": "string", "minLength": 1, "maxLength": 100},
-    "language": {"type": "string", "pattern": f"^{LANGUAGE.pattern}$"},
+    "code": {"type": "string", **(CODE_NAME.extra_json_schema or {})},
+    "language": {"type": "string", **(LANGUAGE.extra_json_schema or {})},
     "name": {"type": "string", "minLength": 1},
     "email": {"type": "string", "minLength": 1},
 }

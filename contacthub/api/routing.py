@@ -35,6 +35,19 @@ from contacthub.hub import Hub, hub_of
 from contacthub.users import service as users
 
 BODY_LIMIT = 1_024 * 1_024
+
+
+def documented(**keywords: Any) -> msgspec.Meta:
+    """JSON Schema keywords for the OpenAPI document only: the service checks the rule itself
+    (and answers its own 400 with its own code), so decoding must not check it first."""
+    return msgspec.Meta(extra_json_schema=keywords)
+
+
+# A code name (identifiers.check_code_name): 1 to 100 of these characters, not "." or "..".
+CODE_NAME = documented(pattern=r"^(?!\.\.?$)[A-Za-z0-9_.\-]{1,100}$")
+# A consent language (consents.service): trimmed, then 1 to 20 of these characters.
+LANGUAGE = documented(pattern=r"^\s*[A-Za-z0-9_\-]{1,20}\s*$")
+
 # The largest paging cursor the parsers read (18 digits), as the OpenAPI document states it.
 MAX_CURSOR = 10**18 - 1
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
