@@ -262,6 +262,9 @@ async def decode_body(request: Request, struct: type[S]) -> S:
         ) from None
     except msgspec.DecodeError:
         raise InvalidInput("The body is not valid JSON.", code="invalid_json") from None
+    except UnicodeDecodeError:
+        # msgspec raises this, not a DecodeError, for invalid UTF-8 inside a string.
+        raise InvalidInput("The body is not valid UTF-8.", code="invalid_json") from None
 
 
 def iso(moment: datetime | None) -> str | None:
