@@ -24,12 +24,12 @@ from contacthub.email.overview import IssueRow, NewsletterSummary, SubscriberRow
 from contacthub.email.repository import UNSUBSCRIBED
 from contacthub.errors import InvalidInput, UnsupportedMediaType
 from contacthub.http import read_body
+from contacthub.identifiers import MAX_ID
 from contacthub.storage.models import EmailIssue
 
 router = ApiRouter("Email")
 
 MAX_CSV_BYTES = 20 * 1_024 * 1_024
-MAX_CURSOR = 10**18 - 1
 LIMIT = QueryParam("limit", "Items per page, 1 to 500 (default 50).", "integer")
 BEFORE = QueryParam("before", "Cursor: `next_before` of the previous page.", "integer")
 
@@ -305,7 +305,7 @@ def import_out(report: ImportReport) -> ImportOut:
 
 
 def _cursor(call: ApiCall, name: str) -> int | None:
-    return call.query_int(name, 0, minimum=1, maximum=MAX_CURSOR) or None
+    return call.query_int(name, 0, minimum=1, maximum=MAX_ID) or None
 
 
 def _limit(call: ApiCall) -> int:
