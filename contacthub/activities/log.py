@@ -170,8 +170,7 @@ def parse_cursor(text: str, name: str) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
-    """One activity as the log shows it: with its channel's name and its contact's GUID, name
-    and address."""
+    """One activity as the log shows it: with its channel's name and its contact's GUID."""
 
     id: int
     created_at: datetime
@@ -185,8 +184,6 @@ class LogEntry:
     value: str | None
     url: str | None
     referrer: str | None
-    # The contact's name, else their email address; None when neither is known.
-    contact_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,22 +316,13 @@ def _select(plan: _Plan) -> Select[*tuple[Any, ...]]:
 
 
 def _entries(session: Session, rows: Sequence[Any]) -> list[LogEntry]:
-    """Rows with their channel names (a small table, mapped here) and their contacts' GUIDs and
-    names, read in one query for the whole page."""
+    """Rows with their channel names (a small table, mapped here) and contact GUIDs."""
     if not rows:
         return []
     channels = {c.id: c.name for c in channel_repository.all_channels(session)}
     contact_ids = {row.contact_id for row in rows}
-    query = select(
-        Contact.id, Contact.guid, Contact.first_name, Contact.last_name, Contact.email
-    ).where(Contact.id.in_(contact_ids))
-    guids: dict[int, uuid.UUID] = {}
-    names: dict[int, str] = {}
-    for contact in session.execute(query):
-        guids[contact.id] = contact.guid
-        name = " ".join(part for part in (contact.first_name, contact.last_name) if part)
-        if name or contact.email:
-            names[contact.id] = name or contact.email
+    query = select(Contact.id, Contact.guid).where(Contact.id.in_(contact_ids))
+    guids: dict[int, uuid.UUID] = dict(session.execute(query).all())
     return [
         LogEntry(
             id=row.id,
@@ -347,7 +335,6 @@ def _entries(session: Session, rows: Sequence[Any]) -> list[LogEntry]:
                 else channels.get(row.channel_id, f"#{row.channel_id}")
             ),
             contact=guids.get(row.contact_id),
-            contact_name=names.get(row.contact_id),
             title=row.title,
             value=row.value,
             url=row.url,

@@ -1,4 +1,4 @@
-"""An erasure racing an ingest batch or a consent agreement for the same contact.
+"""An erasure racing an ingest batch, a consent agreement or a subscription for its contact.
 
 The batch looks the contact up, then inserts its activities. An erasure committing in between
 would leave those activities behind for a contact that no longer exists. The lookup's key-share
@@ -20,6 +20,7 @@ from contacthub.activities import repository
 from contacthub.activities.repository import ActivityRow
 from contacthub.contacts import privacy
 from contacthub.contacts import service as contacts
+from contacthub.email import service as email
 from contacthub.storage.database import Database
 from contacthub.storage.models import Activity, ConsentAgreement, Contact
 from contacthub.storage.types import utcnow
@@ -158,3 +159,26 @@ def test_a_consent_agreement_racing_an_erasure_answers_404(
     assert answer.json()["code"] == "unknown_contact"
     with database.read() as session:
         assert session.scalar(select(func.count()).select_from(ConsentAgreement)) == 0
+
+
+# A subscriber points at the oldest contact with its address: an erasure holding that contact
+# makes the subscription wait, then go to a new contact, instead of breaking the foreign key.
+def test_a_subscription_racing_an_erasure_of_its_contact_gets_a_new_contact(
+    database: Database,
+) -> None:
+    guid = factories.contact_with(database, email="anna@example.com")
+    with database.write() as session:
+        email.create_newsletter(
+            session, "Weekly", "The Team", "news@example.com", "https://news.example.com"
+        )
+    held = threading.Event()
+    eraser = threading.Thread(target=_erase_holding_the_lock, args=(database, guid, held))
+    eraser.start()
+    assert held.wait(timeout=30)
+    with database.write() as session:
+        subscriber = email.add_subscriber(session, "Weekly", "anna@example.com")
+        subscribed = session.scalar(select(Contact.guid).where(Contact.id == subscriber.contact_id))
+    eraser.join(timeout=30)
+
+    assert subscribed is not None
+    assert str(subscribed) != guid
