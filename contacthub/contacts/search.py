@@ -34,7 +34,7 @@ from sqlalchemy import ColumnElement, Select, SQLColumnExpression, and_, func, l
 from sqlalchemy.orm import Session
 
 from contacthub.errors import InvalidInput
-from contacthub.identifiers import MAX_ID
+from contacthub.identifiers import MAX_ID, refuse_nul
 from contacthub.storage.models import Contact
 
 DEFAULT_SORT = "-created"
@@ -90,11 +90,7 @@ def check_query(q: str | None) -> str:
             code="invalid_query",
             field="q",
         )
-    if "\x00" in text:
-        raise InvalidInput(
-            "The search text must not contain NUL characters.", code="invalid_query", field="q"
-        )
-    return text
+    return refuse_nul(text, "q")
 
 
 def _as_guid(text: str) -> uuid.UUID | None:
