@@ -56,7 +56,7 @@ def _guid(admin: Admin) -> str:
 async def issues(admin: Admin) -> Response:
     """Every issue, newest first, optionally of one newsletter."""
     chosen = admin.param("newsletter")
-    before, after = cursor(admin.param("before")), cursor(admin.param("after"))
+    before, after = cursor(admin, "before"), cursor(admin, "after")
 
     def work(session: Session) -> dict[str, Any]:
         newsletter = overview.find_newsletter(session, chosen) if chosen else None

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from contacthub.activities import log
 from contacthub.activities.log import LogEntry, LogFilters
-from contacthub.api.routing import MAX_CURSOR, ApiCall, ApiRouter, QueryParam
+from contacthub.api.routing import ApiCall, ApiRouter, QueryParam
+from contacthub.identifiers import MAX_BIG_ID
 
 router = ApiRouter("Activities")
 
@@ -75,14 +76,14 @@ def entry_out(entry: LogEntry) -> ActivityLogEntry:
             "Cursor: the `next_before` of the previous page.",
             "integer",
             minimum=0,
-            maximum=MAX_CURSOR,
+            maximum=MAX_BIG_ID,
         ),
         QueryParam(
             "after",
             "Cursor: the `next_after` of a page, to go back up.",
             "integer",
             minimum=0,
-            maximum=MAX_CURSOR,
+            maximum=MAX_BIG_ID,
         ),
         QueryParam(
             "limit",

@@ -10,8 +10,9 @@ import msgspec
 from sqlalchemy.orm import Session
 
 from contacthub.activities.log import parse_cursor
-from contacthub.api.routing import MAX_CURSOR, ApiCall, ApiRouter, QueryParam
+from contacthub.api.routing import ApiCall, ApiRouter, QueryParam
 from contacthub.audit import service as audit
+from contacthub.identifiers import MAX_BIG_ID
 from contacthub.storage.models import AuditEvent
 
 router = ApiRouter("Audit")
@@ -53,7 +54,7 @@ def event_out(event: AuditEvent) -> AuditEventOut:
             "Cursor: the `next_before` of the previous page.",
             "integer",
             minimum=0,
-            maximum=MAX_CURSOR,
+            maximum=MAX_BIG_ID,
         ),
         QueryParam(
             "limit",

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from sqlalchemy.orm import Session
 
-from contacthub.api.routing import MAX_CURSOR, ApiCall, ApiRouter, QueryParam
+from contacthub.api.routing import ApiCall, ApiRouter, QueryParam
 from contacthub.contacts import privacy, profile
 from contacthub.contacts.search import (
     DEFAULT_LIMIT,
@@ -19,6 +19,7 @@ from contacthub.contacts.search import (
     contact_count,
     search_contacts,
 )
+from contacthub.identifiers import MAX_BIG_ID
 
 router = ApiRouter("Contacts")
 
@@ -244,7 +245,7 @@ async def get_contact(call: ApiCall) -> ContactOut:
             "The next_before cursor of the previous page.",
             "integer",
             minimum=0,
-            maximum=MAX_CURSOR,
+            maximum=MAX_BIG_ID,
         ),
         QueryParam(
             "limit",

@@ -24,12 +24,12 @@ from contacthub.email.overview import IssueRow, NewsletterSummary, SubscriberRow
 from contacthub.email.repository import UNSUBSCRIBED
 from contacthub.errors import InvalidInput, UnsupportedMediaType
 from contacthub.http import read_body
+from contacthub.identifiers import MAX_ID
 from contacthub.storage.models import EmailIssue
 
 router = ApiRouter("Email")
 
 MAX_CSV_BYTES = 20 * 1_024 * 1_024
-MAX_CURSOR = 10**18 - 1
 LIMIT = QueryParam(
     "limit",
     f"Items per page, 1 to {overview.MAX_PAGE_SIZE} (default {overview.PAGE_SIZE}).",
@@ -42,7 +42,7 @@ BEFORE = QueryParam(
     "Cursor: `next_before` of the previous page.",
     "integer",
     minimum=1,
-    maximum=MAX_CURSOR,
+    maximum=MAX_ID,
 )
 
 
@@ -317,7 +317,7 @@ def import_out(report: ImportReport) -> ImportOut:
 
 
 def _cursor(call: ApiCall, name: str) -> int | None:
-    return call.query_int(name, 0, minimum=1, maximum=MAX_CURSOR) or None
+    return call.query_int(name, 0, minimum=1, maximum=MAX_ID) or None
 
 
 def _limit(call: ApiCall) -> int:

@@ -30,8 +30,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from contacthub.errors import InvalidInput
-from contacthub.http import bearer_key, json_response, read_body, require_json
+from contacthub.http import bearer_key, json_response, read_body, refuse_nul_in_url, require_json
 from contacthub.hub import Hub, hub_of
+from contacthub.identifiers import refuse_nul_within
 from contacthub.users import service as users
 
 BODY_LIMIT = 1_024 * 1_024
@@ -48,8 +49,6 @@ CODE_NAME = documented(pattern=r"^(?!\.\.?$)[A-Za-z0-9_.\-]{1,100}$")
 # A consent language (consents.service): trimmed, then 1 to 20 of these characters.
 LANGUAGE = documented(pattern=r"^\s*[A-Za-z0-9_\-]{1,20}\s*$")
 
-# The largest paging cursor the parsers read (18 digits), as the OpenAPI document states it.
-MAX_CURSOR = 10**18 - 1
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -221,6 +220,7 @@ def _endpoint(operations: list[Operation]) -> Callable[[Request], Awaitable[Resp
         operation = by_method[request.method if request.method != "HEAD" else "GET"]
         hub = hub_of(request)
         call = ApiCall(request, hub, await authenticate(hub, request))
+        refuse_nul_in_url(request)
         if operation.body is not None:
             result = await operation.handler(call, await decode_body(request, operation.body))
         else:
@@ -252,6 +252,15 @@ async def decode_body(request: Request, struct: type[S]) -> S:
     """The JSON body as `struct`; a 400 naming the property at fault otherwise."""
     require_json(request)
     body = await read_body(request, BODY_LIMIT)
+    if b"\\u0000" in body:
+        # JSON carries a NUL only escaped (a raw one is malformed): the rare body that has one
+        # is looked through; a malformed one is left to the decoding below to refuse.
+        try:
+            untyped = msgspec.json.decode(body)
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+            pass
+        else:
+            refuse_nul_within(untyped)
     try:
         return msgspec.json.decode(body, type=struct, strict=True)
     except msgspec.ValidationError as error:

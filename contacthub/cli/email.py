@@ -34,6 +34,7 @@ from contacthub.email import importer, repository, sending, service, signing, st
 from contacthub.email.importer import ImportReport
 from contacthub.email.sending import SendReport
 from contacthub.errors import HubError, InvalidInput
+from contacthub.identifiers import refuse_nul
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.storage.models import Contact, EmailIssue, Newsletter, Subscriber
@@ -78,7 +79,7 @@ def _progress() -> Progress:
 
 def _read_text(path: Path, what: str) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return refuse_nul(path.read_text(encoding="utf-8-sig"), f"The {what} {path}")
     except UnicodeDecodeError:
         raise InvalidInput(f"The {what} {path} is not UTF-8 text.", code="invalid_file") from None
     except OSError as error:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from contacthub.cli import server
 from contacthub.cli.activity_types import activity_type_app
@@ -12,9 +15,28 @@ from contacthub.cli.contacts import contact_app
 from contacthub.cli.cors import cors_app
 from contacthub.cli.demo import demo
 from contacthub.cli.email import issue_app, newsletter_app, subscriber_app
+from contacthub.cli.output import fail
 from contacthub.cli.users import token_app, user_app
+from contacthub.errors import HubError
+from contacthub.identifiers import refuse_nul
+
+
+class _Commands(TyperGroup):
+    """The root command: it sees every argument before any command reads one."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # A process's arguments cannot hold NUL, but an in-process caller's can: refused here
+        # once, as every other entry point refuses them (PostgreSQL cannot store NUL).
+        for argument in args:
+            try:
+                refuse_nul(argument, "A command-line argument")
+            except HubError as error:
+                fail(error)
+        return super().parse_args(ctx, args)
+
 
 app = typer.Typer(
+    cls=_Commands,
     help="contacthub: the central hub for contacts, consents, activities and emails.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
