@@ -89,7 +89,10 @@ def test_schemathesis_finds_nothing(
         run = subprocess.run(
             command, capture_output=True, text=True, timeout=TIMEOUT_S, cwd=tmp_path, check=False
         )
+        report = f"{run.stdout[-30_000:]}\n{run.stderr[-5_000:]}"
+        # A run that lost its credentials would pass while testing nothing past the 401.
+        assert "Authentication failed" not in run.stdout, report
         assert run.returncode == 0, (
-            f"schemathesis found problems ({' '.join(command[:6])} …):\n{run.stdout[-30_000:]}"
-            f"\n{run.stderr[-5_000:]}\n--- the hub's log:\n{server.log_tail(60)}"
+            f"schemathesis found problems ({' '.join(command[:6])} …):\n{report}"
+            f"\n--- the hub's log:\n{server.log_tail(60)}"
         )
