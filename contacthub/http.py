@@ -15,7 +15,7 @@ from contacthub.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from contacthub.identifiers import whole_number
+from contacthub.identifiers import MAX_BIG_ID, refuse_nul, whole_number
 
 _encoder = msgspec.json.Encoder()
 
@@ -50,10 +50,20 @@ def require_json(request: Request) -> None:
         )
 
 
+def refuse_nul_in_url(request: Request) -> None:
+    """Refuse (400) a NUL character in the path parameters or the query string (names and
+    values): the one check of an entry point, before any handler reads them."""
+    for name, value in request.path_params.items():
+        refuse_nul(str(value), name)
+    for name, value in request.query_params.multi_items():
+        refuse_nul(name, "A query parameter name")
+        refuse_nul(value, name)
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing (413) anything over `limit` bytes before reading it all."""
     declared = request.headers.get("content-length")
-    declared_size = None if declared is None else whole_number(declared, 30)
+    declared_size = None if declared is None else whole_number(declared, maximum=MAX_BIG_ID)
     if declared_size is not None and declared_size > limit:
         raise PayloadTooLarge(f"The body is over {limit} bytes.", code="body_too_large")
     chunks = []

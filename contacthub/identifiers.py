@@ -56,13 +56,42 @@ def parse_day(text: str, field: str) -> date | None:
     )
 
 
-def whole_number(text: str, max_digits: int = 9) -> int | None:
-    """`text` as a whole number of at most `max_digits` ASCII digits (an id, a cursor); else None.
+# Ids as the tables hold them: PostgreSQL's `integer` and `bigint`. A number beyond its column's
+# range names no row, and PostgreSQL refuses to compare with it ("out of range"): every id and
+# cursor parser bounds its number here, so that it answers 404 or 400 rather than 500.
+MAX_ID = 2**31 - 1
+"""The largest id of an Integer primary key (most tables)."""
+MAX_BIG_ID = 2**63 - 1
+"""The largest id of a BigInteger primary key (activities, audit events, deliveries, opens…)."""
+
+
+def whole_number(text: str, *, maximum: int = MAX_ID) -> int | None:
+    """`text` as a whole number from 0 to `maximum` in ASCII digits (an id, a cursor); else None.
 
     Not `str.isdigit()`: it also accepts digits that `int()` refuses, such as "²", which would
     turn a malformed id into a server error instead of a 404.
     """
-    return int(text) if len(text) <= max_digits and DIGITS.fullmatch(text) else None
+    if len(text) > len(str(maximum)) or not DIGITS.fullmatch(text):
+        return None
+    number = int(text)
+    return number if number <= maximum else None
+
+
+def parse_cursor(
+    text: str, field: str, *, maximum: int = MAX_ID, code: str = "invalid_cursor"
+) -> int | None:
+    """A page cursor (the id a previous page gave) from a query parameter; None when empty, and
+    a 400 naming `field` when it is not a whole number from 0 to `maximum`."""
+    if not text:
+        return None
+    number = whole_number(text, maximum=maximum)
+    if number is None:
+        raise InvalidInput(
+            f"{field} must be a whole number (the cursor of a previous page).",
+            code=code,
+            field=field,
+        )
+    return number
 
 
 def refuse_nul(text: str, field: str) -> str:
@@ -104,3 +133,23 @@ def base_url(text: str, what: str, *, code: str, field: str | None = None) -> st
             field=field,
         )
     return url
+
+
+def refuse_nul_within(value: object, field: str = "") -> None:
+    """Refuse (400) a NUL in any text of decoded JSON: strings and property names, at any depth.
+
+    The error names where it was found, e.g. `contact_fields.first_name` or `items[2]` (below
+    `field`, which names the whole value; empty for a request body).
+    """
+    pending: list[tuple[str, object]] = [(field, value)]
+    while pending:
+        where, item = pending.pop()
+        if isinstance(item, str):
+            refuse_nul(item, where or "The body")
+        elif isinstance(item, dict):
+            for name, inner in item.items():
+                key = str(name)
+                refuse_nul(key, f"{where} (a property name)" if where else "A property name")
+                pending.append((f"{where}.{key}" if where else key, inner))
+        elif isinstance(item, list):
+            pending.extend((f"{where}[{index}]", inner) for index, inner in enumerate(item))

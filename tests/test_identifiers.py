@@ -7,7 +7,14 @@ from datetime import date
 import pytest
 
 from contacthub.errors import InvalidInput, with_article
-from contacthub.identifiers import check_code_name, parse_day, whole_number
+from contacthub.identifiers import (
+    MAX_BIG_ID,
+    MAX_ID,
+    check_code_name,
+    parse_cursor,
+    parse_day,
+    whole_number,
+)
 
 
 @pytest.mark.parametrize(
@@ -16,7 +23,10 @@ from contacthub.identifiers import check_code_name, parse_day, whole_number
         ("0", 0),
         ("42", 42),
         ("123456789", 123_456_789),
-        ("1234567890", None),
+        ("1234567890", 1_234_567_890),
+        ("2147483647", MAX_ID),
+        ("2147483648", None),
+        ("00000000001", None),
         ("", None),
         ("-1", None),
         (" 1", None),
@@ -30,9 +40,18 @@ def test_whole_numbers_are_ascii_digits_only(text: str, expected: int | None) ->
     assert whole_number(text) == expected
 
 
-def test_longer_numbers_when_asked() -> None:
-    assert whole_number("123456789012345678", 18) == 123_456_789_012_345_678
-    assert whole_number("1234567890123456789", 18) is None
+def test_bigger_numbers_when_asked() -> None:
+    assert whole_number(str(MAX_BIG_ID), maximum=MAX_BIG_ID) == MAX_BIG_ID
+    assert whole_number(str(MAX_BIG_ID + 1), maximum=MAX_BIG_ID) is None
+
+
+def test_cursors_beyond_their_ids_are_refused() -> None:
+    assert parse_cursor("", "before") is None
+    assert parse_cursor(str(MAX_ID), "before") == MAX_ID
+    with pytest.raises(InvalidInput) as caught:
+        parse_cursor(str(MAX_ID + 1), "before")
+    assert (caught.value.code, caught.value.field) == ("invalid_cursor", "before")
+    assert parse_cursor(str(MAX_ID + 1), "after", maximum=MAX_BIG_ID) == MAX_ID + 1
 
 
 def test_days() -> None:

@@ -32,7 +32,6 @@ them it may read the whole scan window first: slower, but still bounded by `SCAN
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from contacthub import identifiers
 from contacthub.activities import repository
 from contacthub.activities.rules import (
     BUILT_IN_TYPES,
@@ -56,7 +56,7 @@ from contacthub.activities.rules import (
 from contacthub.channels import repository as channel_repository
 from contacthub.contacts import repository as contact_repository
 from contacthub.errors import InvalidInput
-from contacthub.identifiers import parse_day
+from contacthub.identifiers import MAX_BIG_ID, parse_day
 from contacthub.storage.models import Activity, Contact
 
 PAGE_SIZE = 50
@@ -74,7 +74,6 @@ BUILT_IN_TYPE_NAMES = {
     EMAIL_OPEN: "Email open",
     EMAIL_CLICK: "Email click",
 }
-_CURSOR = re.compile(r"\d{1,18}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,16 +163,9 @@ class LogFilters:
 
 
 def parse_cursor(text: str, name: str) -> int | None:
-    """A paging cursor (`before` or `after`), the id a previous page gave; None when empty."""
-    if not text:
-        return None
-    if not _CURSOR.fullmatch(text):
-        raise InvalidInput(
-            f"{name} must be a whole number (the cursor of a previous page).",
-            code="invalid_parameter",
-            field=name,
-        )
-    return int(text)
+    """A paging cursor (`before` or `after`) of the activity log or the audit log (big ids), the
+    id a previous page gave; None when empty."""
+    return identifiers.parse_cursor(text, name, maximum=MAX_BIG_ID, code="invalid_parameter")
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,7 @@ def _form_valid(secret: bytes, nonce: str, presented: str) -> bool:
     The cookie alone proves nothing (a neighbouring site may be able to set it); without the
     secret key nobody can make the token that goes with a cookie of their choosing.
     """
-    issued = whole_number(nonce.partition(".")[0], 12)
+    issued = whole_number(nonce.partition(".")[0], maximum=10**12)
     # A minute's grace: the page may come from a machine whose clock is a little ahead.
     age = time.time() - issued if issued is not None else -1e9
     if not -60 <= age <= SIGN_IN_FORM_LIFETIME.total_seconds():

@@ -19,6 +19,7 @@ from contacthub.admin.web import Admin, form_errors, page
 from contacthub.channels import service
 from contacthub.consents import service as consents
 from contacthub.errors import HubError
+from contacthub.identifiers import whole_number
 from contacthub.storage.models import ApiKey, Channel
 
 ACCESS_LABELS = {
@@ -99,9 +100,10 @@ def _channel_page(session: Session, channel: Channel, **extra: Any) -> ChannelPa
 
 
 def _id(admin: Admin, name: str) -> int:
-    # The route's int convertor only lets digits through.
-    value: int = admin.request.path_params[name]
-    return value
+    """A numeric path parameter; 0 (which no row has) beyond any id.
+
+    The route's int convertor only lets digits through, but of any length."""
+    return whole_number(str(admin.request.path_params[name])) or 0
 
 
 def _render(admin: Admin, view: ChannelPage, status: int = 200, **errors: Any) -> Response:

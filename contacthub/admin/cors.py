@@ -12,6 +12,7 @@ from starlette.routing import Route
 from contacthub.admin.web import Admin, form_errors, page
 from contacthub.channels import cors
 from contacthub.errors import HubError
+from contacthub.identifiers import whole_number
 from contacthub.tracking.endpoints import CORS_CACHE_SECONDS
 
 
@@ -58,7 +59,8 @@ async def add_origin(admin: Admin) -> Response:
 
 async def remove_origin(admin: Admin) -> Response:
     """Stop allowing an origin."""
-    origin_id: int = admin.request.path_params["origin_id"]
+    # The route's int convertor lets any number of digits through: 0 (no row) beyond any id.
+    origin_id = whole_number(str(admin.request.path_params["origin_id"])) or 0
     origin = await admin.hub.write(
         lambda s: cors.remove_origin(s, origin_id, actor=admin.actor).origin
     )

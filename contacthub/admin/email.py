@@ -23,7 +23,7 @@ from contacthub.email import importer, overview, service
 from contacthub.email.importer import ImportReport
 from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
 from contacthub.errors import HubError, InvalidInput
-from contacthub.identifiers import whole_number
+from contacthub.identifiers import parse_cursor
 from contacthub.storage.database import Database
 
 NEWSLETTER_FIELDS = ("name", "sender_name", "sender_email", "base_url")
@@ -42,9 +42,10 @@ def detached(session: Session, value: T) -> T:
     return value
 
 
-def cursor(text: str) -> int | None:
-    """A keyset cursor from a query parameter; None when missing or malformed."""
-    return whole_number(text, 18)
+def cursor(admin: Admin, name: str) -> int | None:
+    """A keyset cursor from a query parameter (a newsletter, subscriber or issue id); None when
+    missing, 400 when malformed or beyond any id."""
+    return parse_cursor(admin.param(name), name, code="invalid_parameter")
 
 
 def newsletter_path(guid: object) -> str:
@@ -109,7 +110,7 @@ async def _newsletter_page(
     key = str(admin.request.path_params["key"])
     wanted = admin.param("status")
     search = admin.param("q")[:254]
-    before, after = cursor(admin.param("before")), cursor(admin.param("after"))
+    before, after = cursor(admin, "before"), cursor(admin, "after")
 
     def work(session: Session) -> dict[str, Any]:
         found = overview.find_newsletter(session, key)

@@ -23,6 +23,7 @@ from contacthub.admin.email import cursor, detached
 from contacthub.admin.web import Admin, form_errors, page, public_origin
 from contacthub.email import background, overview, service, stats
 from contacthub.email.compose import TrackedLink
+from contacthub.email.pages import EMAIL_CONTENT_POLICY
 from contacthub.errors import HubError
 from contacthub.storage.models import Newsletter
 
@@ -31,11 +32,7 @@ ISSUE_FIELDS = ("newsletter", "subject", "html_body", "text_body")
 # The preview is the email's own HTML: it may style itself inline and load remote images (as
 # mail clients do), but runs nothing, submits nothing, and only the admin may frame it.
 PREVIEW_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline' https: http:; "
-        "font-src https: http: data:; script-src 'none'; object-src 'none'; base-uri 'none'; "
-        "form-action 'none'; frame-ancestors 'self'; sandbox"
-    ),
+    "Content-Security-Policy": f"{EMAIL_CONTENT_POLICY}; frame-ancestors 'self'; sandbox",
     "X-Frame-Options": "SAMEORIGIN",
     "Referrer-Policy": "no-referrer",
 }
@@ -58,7 +55,7 @@ def _guid(admin: Admin) -> str:
 async def issues(admin: Admin) -> Response:
     """Every issue, newest first, optionally of one newsletter."""
     chosen = admin.param("newsletter")
-    before, after = cursor(admin.param("before")), cursor(admin.param("after"))
+    before, after = cursor(admin, "before"), cursor(admin, "after")
 
     def work(session: Session) -> dict[str, Any]:
         newsletter = overview.find_newsletter(session, chosen) if chosen else None

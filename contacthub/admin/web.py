@@ -24,8 +24,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from contacthub.errors import HubError, PayloadTooLarge
+from contacthub.http import refuse_nul_in_url
 from contacthub.hub import Hub, hub_of
-from contacthub.identifiers import whole_number
+from contacthub.identifiers import MAX_BIG_ID, refuse_nul, whole_number
 from contacthub.storage.models import AdminUser
 from contacthub.users import service as users
 
@@ -246,7 +247,7 @@ async def read_form(request: Request, *, max_files: int = 0) -> FormData:
     """
     limit = MAX_UPLOAD_BYTES * max_files + MAX_FORM_PART_BYTES
     declared = request.headers.get("content-length", "")
-    declared_size = whole_number(declared, 30)
+    declared_size = whole_number(declared, maximum=MAX_BIG_ID)
     if max_files and declared_size is not None and declared_size > limit:
         raise PayloadTooLarge(
             f"The upload is over {MAX_UPLOAD_BYTES // (1_024 * 1_024)} MiB.",
@@ -258,6 +259,10 @@ async def read_form(request: Request, *, max_files: int = 0) -> FormData:
         )
     except Exception as error:  # Starlette raises its HTTPException or multipart's own errors
         raise HubError(f"The form could not be read: {error}", code="invalid_form") from None
+    # Every form, the sign-in form too, is read here: the one place to refuse NUL characters.
+    for name, value in form.multi_items():
+        refuse_nul(name, "A form field name")
+        refuse_nul(value if isinstance(value, str) else value.filename or "", name)
     # Files are not bounded by the parser (it spools them to disk): check what arrived.
     if any(isinstance(v, UploadFile) and (v.size or 0) > MAX_UPLOAD_BYTES for v in form.values()):
         await form.close()
@@ -288,6 +293,10 @@ def page(handler: Handler, *, files: int = 0) -> Callable[[Request], Awaitable[R
             location = f"{SIGN_IN_PATH}?{urlencode({'next': target})}"
             return with_security_headers(RedirectResponse(location, status_code=303))
         admin = Admin(request, hub, signed_in)
+        try:
+            refuse_nul_in_url(request)
+        except HubError as error:
+            return error_page(request, error.status_code, error.message)
         if request.method not in ("GET", "HEAD"):
             try:
                 admin.form = await read_form(request, max_files=files)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from contacthub.activities import log
 from contacthub.activities.log import LogEntry, LogFilters
 from contacthub.api.routing import ApiCall, ApiRouter, QueryParam
+from contacthub.identifiers import MAX_BIG_ID
 
 router = ApiRouter("Activities")
 
@@ -70,12 +71,26 @@ def entry_out(entry: LogEntry) -> ActivityLogEntry:
         QueryParam("url", "Only activities whose URL contains this text (ignoring case)."),
         QueryParam("start", "First UTC day, YYYY-MM-DD.", format="date"),
         QueryParam("end", "Last UTC day, YYYY-MM-DD, included.", format="date"),
-        QueryParam("before", "Cursor: the `next_before` of the previous page.", "integer"),
-        QueryParam("after", "Cursor: the `next_after` of a page, to go back up.", "integer"),
+        QueryParam(
+            "before",
+            "Cursor: the `next_before` of the previous page.",
+            "integer",
+            minimum=0,
+            maximum=MAX_BIG_ID,
+        ),
+        QueryParam(
+            "after",
+            "Cursor: the `next_after` of a page, to go back up.",
+            "integer",
+            minimum=0,
+            maximum=MAX_BIG_ID,
+        ),
         QueryParam(
             "limit",
             f"Activities per page, 1 to {log.MAX_PAGE_SIZE} (default {log.PAGE_SIZE}).",
             "integer",
+            minimum=1,
+            maximum=log.MAX_PAGE_SIZE,
         ),
     ),
 )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 from sqlalchemy.orm import Session
 
 from contacthub.activities import service as activity_types
-from contacthub.api.routing import ApiCall, ApiRouter
+from contacthub.api.routing import CODE_NAME, ApiCall, ApiRouter
 from contacthub.storage.models import ActivityType
 
 router = ApiRouter("Activity types")
@@ -23,7 +24,7 @@ class ActivityTypeOut(msgspec.Struct):
 
 
 class ActivityTypeIn(msgspec.Struct, forbid_unknown_fields=True):
-    code_name: str
+    code_name: Annotated[str, CODE_NAME]
     display_name: str
     enabled: bool = True
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from contacthub.activities.log import parse_cursor
 from contacthub.api.routing import ApiCall, ApiRouter, QueryParam
 from contacthub.audit import service as audit
+from contacthub.identifiers import MAX_BIG_ID
 from contacthub.storage.models import AuditEvent
 
 router = ApiRouter("Audit")
@@ -48,11 +49,19 @@ def event_out(event: AuditEvent) -> AuditEventOut:
     "/api/audit",
     response=AuditPage,
     query=(
-        QueryParam("before", "Cursor: the `next_before` of the previous page.", "integer"),
+        QueryParam(
+            "before",
+            "Cursor: the `next_before` of the previous page.",
+            "integer",
+            minimum=0,
+            maximum=MAX_BIG_ID,
+        ),
         QueryParam(
             "limit",
             f"Events per page, 1 to {MAX_PAGE_SIZE} (default {audit.PAGE_SIZE}).",
             "integer",
+            minimum=1,
+            maximum=MAX_PAGE_SIZE,
         ),
     ),
 )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from contacthub.api.routing import ApiCall, ApiRouter, QueryParam
+from contacthub.api.routing import ApiCall, ApiRouter, QueryParam, documented
 from contacthub.channels import service
 from contacthub.errors import NotFound
 from contacthub.http import json_response
@@ -56,7 +57,7 @@ class NewKeyOut(KeyOut):
 
 
 class KeyIn(msgspec.Struct, forbid_unknown_fields=True):
-    access: str
+    access: Annotated[str, documented(enum=list(service.ACCESS_TYPES))]
     name: str = ""
     expires_at: datetime | None = None
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 from sqlalchemy.orm import Session
 
-from contacthub.api.routing import ApiCall, ApiRouter
+from contacthub.api.routing import CODE_NAME, LANGUAGE, ApiCall, ApiRouter
 from contacthub.consents import service as consents
 from contacthub.errors import NotFound
 from contacthub.identifiers import whole_number
@@ -48,8 +49,8 @@ class ConsentDetailOut(ConsentOut):
 
 
 class ConsentIn(msgspec.Struct, forbid_unknown_fields=True):
-    code_name: str
-    language: str
+    code_name: Annotated[str, CODE_NAME]
+    language: Annotated[str, LANGUAGE]
     short_text: str
     full_text: str
     display_name: str | None = None
@@ -61,7 +62,7 @@ class ConsentTextIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ConsentChange(msgspec.Struct, forbid_unknown_fields=True):
-    default_language: str | None = None
+    default_language: Annotated[str, LANGUAGE] | None = None
 
 
 def consent_out(summary: consents.ConsentSummary) -> ConsentOut:

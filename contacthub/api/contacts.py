@@ -19,6 +19,7 @@ from contacthub.contacts.search import (
     contact_count,
     search_contacts,
 )
+from contacthub.identifiers import MAX_BIG_ID
 
 router = ApiRouter("Contacts")
 
@@ -183,9 +184,17 @@ def activity_out(item: profile.TimelineItem) -> ActivityOut:
     response=ContactListOut,
     query=(
         QueryParam("q", "A GUID (exact), the start of an email address, or part of a name."),
-        QueryParam("sort", f"One of {', '.join(SORTS)}; default -created (newest first)."),
+        QueryParam(
+            "sort", f"One of {', '.join(SORTS)}; default -created (newest first).", enum=SORTS
+        ),
         QueryParam("after", "The next_after cursor of the previous page (same q and sort)."),
-        QueryParam("limit", f"Contacts per page, 1 to {MAX_LIMIT}.", "integer"),
+        QueryParam(
+            "limit",
+            f"Contacts per page, 1 to {MAX_LIMIT}.",
+            "integer",
+            minimum=1,
+            maximum=MAX_LIMIT,
+        ),
     ),
 )
 async def list_contacts(call: ApiCall) -> ContactListOut:
@@ -231,8 +240,20 @@ async def get_contact(call: ApiCall) -> ContactOut:
     "/api/contacts/{guid}/activities",
     response=ActivityPageOut,
     query=(
-        QueryParam("before", "The next_before cursor of the previous page.", "integer"),
-        QueryParam("limit", f"Activities per page, 1 to {profile.MAX_TIMELINE_PAGE}.", "integer"),
+        QueryParam(
+            "before",
+            "The next_before cursor of the previous page.",
+            "integer",
+            minimum=0,
+            maximum=MAX_BIG_ID,
+        ),
+        QueryParam(
+            "limit",
+            f"Activities per page, 1 to {profile.MAX_TIMELINE_PAGE}.",
+            "integer",
+            minimum=1,
+            maximum=profile.MAX_TIMELINE_PAGE,
+        ),
     ),
 )
 async def contact_activities(call: ApiCall) -> ActivityPageOut:

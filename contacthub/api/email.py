@@ -22,14 +22,26 @@ from contacthub.email.importer import ImportReport
 from contacthub.email.overview import IssueRow, NewsletterSummary, SubscriberRow
 from contacthub.errors import InvalidInput, UnsupportedMediaType
 from contacthub.http import read_body
+from contacthub.identifiers import MAX_ID
 from contacthub.storage.models import EmailIssue
 
 router = ApiRouter("Email")
 
 MAX_CSV_BYTES = 20 * 1_024 * 1_024
-MAX_CURSOR = 10**18 - 1
-LIMIT = QueryParam("limit", "Items per page, 1 to 500 (default 50).", "integer")
-BEFORE = QueryParam("before", "Cursor: `next_before` of the previous page.", "integer")
+LIMIT = QueryParam(
+    "limit",
+    f"Items per page, 1 to {overview.MAX_PAGE_SIZE} (default {overview.PAGE_SIZE}).",
+    "integer",
+    minimum=1,
+    maximum=overview.MAX_PAGE_SIZE,
+)
+BEFORE = QueryParam(
+    "before",
+    "Cursor: `next_before` of the previous page.",
+    "integer",
+    minimum=1,
+    maximum=MAX_ID,
+)
 
 
 # -- bodies and answers --------------------------------------------------------------------------
@@ -303,7 +315,7 @@ def import_out(report: ImportReport) -> ImportOut:
 
 
 def _cursor(call: ApiCall, name: str) -> int | None:
-    return call.query_int(name, 0, minimum=1, maximum=MAX_CURSOR) or None
+    return call.query_int(name, 0, minimum=1, maximum=MAX_ID) or None
 
 
 def _limit(call: ApiCall) -> int:
@@ -355,7 +367,11 @@ async def get_newsletter(call: ApiCall) -> NewsletterOut:
     "/api/newsletters/{name}/subscribers",
     response=SubscriberPageOut,
     query=(
-        QueryParam("status", "Only `subscribed` or `unsubscribed` subscribers."),
+        QueryParam(
+            "status",
+            "Only `subscribed` or `unsubscribed` subscribers.",
+            enum=("subscribed", "unsubscribed"),
+        ),
         QueryParam("q", "Only addresses containing this text."),
         BEFORE,
         LIMIT,
@@ -423,7 +439,7 @@ async def unsubscribe(call: ApiCall) -> SubscriberOut:
     return await call.hub.write(work)
 
 
-@router.post("/api/newsletters/{name}/subscribers/import", response=ImportOut)
+@router.post("/api/newsletters/{name}/subscribers/import", response=ImportOut, raw_body="text/csv")
 async def import_subscribers(call: ApiCall) -> ImportOut:
     """Import subscribers from a CSV body (`Content-Type: text/csv`, UTF-8, at most 20 MiB).
 
@@ -462,7 +478,13 @@ async def import_subscribers(call: ApiCall) -> ImportOut:
     query=(
         QueryParam("newsletter", "Only the issues of this newsletter (name or GUID)."),
         BEFORE,
-        QueryParam("limit", "Issues per page, 1 to 500 (default 25).", "integer"),
+        QueryParam(
+            "limit",
+            f"Issues per page, 1 to {overview.MAX_PAGE_SIZE} (default {overview.ISSUE_PAGE_SIZE}).",
+            "integer",
+            minimum=1,
+            maximum=overview.MAX_PAGE_SIZE,
+        ),
     ),
 )
 async def list_issues(call: ApiCall) -> IssuePageOut:

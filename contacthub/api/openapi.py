@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from contacthub import __version__
-from contacthub.api.routing import Operation
+from contacthub.api.routing import CODE_NAME, LANGUAGE, Operation, QueryParam
 
 _ERROR = {
     "type": "object",
@@ -25,21 +25,66 @@ _ERROR = {
     },
 }
 _PATH_PARAMETER = re.compile(r"\{(\w+)(?::\w+)?\}")
+# Database ids: anything else in their place is simply not found (404).
+_ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+# What each path parameter holds, by name: the same in every path that has it.
+_PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "user_id": _ID,
+    "token_id": _ID,
+    "key_id": _ID,
+    "origin_id": _ID,
+    "number": _ID,
+    "guid": {"type": "string", "format": "uuid"},
+    "code": {"type": "string", **(CODE_NAME.extra_json_schema or {})},
+    "language": {"type": "string", **(LANGUAGE.extra_json_schema or {})},
+    "name": {"type": "string", "minLength": 1},
+    "email": {"type": "string", "minLength": 1},
+}
 
 
 def _error_responses(operation: Operation) -> dict[str, Any]:
     statuses = ["401", "404"]
-    if operation.body is not None or operation.query:
+    if (
+        operation.body is not None
+        or operation.raw_body is not None
+        or operation.query
+        or _PATH_PARAMETER.search(operation.path)
+    ):
         statuses.insert(0, "400")
     if operation.method != "GET":
         statuses.append("409")
+    if operation.body is not None or operation.raw_body is not None:
+        statuses.append("415")
     return {
         status: {
-            "description": "Error",
+            "description": _ERROR_DESCRIPTIONS[status],
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
         for status in statuses
     }
+
+
+_ERROR_DESCRIPTIONS = {
+    "400": "Invalid input: a malformed parameter or body, or one the rules refuse; `field` "
+    "names the parameter or property at fault where one is.",
+    "401": "No admin token, or one that is unknown, revoked, expired or of a disabled user.",
+    "404": "Not found.",
+    "409": "Conflicts with what is stored (a name taken, an action not possible now).",
+    "415": "The body is not of the declared Content-Type.",
+}
+
+
+def _query_schema(query: QueryParam) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": query.type}
+    if query.format:
+        schema["format"] = query.format
+    if query.minimum is not None:
+        schema["minimum"] = query.minimum
+    if query.maximum is not None:
+        schema["maximum"] = query.maximum
+    if query.enum is not None:
+        schema["enum"] = list(query.enum)
+    return schema
 
 
 def document(operations: Iterable[Operation]) -> dict[str, Any]:
@@ -66,19 +111,18 @@ def document(operations: Iterable[Operation]) -> dict[str, Any]:
             "security": [{"adminToken": []}],
         }
         parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True, "schema": _PATH_SCHEMAS[name]}
             for name in _PATH_PARAMETER.findall(operation.path)
         ]
         for query in operation.query:
-            schema: dict[str, Any] = {"type": query.type}
-            if query.format:
-                schema["format"] = query.format
             parameters.append(
                 {
                     "name": query.name,
                     "in": "query",
                     "description": query.description,
-                    "schema": schema,
+                    "schema": _query_schema(query),
+                    # Every query parameter may be sent empty: empty means not given.
+                    "allowEmptyValue": True,
                 }
             )
         if parameters:
@@ -87,6 +131,11 @@ def document(operations: Iterable[Operation]) -> dict[str, Any]:
             entry["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": schema_of[id(operation.body)]}},
+            }
+        elif operation.raw_body is not None:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {operation.raw_body: {"schema": {"type": "string"}}},
             }
         success: dict[str, Any] = {"description": "Success"}
         if operation.response is not None:

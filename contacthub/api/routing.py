@@ -30,11 +30,25 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from contacthub.errors import InvalidInput
-from contacthub.http import bearer_key, json_response, read_body, require_json
+from contacthub.http import bearer_key, json_response, read_body, refuse_nul_in_url, require_json
 from contacthub.hub import Hub, hub_of
+from contacthub.identifiers import refuse_nul_within
 from contacthub.users import service as users
 
 BODY_LIMIT = 1_024 * 1_024
+
+
+def documented(**keywords: Any) -> msgspec.Meta:
+    """JSON Schema keywords for the OpenAPI document only: the service checks the rule itself
+    (and answers its own 400 with its own code), so decoding must not check it first."""
+    return msgspec.Meta(extra_json_schema=keywords)
+
+
+# A code name (identifiers.check_code_name): 1 to 100 of these characters, not "." or "..".
+CODE_NAME = documented(pattern=r"^(?!\.\.?$)[A-Za-z0-9_.\-]{1,100}$")
+# A consent language (consents.service): trimmed, then 1 to 20 of these characters.
+LANGUAGE = documented(pattern=r"^\s*[A-Za-z0-9_\-]{1,20}\s*$")
+
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -102,6 +116,10 @@ class QueryParam:
     description: str
     type: Literal["string", "integer", "boolean"] = "string"
     format: str | None = None
+    # The bounds and values the handler accepts, stated in the document.
+    minimum: int | None = None
+    maximum: int | None = None
+    enum: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +134,7 @@ class Operation:
     response: Any
     status: int
     query: tuple[QueryParam, ...]
+    raw_body: str | None = None
 
     @property
     def summary(self) -> str:
@@ -145,8 +164,10 @@ class ApiRouter:
         body: type[msgspec.Struct] | None = None,
         response: Any = None,
         status: int = 200,
+        raw_body: str | None = None,
     ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
-        return self._add("POST", path, body, response, status, ())
+        """`raw_body`: the media type of a body the handler reads itself (e.g. text/csv)."""
+        return self._add("POST", path, body, response, status, (), raw_body)
 
     def patch(
         self, path: str, *, body: type[msgspec.Struct], response: Any = None
@@ -171,10 +192,11 @@ class ApiRouter:
         response: Any,
         status: int,
         query: tuple[QueryParam, ...],
+        raw_body: str | None = None,
     ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
         def register(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             self.operations.append(
-                Operation(method, path, self.tag, handler, body, response, status, query)
+                Operation(method, path, self.tag, handler, body, response, status, query, raw_body)
             )
             return handler
 
@@ -198,6 +220,7 @@ def _endpoint(operations: list[Operation]) -> Callable[[Request], Awaitable[Resp
         operation = by_method[request.method if request.method != "HEAD" else "GET"]
         hub = hub_of(request)
         call = ApiCall(request, hub, await authenticate(hub, request))
+        refuse_nul_in_url(request)
         if operation.body is not None:
             result = await operation.handler(call, await decode_body(request, operation.body))
         else:
@@ -229,6 +252,15 @@ async def decode_body(request: Request, struct: type[S]) -> S:
     """The JSON body as `struct`; a 400 naming the property at fault otherwise."""
     require_json(request)
     body = await read_body(request, BODY_LIMIT)
+    if b"\\u0000" in body:
+        # JSON carries a NUL only escaped (a raw one is malformed): the rare body that has one
+        # is looked through; a malformed one is left to the decoding below to refuse.
+        try:
+            untyped = msgspec.json.decode(body)
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+            pass
+        else:
+            refuse_nul_within(untyped)
     try:
         return msgspec.json.decode(body, type=struct, strict=True)
     except msgspec.ValidationError as error:
@@ -239,6 +271,9 @@ async def decode_body(request: Request, struct: type[S]) -> S:
         ) from None
     except msgspec.DecodeError:
         raise InvalidInput("The body is not valid JSON.", code="invalid_json") from None
+    except UnicodeDecodeError:
+        # msgspec raises this, not a DecodeError, for invalid UTF-8 inside a string.
+        raise InvalidInput("The body is not valid UTF-8.", code="invalid_json") from None
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 from sqlalchemy.orm import Session
 
-from contacthub.api.routing import ApiCall, ApiRouter
+from contacthub.api.routing import ApiCall, ApiRouter, documented
 from contacthub.identifiers import whole_number
 from contacthub.storage.models import AdminToken, AdminUser
 from contacthub.users import service as users
@@ -25,15 +26,18 @@ class UserOut(msgspec.Struct):
     created_at: datetime
 
 
+PASSWORD = documented(minLength=users.MIN_PASSWORD_LENGTH, maxLength=users.MAX_PASSWORD_LENGTH)
+
+
 class UserIn(msgspec.Struct, forbid_unknown_fields=True):
     email: str
-    password: str
+    password: Annotated[str, PASSWORD]
     name: str = ""
 
 
 class UserChange(msgspec.Struct, forbid_unknown_fields=True):
     enabled: bool | None = None
-    password: str | None = None
+    password: Annotated[str, PASSWORD] | None = None
 
 
 class TokenOut(msgspec.Struct):

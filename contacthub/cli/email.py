@@ -37,6 +37,7 @@ from contacthub.email import importer, repository, sending, service, signing, st
 from contacthub.email.importer import ImportReport
 from contacthub.email.sending import SendReport
 from contacthub.errors import HubError, InvalidInput
+from contacthub.identifiers import refuse_nul
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.storage.models import Contact, EmailIssue, Newsletter, Subscriber
@@ -83,7 +84,7 @@ def _progress() -> Progress:
 
 def _read_text(path: Path, what: str) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return refuse_nul(path.read_text(encoding="utf-8-sig"), f"The {what} {path}")
     except UnicodeDecodeError:
         raise InvalidInput(f"The {what} {path} is not UTF-8 text.", code="invalid_file") from None
     except OSError as error:
@@ -217,12 +218,16 @@ def subscriber_import(
             raise InvalidInput(f"No file {file}.", code="invalid_file")
         with database.read() as session:
             service.get_newsletter(session, newsletter)
-        with _progress() as bar:
-            task = bar.add_task("Importing", total=None)
+        # Shown from the first committed chunk: a file refused before that (unreadable at
+        # some line) gets its one-line error alone.
+        bar = _progress()
+        task = bar.add_task("Importing", total=None)
 
-            def advance(done: int, total: int) -> None:
-                bar.update(task, completed=done - 1, total=max(total - 1, 1))
+        def advance(done: int, total: int) -> None:
+            bar.start()
+            bar.update(task, completed=done - 1, total=max(total - 1, 1))
 
+        try:
             report = importer.import_file(
                 database,
                 newsletter,
@@ -231,6 +236,9 @@ def subscriber_import(
                 progress=advance,
                 actor=CLI_ACTOR,
             )
+        finally:
+            if bar.live.is_started:
+                bar.stop()
     _print_import(report, as_json)
 
 

@@ -27,6 +27,7 @@ from typer._click.globals import get_current_context
 from typer.core import TyperGroup
 
 from contacthub.errors import HubError
+from contacthub.identifiers import refuse_nul
 from contacthub.settings import Settings
 from contacthub.storage.database import Database, sqlite_file
 from contacthub.storage.migrate import schema_state
@@ -71,6 +72,16 @@ class Commands(TyperGroup):
     command) before any command runs, so the arguments themselves tell whether JSON was asked
     for. The exit status stays Click's (2 for a usage error), as without --json.
     """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # A process's arguments cannot hold NUL, but an in-process caller's can: refused here
+        # once, as every other entry point refuses them (PostgreSQL cannot store NUL).
+        for argument in args:
+            try:
+                refuse_nul(argument, "A command-line argument")
+            except HubError as error:
+                fail(error)
+        return super().parse_args(ctx, args)
 
     def main(
         self,

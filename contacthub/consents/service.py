@@ -397,7 +397,8 @@ def record_agreement(
     channel_id: int | None = None,
 ) -> ConsentAgreement:
     """Record that a contact agreed to (or revoked) the consent's current revision."""
-    contact = contacts.get_contact(session, contact_guid)
+    # Held, so that an erasure committing meanwhile makes this a 404, not a broken foreign key.
+    contact = contacts.get_contact(session, contact_guid, hold=True)
     consent = get_consent(session, code_name)
     agreement = ConsentAgreement(
         contact_id=contact.id,

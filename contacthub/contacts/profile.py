@@ -24,7 +24,7 @@ from contacthub.activities.rules import EMAIL_CLICK, EMAIL_OPEN
 from contacthub.contacts import repository
 from contacthub.contacts.fields import CONTACT_FIELDS
 from contacthub.errors import InvalidInput, NotFound
-from contacthub.identifiers import whole_number
+from contacthub.identifiers import MAX_BIG_ID, parse_cursor
 from contacthub.storage.models import (
     Activity,
     Channel,
@@ -264,16 +264,7 @@ class TimelinePage:
 
 def check_before(text: str) -> int | None:
     """The `before` cursor of a timeline (an activity id), or None when not given."""
-    if not text:
-        return None
-    before = whole_number(text, 18)
-    if before is None:
-        raise InvalidInput(
-            "before must be the next_before of a timeline page (a whole number).",
-            code="invalid_cursor",
-            field="before",
-        )
-    return before
+    return parse_cursor(text, "before", maximum=MAX_BIG_ID)
 
 
 def channel_names(session: Session, ids: Collection[int | None]) -> dict[int, str]:

@@ -34,6 +34,7 @@ from sqlalchemy import ColumnElement, Select, SQLColumnExpression, and_, func, l
 from sqlalchemy.orm import Session
 
 from contacthub.errors import InvalidInput
+from contacthub.identifiers import MAX_ID, refuse_nul
 from contacthub.storage.models import Contact
 
 DEFAULT_SORT = "-created"
@@ -89,11 +90,7 @@ def check_query(q: str | None) -> str:
             code="invalid_query",
             field="q",
         )
-    if "\x00" in text:
-        raise InvalidInput(
-            "The search text must not contain NUL characters.", code="invalid_query", field="q"
-        )
-    return text
+    return refuse_nul(text, "q")
 
 
 def _as_guid(text: str) -> uuid.UUID | None:
@@ -189,10 +186,10 @@ def decode_cursor(cursor: str, sort: str) -> tuple[str | None, int]:
         isinstance(decoded, list)
         and len(decoded) == 3
         and decoded[0] == sort
-        and (decoded[1] is None or isinstance(decoded[1], str))
+        and (decoded[1] is None or (isinstance(decoded[1], str) and "\x00" not in decoded[1]))
         and isinstance(decoded[2], int)
         and not isinstance(decoded[2], bool)
-        and 0 <= decoded[2] < 2**63
+        and 0 <= decoded[2] <= MAX_ID
     ):
         raise problem
     return decoded[1], decoded[2]

@@ -22,10 +22,11 @@ def create_contact(session: Session, **fields: Any) -> Contact:
     return contact
 
 
-def get_contact(session: Session, guid: str | uuid.UUID) -> Contact:
-    """The contact with this GUID, or NotFound."""
+def get_contact(session: Session, guid: str | uuid.UUID, *, hold: bool = False) -> Contact:
+    """The contact with this GUID, or NotFound; `hold` keeps an erasure off it until the
+    transaction ends (for a row that will point at it: `repository.contact_by_guid`)."""
     key = guid if isinstance(guid, uuid.UUID) else parse_guid(guid, "Contact")
-    contact = repository.contact_by_guid(session, key)
+    contact = repository.contact_by_guid(session, key, hold=hold)
     if contact is None:
         raise NotFound(f"No contact with GUID {key}.", code="unknown_contact")
     return contact

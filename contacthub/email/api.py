@@ -38,6 +38,7 @@ from contacthub.email.pages import BROWSER_VIEW_HEADERS, MAX_QUERY_VALUE
 from contacthub.errors import InvalidInput
 from contacthub.http import bearer_key, json_response, read_body, require_json
 from contacthub.hub import hub_of
+from contacthub.identifiers import refuse_nul
 from contacthub.storage.types import utcnow
 
 ACCESS = tracking.ACCESS
@@ -47,17 +48,26 @@ _decoder = msgspec.json.Decoder()
 
 
 def read_fields(body: bytes) -> dict[str, str]:
-    """A JSON object's string properties, names lower-cased."""
+    """A JSON object's string properties, names lower-cased; none may hold a NUL character."""
     try:
         data = _decoder.decode(body)
     except msgspec.DecodeError:
         raise InvalidInput("The body is not valid JSON.", code="invalid_json") from None
+    except UnicodeDecodeError:
+        # msgspec raises this, not a DecodeError, for invalid UTF-8 inside a string.
+        raise InvalidInput("The body is not valid UTF-8.", code="invalid_json") from None
+    except RecursionError:
+        # msgspec gives up on deeply nested arrays or objects; no valid body nests that deep.
+        raise InvalidInput("The body is nested too deeply.", code="invalid_json") from None
     if not isinstance(data, dict):
         raise InvalidInput("The body must be a JSON object.", code="invalid_json")
     fields = lower_keys(data, "The body")
     for name, value in fields.items():
         if value is not None and not isinstance(value, str):
             raise InvalidInput(f"{name} must be a string.", code="invalid_input")
+        if value is not None:
+            # Else PostgreSQL refuses the text and the writer's failure reads as a 503.
+            refuse_nul(value, name)
     return {name: value for name, value in fields.items() if value is not None}
 
 

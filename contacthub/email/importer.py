@@ -16,6 +16,11 @@ Rows are read one at a time and committed every `chunk_size` subscribers, each c
 unit of work: a crash keeps every chunk committed before it, and memory stays flat however long
 the file is (only the set of addresses seen, to find duplicates, grows with it).
 
+A file that cannot be read as a whole (not UTF-8, a field over the csv module's 128 KiB limit)
+is refused before anything is committed: the rows are first read once without being checked,
+which costs a fraction of the import, so that an error on the last line does not leave the
+first chunks imported behind a refusal.
+
 An import made by someone (`actor`) is recorded in the audit log as `subscriber.imported`, with
 its counts, in the unit of work of its last chunk. An import that stops on an error after some
 chunks added subscribers records what those chunks did, and why it stopped.
@@ -26,6 +31,7 @@ from __future__ import annotations
 import csv
 import logging
 import re
+from _csv import Reader
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +131,12 @@ class CsvSubscribers:
         if not first.strip():
             raise InvalidInput("The CSV file is empty: it needs a header row.", code="invalid_csv")
         delimiter = max(",;\t", key=first.count)
-        header = next(csv.reader([first], delimiter=delimiter))
+        try:
+            header = next(csv.reader([first], delimiter=delimiter))
+        except csv.Error as error:
+            raise InvalidInput(
+                f"The CSV header cannot be read ({error}).", code="invalid_csv"
+            ) from None
         self.columns: dict[str, int] = {}
         self.ignored: list[str] = []
         for index, name in enumerate(header):
@@ -139,8 +150,27 @@ class CsvSubscribers:
                 f"The CSV header has no email column (found: {', '.join(header)}).",
                 code="invalid_csv",
             )
+        if stream.seekable():
+            start = stream.tell()
+            for _ in self._records(
+                csv.reader(stream, delimiter=delimiter), "; nothing was imported"
+            ):
+                pass  # only to refuse an unreadable file before anything is committed
+            stream.seek(start)
         self._reader = csv.reader(stream, delimiter=delimiter)
         self._seen: dict[str, int] = {}
+
+    @staticmethod
+    def _records(reader: Reader, outcome: str = "") -> Iterator[list[str]]:
+        """The records of `reader`; a 400 naming the line where the csv module gives up."""
+        try:
+            yield from reader
+        except csv.Error as error:
+            line = reader.line_num + 1
+            raise InvalidInput(
+                f"The CSV file cannot be read at line {line} ({error}){outcome}.",
+                code="invalid_csv",
+            ) from None
 
     @property
     def line(self) -> int:
@@ -149,7 +179,7 @@ class CsvSubscribers:
 
     def __iter__(self) -> Iterator[SubscriberRow | BadRow]:
         end = 1
-        for record in self._reader:
+        for record in self._records(self._reader):
             start, end = end + 1, self.line
             if not any(value.strip() for value in record):
                 continue  # blank lines are not rows

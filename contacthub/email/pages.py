@@ -38,8 +38,25 @@ PRIVATE_PAGE = {
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex, nofollow",
 }
-# The email as a page: mail clients run no scripts, so neither does its browser view.
-BROWSER_VIEW_HEADERS = {**PRIVATE_PAGE, "Content-Security-Policy": "script-src 'none'"}
+# An email shown as a page (the admin's preview, the browser view) may do what mail clients let
+# it do: style itself inline, load remote images, stylesheets and fonts. It runs nothing, embeds
+# nothing (frames, objects), submits nothing and connects nowhere; the sandbox also stops it
+# moving the page elsewhere on its own (<meta http-equiv="refresh">).
+EMAIL_CONTENT_POLICY = (
+    "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline' https: http:; "
+    "font-src https: http: data:; script-src 'none'; object-src 'none'; base-uri 'none'; "
+    "form-action 'none'"
+)
+# The browser view is a page of its own, framed by nobody; a link the reader clicks still goes
+# where it points, and one with target="_blank" opens a normal, unsandboxed tab.
+BROWSER_VIEW_HEADERS = {
+    **PRIVATE_PAGE,
+    "Content-Security-Policy": (
+        f"{EMAIL_CONTENT_POLICY}; frame-ancestors 'none'; "
+        "sandbox allow-popups allow-popups-to-escape-sandbox"
+    ),
+    "X-Frame-Options": "DENY",
+}
 
 ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"

@@ -94,12 +94,20 @@ def subscriber_counts(session: Session, newsletter_id: int) -> dict[str, int]:
 
 
 def oldest_contacts_with_emails(session: Session, emails: Collection[str]) -> dict[str, Contact]:
-    """For each lower-cased address among `emails`, the first contact that got it, in one query."""
+    """For each lower-cased address among `emails`, the first contact that got it, in one query.
+
+    The contacts are held FOR KEY SHARE until the transaction ends (the subscriber about to point
+    at one must not find it erased: `contacts.repository.contact_by_guid`); one erased while the
+    lock waited drops out, and the next contact with its address, if any, is the first.
+    """
     if not emails:
         return {}
     found: dict[str, Contact] = {}
     contacts = session.scalars(
-        select(Contact).where(func.lower(Contact.email).in_(emails)).order_by(Contact.id)
+        select(Contact)
+        .where(func.lower(Contact.email).in_(emails))
+        .order_by(Contact.id)
+        .with_for_update(key_share=True)
     )
     for contact in contacts:
         assert contact.email is not None

@@ -20,10 +20,23 @@ _ERROR = {
 }
 
 
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid input: a malformed GUID, parameter or body (not JSON, not UTF-8, nested too "
+    "deeply, NUL characters, a property of the wrong type or too long).",
+    401: "No API key, or one that is unknown, disabled, revoked or expired.",
+    403: "The key is not a tracking key, the body names another channel, or the channel "
+    "logs only contacts who agreed to its required consent.",
+    404: "Not found.",
+    413: "The body is over the size limit.",
+    415: "The body is not declared as JSON (Content-Type: application/json or +json).",
+    503: "The hub is busy or its store is unavailable: retry later.",
+}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
     return {
         str(status): {
-            "description": "Error",
+            "description": _ERROR_DESCRIPTIONS[status],
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
         for status in statuses
@@ -81,7 +94,7 @@ def document() -> dict[str, Any]:
                             },
                             "The texts (HTML)",
                         ),
-                        **_errors(401, 403, 404),
+                        **_errors(400, 401, 403, 404),
                     },
                 }
             },

@@ -270,6 +270,14 @@ def test_a_csv_upload_imports_subscribers_and_lists_the_rows_it_skipped(
     )
     assert answer.status_code == 400
     assert "UTF-8" in (field_error(answer.text, "file") or "")
+    answer = admin.post(
+        f"{path}/import",
+        data={"csrf_token": admin.csrf},  # type: ignore[attr-defined]
+        files={"file": ("list.csv", b"email\nzoe@example.com\n" + b"x" * 140_000, "text/csv")},
+    )
+    assert answer.status_code == 400
+    assert "cannot be read at line 3" in (field_error(answer.text, "file") or "")
+    assert "zoe@example.com" not in delivery_free_subscribers(database)
     answer = post(admin, f"{path}/import")
     assert answer.status_code == 400
     assert field_error(answer.text, "file") == "Choose a CSV file to import."

@@ -117,7 +117,10 @@ def test_built_in_and_unknown_types_cannot_be_switched(
     refused = client.post("/api/activity-types/click/disable", headers=api_headers)
     assert refused.status_code == 409
     assert refused.json()["code"] == "built_in_type"
-    for name in ("nope", "bad%00name"):
-        missing = client.post(f"/api/activity-types/{name}/enable", headers=api_headers)
-        assert missing.status_code == 404, name
-        assert missing.json()["code"] == "unknown_activity_type"
+    missing = client.post("/api/activity-types/nope/enable", headers=api_headers)
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "unknown_activity_type"
+    # NUL is refused wherever it comes in (tests/api/test_hostile_input.py).
+    refused = client.post("/api/activity-types/bad%00name/enable", headers=api_headers)
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "nul_character"

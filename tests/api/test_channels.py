@@ -96,7 +96,7 @@ def test_channel_errors_name_the_field(client: TestClient, api_headers: dict[str
     assert_error(post({"name": "Web"}), 409, "channel_exists", "name")
     assert_error(post({"name": " "}), 400, "invalid_name", "name")
     assert_error(post({"name": "a/b"}), 400, "invalid_name", "name")
-    assert_error(post({"name": "a\x00b"}), 400, "invalid_name", "name")
+    assert_error(post({"name": "a\x00b"}), 400, "nul_character", "name")
     assert_error(
         post({"name": "New", "required_consent": "Nope"}),
         404,

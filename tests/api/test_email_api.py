@@ -223,6 +223,22 @@ def test_subscribers_are_imported_from_a_csv_body(
     assert (answer.status_code, answer.json()["code"]) == (415, "unsupported_media_type")
 
 
+def test_a_csv_with_an_oversized_field_is_a_400_and_imports_nothing(
+    client: TestClient, api_headers: dict[str, str], database: Database
+) -> None:
+    create(client, api_headers, "/api/newsletters", NEWSLETTER)
+    rows = "".join(f"reader{n}@example.com\n" for n in range(600))
+    answer = client.post(
+        "/api/newsletters/Weekly/subscribers/import",
+        content=f"email\n{rows}{'x' * 140_000}@example.com\n".encode(),
+        headers={**api_headers, "Content-Type": "text/csv"},
+    )
+    assert (answer.status_code, answer.json()["code"]) == (400, "invalid_csv")
+    assert "line 602" in answer.json()["error"]
+    with database.read() as session:
+        assert service.list_subscribers(session, "Weekly") == []
+
+
 def test_issues_are_created_listed_and_previewed(
     client: TestClient, api_headers: dict[str, str], database: Database
 ) -> None:

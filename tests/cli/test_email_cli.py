@@ -255,3 +255,16 @@ def test_issue_commands_refuse_bad_input(mail_cli: Cli, tmp_path: Path) -> None:
     assert "(invalid_issue)" in mail_cli.fails("issue", "send", "not-a-guid")
     assert "(unknown_issue)" in mail_cli.fails("issue", "send", str(uuid.uuid4()))
     assert "(unknown_issue)" in mail_cli.fails("issue", "stats", str(uuid.uuid4()))
+
+
+def test_subscriber_import_of_an_unreadable_csv_is_one_line_and_imports_nothing(
+    mail_cli: Cli, tmp_path: Path
+) -> None:
+    newsletter(mail_cli)
+    csv = tmp_path / "people.csv"
+    csv.write_text("email\nzoe@example.com\n" + "x" * 140_000 + "\n", encoding="utf-8")
+    message = mail_cli.fails("subscriber", "import", str(csv), "--newsletter", "Weekly")
+    assert "cannot be read at line 3" in message
+    assert "(invalid_csv)" in message
+    assert "Traceback" not in message
+    assert mail_cli.json("subscriber", "list", "--newsletter", "Weekly") == []

@@ -19,6 +19,7 @@ from contacthub.contacts.search import (
     search_contacts,
 )
 from contacthub.errors import InvalidInput
+from contacthub.identifiers import MAX_ID
 from contacthub.storage.database import Database
 from contacthub.storage.models import Contact
 from tests import factories
@@ -186,7 +187,7 @@ def test_bad_input_is_refused_with_the_field_at_fault(database: Database) -> Non
     factories.contact(database)
     expect_invalid(database, "invalid_sort", "sort", sort="name; drop table contacts")
     expect_invalid(database, "invalid_query", "q", q="a" * 255)
-    expect_invalid(database, "invalid_query", "q", q="ada\x00")
+    expect_invalid(database, "nul_character", "q", q="ada\x00")
     expect_invalid(database, "invalid_parameter", "limit", limit=0)
     expect_invalid(database, "invalid_parameter", "limit", limit=201)
     for cursor in (
@@ -194,6 +195,8 @@ def test_bad_input_is_refused_with_the_field_at_fault(database: Database) -> Non
         "!!!",
         encode_cursor("email", "a", 1),  # a cursor of another sort
         encode_cursor("-created", None, -1),
+        encode_cursor("-created", None, MAX_ID + 1),  # beyond any contact (PostgreSQL: a 500)
+        encode_cursor("email", "a\x00", 1),  # PostgreSQL cannot compare with NUL (a 500)
         "W10",  # []
         "x" * 2_000,
     ):
@@ -201,7 +204,7 @@ def test_bad_input_is_refused_with_the_field_at_fault(database: Database) -> Non
 
 
 def test_cursors_round_trip() -> None:
-    for sort, value, contact_id in (("email", "ä@example.com", 7), ("-created", None, 2**40)):
+    for sort, value, contact_id in (("email", "ä@example.com", 7), ("-created", None, MAX_ID)):
         assert decode_cursor(encode_cursor(sort, value, contact_id), sort) == (value, contact_id)
 
 

@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 from contacthub.email.hashing import LinkSigner, Purpose
 from contacthub.storage.database import Database
 from tests import factories
+from tests.email.test_endpoints import BROWSER_VIEW_POLICY
 from tests.email.tracking_support import (
     ANNA,
     BLOG,
@@ -225,6 +226,7 @@ def test_browser_views_answer_the_html(
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "text/html; charset=utf-8"
     assert "Hello Anna" in answer.text
+    assert answer.headers["content-security-policy"] == BROWSER_VIEW_POLICY
     params["hash"] = SIGNER.sign(Purpose.OPEN, sent.guid, ANNA)
     refused = client.get("/v1/emails/browserviews", params=params, headers=key)
     assert refused.status_code == 403
@@ -288,6 +290,58 @@ def test_every_endpoint_needs_an_email_key(
         revoked = channels.list_api_keys(session, "Site")[0]
         channels.revoke_api_key(session, revoked.id)
     assert call(email_key.headers).status_code == 401
+    assert logged(database).opens == []
+    assert logged(database).clicks == []
+    assert subscriber_status(database, ANNA)[0] == "subscribed"
+
+
+HOSTILE_BODIES = [
+    pytest.param(b'{"email": "\xff\xfe"}', id="invalid-utf8"),
+    pytest.param(b"[" * 1000 + b"]" * 1000, id="nested-array"),
+    pytest.param(b'{"a":' * 1000 + b"1" + b"}" * 1000, id="nested-object"),
+]
+HIT_PATHS = ["/v1/emails/opens", "/v1/emails/clicks", "/v1/emails/unsubscribes"]
+
+
+@pytest.mark.parametrize("path", HIT_PATHS)
+@pytest.mark.parametrize("body", HOSTILE_BODIES)
+def test_undecodable_bodies_get_a_clear_400(
+    client: TestClient, sent: SentIssue, key: dict[str, str], path: str, body: bytes
+) -> None:
+    headers = {**key, "Content-Type": "application/json"}
+    answer = client.post(path, content=body, headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == "invalid_json"
+
+
+def signed_body(sent: SentIssue, path: str) -> dict[str, Any]:
+    if path.endswith("opens"):
+        return open_body(sent)
+    if path.endswith("clicks"):
+        return click_body(sent)
+    hash_ = SIGNER.sign(Purpose.UNSUBSCRIBE, sent.guid, ANNA)
+    return {"issueGuid": sent.guid, "email": ANNA, "hash": hash_}
+
+
+@pytest.mark.parametrize("path", HIT_PATHS)
+@pytest.mark.parametrize("field", ["userAgent", "method", "email"])
+def test_a_nul_character_gets_a_400_not_a_retry(
+    client: TestClient,
+    database: Database,
+    sent: SentIssue,
+    key: dict[str, str],
+    path: str,
+    field: str,
+) -> None:
+    body = signed_body(sent, path)
+    body[field] = body.get(field, "GET") + "\x00"
+    answer = client.post(path, json=body, headers=key)
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {
+        "error": f"{field.lower()} must not contain NUL characters.",
+        "code": "nul_character",
+        "field": field.lower(),
+    }
     assert logged(database).opens == []
     assert logged(database).clicks == []
     assert subscriber_status(database, ANNA)[0] == "subscribed"

@@ -112,6 +112,41 @@ def test_a_file_that_is_not_utf8_is_refused(
     assert "UTF-8" in error.value.message
 
 
+OVERSIZED_FIELD = "x" * (128 * 1024 + 1)
+HALF_FIELD = "x" * (64 * 1024 + 1)
+
+
+@pytest.mark.parametrize(
+    ("tail", "message"),
+    [
+        (f"{OVERSIZED_FIELD}@example.com,Late\n", "cannot be read at line 602"),
+        (f'late@example.com,"{HALF_FIELD}\n{HALF_FIELD}"\n', "at line 603"),
+        ("late@example.com,J\udcfcrgen\n", "UTF-8"),
+    ],
+    ids=["oversized-email", "oversized-multiline-name", "not-utf8"],
+)
+def test_an_unreadable_file_is_refused_before_anything_is_imported(
+    database: Database, newsletter: str, tmp_path: Path, tail: str, message: str
+) -> None:
+    rows = "".join(f"reader{n}@example.com,Reader\n" for n in range(600))
+    path = tmp_path / "people.csv"
+    path.write_bytes(f"email,first_name\n{rows}{tail}".encode("utf-8", "surrogateescape"))
+    with pytest.raises(InvalidInput) as error:
+        importer.import_file(database, NEWS, path, chunk_size=500)
+    assert message in error.value.message
+    assert error.value.code == "invalid_csv"
+    assert subscribers(database) == {}
+
+
+def test_an_oversized_header_is_refused(
+    database: Database, newsletter: str, tmp_path: Path
+) -> None:
+    path = write(tmp_path, f"email,{OVERSIZED_FIELD}\na@example.com,x\n")
+    with pytest.raises(InvalidInput) as error:
+        importer.import_file(database, NEWS, path)
+    assert "header cannot be read" in error.value.message
+
+
 def test_unknown_newsletter(database: Database, tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         importer.import_file(database, "Nope", write(tmp_path, "email\na@example.com\n"))
@@ -175,27 +210,17 @@ class Interrupted(Exception):
     """The import process "dies" here."""
 
 
-class DyingStream(io.StringIO):
-    """A file that cannot be read past a given line, as if the process died there."""
-
-    def __init__(self, text: str, die_at_line: int) -> None:
-        super().__init__(text)
-        self.lines_left = die_at_line
-
-    def __next__(self) -> str:
-        self.lines_left -= 1
-        if self.lines_left < 0:
-            raise Interrupted
-        return super().__next__()
-
-
 def test_an_interrupted_import_keeps_its_chunks_and_a_rerun_completes_it(
     database: Database, newsletter: str, tmp_path: Path
 ) -> None:
     path = big_csv(tmp_path / "people.csv", 2_500)
-    text = path.read_text(encoding="utf-8")
+
+    def die_after_two_chunks(done: int, total: int) -> None:
+        if done > 1_000:
+            raise Interrupted
+
     with pytest.raises(Interrupted):
-        importer.import_csv(database, NEWS, DyingStream(text, 1_234), chunk_size=500)
+        importer.import_file(database, NEWS, path, chunk_size=500, progress=die_after_two_chunks)
     assert len(subscribers(database)) == 1_000  # two chunks committed, the third lost
 
     report = importer.import_file(database, NEWS, path, chunk_size=500)
@@ -214,13 +239,37 @@ def imports_recorded(database: Database) -> list[tuple[str, dict[str, Any]]]:
         return [(e.actor, json.loads(e.details or "{}")) for e in events]
 
 
+class DyingStream(io.StringIO):
+    """A file that cannot be read past a given line, as if the process died there."""
+
+    def __init__(self, text: str, die_at_line: int) -> None:
+        super().__init__(text)
+        self.lines_left = die_at_line
+
+    def __next__(self) -> str:
+        self.lines_left -= 1
+        if self.lines_left < 0:
+            raise Interrupted
+        return super().__next__()
+
+
 def test_an_import_stopped_half_way_records_what_its_chunks_added(
     database: Database, newsletter: str, tmp_path: Path
 ) -> None:
-    text = big_csv(tmp_path / "people.csv", 2_500).read_text(encoding="utf-8")
+    path = big_csv(tmp_path / "people.csv", 2_500)
+
+    def die_after_two_chunks(done: int, total: int) -> None:
+        if done > 1_000:
+            raise Interrupted
+
     with pytest.raises(Interrupted):
-        importer.import_csv(
-            database, NEWS, DyingStream(text, 1_234), chunk_size=500, actor="ada@example.com"
+        importer.import_file(
+            database,
+            NEWS,
+            path,
+            chunk_size=500,
+            progress=die_after_two_chunks,
+            actor="ada@example.com",
         )
     # The two chunks committed are changes: recorded, with why the import stopped.
     [(actor, details)] = imports_recorded(database)
@@ -239,6 +288,7 @@ def test_an_import_stopped_half_way_records_what_its_chunks_added(
         )
     ]
     # Stopped before any chunk committed: nothing changed, nothing is recorded.
+    text = path.read_text(encoding="utf-8")
     with pytest.raises(Interrupted):
         importer.import_csv(database, NEWS, DyingStream(text, 10), actor="ada@example.com")
     assert len(imports_recorded(database)) == 1
