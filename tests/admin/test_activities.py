@@ -201,13 +201,17 @@ def test_bad_filters_are_shown_next_to_their_field(admin: TestClient, database: 
     assert 'value="&lt;script&gt;alert(1)&lt;/script&gt;"' in page.text
     assert "<script>alert" not in page.text
     # Every malformed field says so at once.
-    page = admin.get(f"{PAGE}?contact=x&start=2025-02-30&url=%00")
+    page = admin.get(f"{PAGE}?contact=x&start=2025-02-30&url={'u' * 2_001}")
     assert page.status_code == 400
     assert [field_error(page.text, f) is not None for f in ("contact", "start", "url")] == [
         True,
         True,
         True,
     ]
+    # NUL is refused before any filter is read, as on every admin page.
+    nul = admin.get(f"{PAGE}?url=%00")
+    assert nul.status_code == 400
+    assert "url must not contain NUL characters." in nul.text
     bad_cursor = admin.get(f"{PAGE}?before=abc")
     assert bad_cursor.status_code == 400
     assert 'class="form-error"' in bad_cursor.text

@@ -103,7 +103,6 @@ def test_bad_input_names_the_field(client: TestClient, api_headers: dict[str, st
 def test_unknown_consents_and_revisions(client: TestClient, api_headers: dict[str, str]) -> None:
     for method, path, body in [
         ("GET", "/api/consents/Nope", None),
-        ("GET", "/api/consents/bad%00name", None),
         ("PUT", "/api/consents/Nope/texts/en", {"short_text": "s", "full_text": "f"}),
         ("PATCH", "/api/consents/Nope", {"default_language": "en"}),
         ("GET", "/api/consents/Nope/revisions/1", None),
@@ -111,6 +110,8 @@ def test_unknown_consents_and_revisions(client: TestClient, api_headers: dict[st
         answer = client.request(method, path, json=body, headers=api_headers)
         assert answer.status_code == 404, path
         assert answer.json()["code"] == "unknown_consent", path
+    nul = client.get("/api/consents/bad%00name", headers=api_headers)
+    assert (nul.status_code, nul.json()["code"]) == (400, "nul_character")
     create(client, api_headers)
     for number in ("2", "0", "x", "99999999999"):
         answer = client.get(
@@ -174,7 +175,7 @@ def test_put_text_bad_input(client: TestClient, api_headers: dict[str, str]) -> 
         ("de", {"short_text": "s"}, "invalid_body", None),
         ("a b", {"short_text": "s", "full_text": "f"}, "invalid_language", "language"),
         ("x" * 21, {"short_text": "s", "full_text": "f"}, "invalid_language", "language"),
-        ("%00", {"short_text": "s", "full_text": "f"}, "invalid_language", "language"),
+        ("%00", {"short_text": "s", "full_text": "f"}, "nul_character", "language"),
     ]
     for language, body, code, field in cases:
         answer = client.put(

@@ -9,6 +9,7 @@ from contacthub.contacts import profile
 from contacthub.contacts.fields import CONTACT_FIELDS
 from contacthub.contacts.profile import FIELD_LABELS
 from contacthub.errors import InvalidInput, NotFound
+from contacthub.identifiers import MAX_BIG_ID
 from contacthub.storage.database import Database
 from tests import factories
 from tests.contacts.support import CONSENT, scenario, track
@@ -84,7 +85,7 @@ def test_the_timeline_pages_back_by_keyset(client: TestClient, database: Databas
 
 
 def test_bad_cursors_and_unknown_contacts(database: Database) -> None:
-    for text in ("x", "-1", "1" * 19, "1.5"):
+    for text in ("x", "-1", str(MAX_BIG_ID + 1), "1.5"):
         with pytest.raises(InvalidInput) as caught:
             profile.check_before(text)
         assert (caught.value.code, caught.value.field) == ("invalid_cursor", "before")
