@@ -27,6 +27,7 @@ PAGE_SIZE = 50
 ACTIONS = frozenset(
     {
         "user.signed_in",
+        "user.locked",
         "user.created",
         "user.password_set",
         "user.enabled",

@@ -98,9 +98,12 @@ def test_a_wrong_password_is_refused_with_a_message(client: TestClient, admin_us
     assert client.get("/admin/", follow_redirects=False).status_code == 303
 
 
-def test_five_failures_lock_the_account(client: TestClient, admin_user: str) -> None:
+def test_five_failures_lock_the_account(
+    client: TestClient, admin_user: str, database: Database
+) -> None:
     for _ in range(users.MAX_FAILED_SIGN_INS):
         assert attempt(client, EMAIL, "wrong password").status_code == 401
+    assert ("testclient", "user.locked", EMAIL) in audit_actions(database)
     locked = attempt(client, EMAIL, PASSWORD)
     assert locked.status_code == 401
     # The same words as a wrong password: the lock does not tell that the account exists.
