@@ -120,16 +120,32 @@ def test_forwarded_headers_from_an_untrusted_peer_are_ignored(behind_proxy: HubS
         "Origin": f"https://{PUBLIC_HOST}",
         "X-Forwarded-Proto": "https",
     }
+    plain = {**forged, "Origin": f"http://{PUBLIC_HOST}"}
     with browser(behind_proxy, "127.0.0.2") as client:
-        posted, session_flags, _ = add_origin_as_a_browser_would(client, forged)
-        # The request is plain http: an https Origin is another site, and no cookie is Secure.
-        assert posted.status_code == 403
-        assert "expired" in posted.text
-        assert "secure" not in session_flags
-        # The same form with the origin the hub really has there goes through.
-        plain = {**forged, "Origin": f"http://{PUBLIC_HOST}"}
-        posted, _, _ = add_origin_as_a_browser_would(client, plain)
+        # The request is plain http: an https Origin is another site, on sign-in as on any form.
+        page = client.get("/admin/sign-in", headers=forged)
+        sign_in_token, sign_in_flags = cookie(page, "contacthub_sign_in")
+        assert "secure" not in sign_in_flags
+        refused = client.post(
+            "/admin/sign-in",
+            headers={**forged, "Cookie": f"contacthub_sign_in={sign_in_token}"},
+            data={"email": EMAIL, "password": PASSWORD, "csrf_token": csrf_of(page.text)},
+        )
+        assert refused.status_code == 403
+        assert "expired" in refused.text
+        # With the origin the hub really has there, it goes through, and no cookie is Secure.
+        posted, session_flags, signed_in = add_origin_as_a_browser_would(client, plain)
         assert posted.status_code == 303, posted.text
+        assert "secure" not in session_flags
+        # A signed-in form claiming https is refused as well.
+        form = client.get("/admin/cors", headers=signed_in)
+        forged_post = client.post(
+            "/admin/cors",
+            headers={**signed_in, "Origin": forged["Origin"]},
+            data={"origin": "https://other.example.com", "csrf_token": csrf_of(form.text)},
+        )
+        assert forged_post.status_code == 403
+        assert "expired" in forged_post.text
 
 
 # -- limits ----------------------------------------------------------------------------------
