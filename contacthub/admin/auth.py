@@ -27,7 +27,7 @@ from contacthub.admin.web import (
     SESSION_COOKIE,
     SIGN_IN_PATH,
     Admin,
-    _same_origin,
+    same_origin,
     error_page,
     page,
     read_form,
@@ -120,7 +120,7 @@ async def sign_in(request: Request) -> Response:
     next_path = safe_next(str(form.get("next") or ""))
     nonce = request.cookies.get(SIGN_IN_CSRF_COOKIE, "")
     presented = str(form.get(CSRF_FIELD) or "")
-    if not _same_origin(request) or not _form_valid(_secret(request), nonce, presented):
+    if not same_origin(request) or not _form_valid(_secret(request), nonce, presented):
         return _sign_in_page(
             request, next_path, email, "The sign-in form expired. Please try again.", 403
         )

@@ -216,7 +216,7 @@ def secure_cookies(request: Request) -> bool:
     return public_origin(request).startswith("https://")
 
 
-def _same_origin(request: Request) -> bool:
+def same_origin(request: Request) -> bool:
     """A browser's Origin (or Referer) header, when it sends one, must be this site."""
     claimed = request.headers.get("origin") or request.headers.get("referer")
     if not claimed or claimed == "null":
@@ -302,7 +302,7 @@ def page(handler: Handler, *, files: int = 0) -> Callable[[Request], Awaitable[R
                 admin.form = await read_form(request, max_files=files)
             except HubError as error:
                 return error_page(request, error.status_code, error.message)
-            if not _same_origin(request) or not csrf_valid(admin.form, signed_in.csrf_token):
+            if not same_origin(request) or not csrf_valid(admin.form, signed_in.csrf_token):
                 return error_page(
                     request,
                     403,

@@ -14,7 +14,6 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -29,7 +28,6 @@ from contacthub.activities.rules import MAX_VALUE_LENGTH
 from contacthub.contacts.fields import CONTACT_FIELDS
 from contacthub.storage.database import Database
 from tests import factories
-from tests.servers import running_hub
 
 API = "/Kentico.Tracking"
 CONSENT = "TrackingConsent"
@@ -516,33 +514,6 @@ def test_any_query_string(hub: Hub, query: bytes) -> None:
     response = hub.client.get(f"{API}/consents/{CONSENT}?{raw}", headers=hub.headers)
     assert_answer_is_sound(response)
     assert response.status_code == 200
-
-
-# --- the OpenAPI document, through schemathesis --------------------------------------------
-
-
-@pytest.mark.slow
-def test_schemathesis_against_the_openapi_document(
-    database: Database, database_url: str, tmp_path: Path
-) -> None:
-    """Requests generated from /Kentico.Tracking/openapi.json: no 5xx, answers as documented.
-
-    Runs schemathesis' default checks against a real server (some send requests of their own).
-    Skipped where schemathesis is not installed.
-    """
-    schemathesis = pytest.importorskip("schemathesis")
-    setup = factories.tracking_channel(database)
-    factories.consent(database, CONSENT)
-    with running_hub(database_url, tmp_path / "hub.log") as server:
-        base_url = server.base_url + API
-        schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
-
-        @fuzz
-        @given(case=schema.as_strategy())
-        def check(case: Any) -> None:
-            case.call_and_validate(base_url=base_url, headers=setup.headers)
-
-        check()
 
 
 @pytest.mark.parametrize("template", sorted({template for _, template in ROUTES}))
