@@ -135,11 +135,13 @@ async def sign_in(request: Request) -> Response:
         hub.settings.sign_in_max_failures_per_client,
         timedelta(seconds=hub.settings.sign_in_client_window),
     )
-    # In a worker thread: the password check must not hold up the event loop.
+    # In a worker thread, so the password check does not hold up the event loop; one at a time
+    # (hub.password_checks), so that a burst of sign-ins cannot starve everything else.
     outcome = await anyio.to_thread.run_sync(
         functools.partial(
             users.sign_in, hub.database, attempt, secret=_secret(request), limits=limits
-        )
+        ),
+        limiter=hub.password_checks(),
     )
     if isinstance(outcome, HubError):
         return _sign_in_page(request, next_path, email, outcome.message, outcome.status_code)

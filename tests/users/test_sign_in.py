@@ -7,7 +7,9 @@ open by a hasher that waits for the test, so the test knows for certain that it 
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
+from starlette.testclient import TestClient
 
 from contacthub.channels import service as channels
 from contacthub.errors import HubError
@@ -280,3 +283,33 @@ def test_the_client_limit_counts_an_ipv6_subscribers_whole_network(
     )
     assert users.client_key("::ffff:192.0.2.1") == "192.0.2.1"
     assert users.client_key("x" * 300) == "x" * 100
+
+
+def test_a_burst_of_sign_ins_queues_for_one_password_check_at_a_time(
+    client: TestClient, user: str, hasher: HeldHasher
+) -> None:
+    """Sixteen argon2 checks at once took the whole core from ingest and a gigabyte of memory:
+    the admin runs one at a time per process (hub.password_checks), the others wait their turn
+    on the event loop."""
+    page = client.get("/admin/sign-in")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token is not None
+
+    def post(password: str) -> Any:
+        form = {"email": EMAIL, "password": password, "next": "", "csrf_token": token.group(1)}
+        return client.post("/admin/sign-in", data=form, follow_redirects=False)
+
+    with ThreadPoolExecutor(2) as pool:
+        held = pool.submit(post, PASSWORD)
+        assert hasher.checking.wait(PATIENCE)
+        limiter = client.app.state.hub.password_checks()  # type: ignore[attr-defined]
+        queued = pool.submit(post, "not the password")
+        deadline = time.monotonic() + PATIENCE
+        while limiter.statistics().tasks_waiting < 1:
+            assert time.monotonic() < deadline, "the second sign-in never reached the queue"
+            time.sleep(0.01)
+        assert len(hasher.calls) == 1  # the second waits for its turn, it is not checking
+        hasher.release.set()
+        assert held.result(PATIENCE).status_code == 303
+        assert queued.result(PATIENCE).status_code == 401
+    assert len(hasher.calls) == 2
