@@ -50,6 +50,14 @@ def routes(app: Starlette, prefix: str) -> Iterator[Walked]:
             yield Walked(route.path, methods, params)
 
 
+def walked_routes(app: object, prefix: str, skip: str) -> list[Walked]:
+    """`routes(app, prefix)` without the path `skip`, checked to have found a real walk."""
+    assert isinstance(app, Starlette)
+    walked = [r for r in routes(app, prefix) if r.path != skip]
+    assert len(walked) > 30, "the walk found too few routes"
+    return walked
+
+
 def world(database: Database) -> dict[str, dict[str, str]]:
     """A channel with a key, a consent, a custom type, a contact, a newsletter with a
     subscriber and an issue, a user with a token, an allowed origin: the path values of each,

@@ -22,6 +22,7 @@ from contacthub.serving import uvicorn_options
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.users import service as users
+from tests.admin.reading import cookie
 from tests.servers import HOST, HubServer, running_hub
 
 pytestmark = pytest.mark.slow
@@ -36,16 +37,6 @@ def csrf_of(html: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert match, "the page has no form with a CSRF token"
     return match.group(1)
-
-
-def cookie(response: httpx2.Response, name: str) -> tuple[str, set[str]]:
-    """A cookie the response sets: its value and its attributes' names (lower case)."""
-    for header in response.headers.get_list("set-cookie"):
-        first, *attributes = (part.strip() for part in header.split(";"))
-        key, _, value = first.partition("=")
-        if key == name:
-            return value, {a.partition("=")[0].lower() for a in attributes}
-    raise AssertionError(f"no {name} cookie in {response.headers.get_list('set-cookie')}")
 
 
 def browser(server: HubServer, source: str) -> httpx2.Client:

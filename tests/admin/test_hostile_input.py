@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import httpx2
 import pytest
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from contacthub.storage.database import Database
 from contacthub.storage.models import Channel
 from tests.admin.conftest import csrf_of
-from tests.route_walk import OUT_OF_RANGE, Walked, routes, values_for, world
+from tests.route_walk import OUT_OF_RANGE, Walked, values_for, walked_routes, world
 
 NUL = "a\x00b"
 # Path parameters that are ids: beyond any id they name no row (404).
@@ -37,11 +36,7 @@ def values(database: Database) -> dict[str, dict[str, str]]:
 
 
 def admin_routes(client: TestClient) -> list[Walked]:
-    app = client.app
-    assert isinstance(app, Starlette)
-    walked = [r for r in routes(app, "/admin/") if r.path != "/admin/sign-in"]
-    assert len(walked) > 30, "the walk found too few routes"
-    return walked
+    return walked_routes(client.app, "/admin/", "/admin/sign-in")
 
 
 def refused_as_nul(answer: httpx2.Response) -> bool:

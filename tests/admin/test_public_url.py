@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from contacthub.app import create_app
 from contacthub.settings import Settings
 from tests.admin.conftest import EMAIL, PASSWORD, csrf_of
+from tests.admin.reading import cookie
 
 PUBLIC = "https://hub.example.com"
 INTERNAL = "http://hub.internal:8000"
@@ -27,16 +28,6 @@ def hub(settings: Settings, admin_user: str) -> Iterator[TestClient]:
     configured = settings.model_copy(update={"public_url": PUBLIC})
     with TestClient(create_app(configured), base_url=INTERNAL) as client:
         yield client
-
-
-def cookie(response: httpx2.Response, name: str) -> tuple[str, set[str]]:
-    """A cookie the response sets: its value and its attributes' names (lower case)."""
-    for header in response.headers.get_list("set-cookie"):
-        first, *attributes = (part.strip() for part in header.split(";"))
-        key, _, value = first.partition("=")
-        if key == name:
-            return value, {a.partition("=")[0].lower() for a in attributes}
-    raise AssertionError(f"no {name} cookie in {response.headers.get_list('set-cookie')}")
 
 
 def sign_in(hub: TestClient) -> dict[str, str]:

@@ -210,14 +210,16 @@ class Interrupted(Exception):
     """The import process "dies" here."""
 
 
+def die_after_two_chunks(done: int, total: int) -> None:
+    """A progress callback that stops an import of 500-row chunks after its second chunk."""
+    if done > 1_000:
+        raise Interrupted
+
+
 def test_an_interrupted_import_keeps_its_chunks_and_a_rerun_completes_it(
     database: Database, newsletter: str, tmp_path: Path
 ) -> None:
     path = big_csv(tmp_path / "people.csv", 2_500)
-
-    def die_after_two_chunks(done: int, total: int) -> None:
-        if done > 1_000:
-            raise Interrupted
 
     with pytest.raises(Interrupted):
         importer.import_file(database, NEWS, path, chunk_size=500, progress=die_after_two_chunks)
@@ -257,10 +259,6 @@ def test_an_import_stopped_half_way_records_what_its_chunks_added(
     database: Database, newsletter: str, tmp_path: Path
 ) -> None:
     path = big_csv(tmp_path / "people.csv", 2_500)
-
-    def die_after_two_chunks(done: int, total: int) -> None:
-        if done > 1_000:
-            raise Interrupted
 
     with pytest.raises(Interrupted):
         importer.import_file(
