@@ -240,6 +240,11 @@ class EmailIssue(Base):
     html_body: Mapped[str] = mapped_column(Text)
     text_body: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="draft")
+    # Sent only to the subscribers who are members of this group, when set. A group is not
+    # deleted while an unsent issue names it (groups/service.py); a sent issue forgets it.
+    group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contact_groups.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -435,3 +440,77 @@ class RollupState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_activity_id: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ContactGroup(Base):
+    """A set of contacts: `static` (members added by hand) or `dynamic` (a condition tree).
+
+    `conditions` is the JSON condition tree of a dynamic group (see docs/groups.md); its members
+    are kept in `group_members` by the live membership job (groups/membership.py).
+    """
+
+    __tablename__ = "contact_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guid: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(10))
+    conditions: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    rebuilt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class GroupMember(Base):
+    """A contact in a group now, since when."""
+
+    __tablename__ = "group_members"
+    __table_args__ = (Index(None, "contact_id"),)
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("contact_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GroupMembershipEvent(Base):
+    """A contact entering (`entered`) or leaving a group, when and why (the history)."""
+
+    __tablename__ = "group_membership_events"
+    __table_args__ = (Index(None, "contact_id", "id"), Index(None, "group_id", "id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("contact_groups.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    entered: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GroupPendingContact(Base):
+    """A contact whose group memberships must be evaluated again (the live job's queue).
+
+    Written in the transaction of the change (field, consent, subscription, email event), so
+    that no change is missed; activities are followed by id instead, at no cost to ingest.
+    """
+
+    __tablename__ = "group_pending_contacts"
+
+    contact_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GroupMembershipState(Base):
+    """How far the live membership job has looked (one row): activities up to an id, time."""
+
+    __tablename__ = "group_membership_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_activity_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_email_open_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_email_click_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
