@@ -123,7 +123,7 @@ def _activity_contacts(session: Session, low: int, high: int) -> set[int]:
 
 def _pending(session: Session) -> dict[int, datetime]:
     rows = session.execute(select(GroupPendingContact.contact_id, GroupPendingContact.queued_at))
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 def _forget_pending(session: Session, pending: dict[int, datetime]) -> None:
