@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import statistics
 import sys
 import time
@@ -40,8 +41,7 @@ from tracking import postgresql_store
 
 from contacthub.demo import service as demo
 from contacthub.demo import words
-from contacthub.groups.compiler import count_matching
-from contacthub.groups.conditions import parse_conditions
+from contacthub.groups import service
 from contacthub.storage.database import Database
 from contacthub.storage.migrate import upgrade
 from contacthub.storage.models import Activity, Contact, ContactGroup, GroupMember
@@ -57,6 +57,8 @@ VISITS = {"activity": "pagevisit", "url_contains": "/c/sale", "at_least": 2, "wi
 COUNTRIES = {"field": "country", "op": "in", "value": ["USA", "CAN", "GBR", "DEU"]}
 OPENED = {"email": "opened", "newsletter": words.NEWSLETTER, "within_days": 30}
 GROUP = {"all": [CONSENT, VISITS, COUNTRIES, OPENED]}
+# A large group, for the cost of writing members: most of the contacts enter it.
+LARGE = {"any": [{"not": COUNTRIES}, {"activity": "pagevisit", "within_days": 30}]}
 PARTS: list[tuple[str, Any]] = [
     ("consent agreed", CONSENT),
     ("2+ visits of /c/sale in 30 days", VISITS),
@@ -129,9 +131,10 @@ def end_of_demo(database: Database) -> datetime:
 
 
 def preview(database: Database, raw: object, now: datetime) -> int:
-    """What the admin's live preview does: validate the JSON, then count."""
+    """What the admin's live preview does (`groups.service.preview_count`): validate the JSON,
+    then count."""
     with database.read() as session:
-        return count_matching(session, parse_conditions(session, raw), now=now)
+        return service.preview_count(session, raw, now=now)
 
 
 def measure(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -150,19 +153,26 @@ def measure(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
             for label, raw in PARTS
         ]
         group = timed(lambda: preview(database, GROUP, now), args.runs)
-        rebuild = measure_rebuild(database, now, args)
+        rebuilds = [
+            ("the 4-condition group", measure_rebuild(database, GROUP, now, args)),
+            ("a large group", measure_rebuild(database, LARGE, now, args)),
+        ]
     finally:
         database.dispose()
-    return {"name": name, "baseline": baseline, "parts": parts, "group": group, "rebuild": rebuild}
+    return {
+        "name": name,
+        "baseline": baseline,
+        "parts": parts,
+        "group": group,
+        "rebuilds": rebuilds,
+    }
 
 
-def measure_rebuild(database: Database, now: datetime, args: argparse.Namespace) -> dict[str, Any]:
+def measure_rebuild(
+    database: Database, conditions: object, now: datetime, args: argparse.Namespace
+) -> dict[str, Any]:
     """The group created (members computed), then rebuilt from no members, then rebuilt with
-    its members in place; seconds of each. Through the membership service when it exists."""
-    try:
-        from contacthub.groups import service
-    except ImportError:
-        return {}
+    its members in place; seconds of each."""
     results: dict[str, Any] = {}
     with database.write() as session:
         existing = session.scalar(select(ContactGroup).where(ContactGroup.name == GROUP_NAME))
@@ -170,7 +180,7 @@ def measure_rebuild(database: Database, now: datetime, args: argparse.Namespace)
             service.delete_group(session, GROUP_NAME)
     start = time.perf_counter()
     with database.write() as session:
-        service.create_group(session, GROUP_NAME, conditions=GROUP, now=now)
+        service.create_group(session, GROUP_NAME, conditions=conditions, now=now)
     results["create"] = time.perf_counter() - start
     empty, full = [], []
     for _ in range(args.rebuilds):
@@ -212,21 +222,20 @@ def report(result: dict[str, Any]) -> None:
     group: Timing = result["group"]
     verdict = "PASS" if group.median <= PREVIEW_TARGET_MS else "FAIL"
     print(f"  preview target ≤ {PREVIEW_TARGET_MS:.0f} ms median: {verdict}")
-    rebuild = result["rebuild"]
-    if rebuild:
-        print(
-            f"  create (members computed): {rebuild['create']:.2f} s; full rebuild from no "
-            f"members ({rebuild['entered']:,} enter): {rebuild['from_empty']:.2f} s; with the "
-            f"members in place: {rebuild['unchanged']:.2f} s"
-        )
+    for label, rebuild in result["rebuilds"]:
         worst = max(rebuild["create"], rebuild["from_empty"], rebuild["unchanged"])
         verdict = "PASS" if worst <= REBUILD_TARGET_S else "FAIL"
-        print(f"  rebuild target ≤ {REBUILD_TARGET_S:.0f} s: {verdict}")
-    else:
-        print("  rebuild: groups.service is not there yet (not measured)")
+        print(
+            f"  {label}: create (members computed) {rebuild['create']:.2f} s; full rebuild "
+            f"from no members ({rebuild['entered']:,} enter) {rebuild['from_empty']:.2f} s; "
+            f"with the members in place {rebuild['unchanged']:.2f} s; target ≤ "
+            f"{REBUILD_TARGET_S:.0f} s: {verdict}"
+        )
 
 
 def main() -> int:
+    # A kill (not only Ctrl-C) unwinds too, so that the PostgreSQL database is dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--activities", type=int, default=1_000_000)

@@ -6,6 +6,14 @@ on PostgreSQL, an ephemeral index on SQLite), never a per-contact loop in Python
 predicate is true or false, never NULL, so that `not` means what it says (a contact without a
 city is "not in Prague").
 
+Under an `any` or a `not`, PostgreSQL cannot join: it runs an IN subquery as a "subplan", hashed
+only while the subquery's rows fit in `work_mem`, and otherwise reads them again for every
+contact (minutes, at a million activities). There the leaves are subqueries correlated with the
+contact instead (`EXISTS (… WHERE activities.contact_id = contacts.id …)`, the latest consent
+event by `ORDER BY id DESC LIMIT 1`), which both databases answer with one probe of an index
+that starts with the contact. Email leaves stay uncorrelated (no index starts with
+`subscribers.contact_id`), each contact once: a newsletter's subscribers are few enough to hash.
+
 Evaluating a few contacts (the live membership job): pass `among`, a SELECT of contact ids.
 Each subquery is then restricted to those contacts, which the indexes that lead with
 `contact_id` serve (activities, consent agreements), instead of reading a whole window of the
@@ -28,6 +36,7 @@ from sqlalchemy import (
     Select,
     and_,
     case,
+    exists,
     false,
     func,
     literal,
@@ -192,12 +201,24 @@ class _Compiler:
         self.session = session
         self.among = among
         self.brackets: dict[datetime, tuple[int, int | None]] = {}
+        # Under `any` and `not`: each leaf is a subquery correlated with the contact.
+        self.per_contact = False
 
     def restricted_to(self, among: AmongContacts) -> _Compiler:
         """A compiler for the same moment whose subqueries read only the contacts `among`."""
         narrower = _Compiler(self.now, self.session, among)
         narrower.brackets = self.brackets
+        narrower.per_contact = self.per_contact
         return narrower
+
+    def correlated(self) -> _Compiler:
+        """A compiler for the items of an `any` or a `not` (see the module docstring)."""
+        if self.per_contact:
+            return self
+        inner = _Compiler(self.now, self.session, self.among)
+        inner.brackets = self.brackets
+        inner.per_contact = True
+        return inner
 
     def compile(self, condition: Condition) -> ColumnElement[bool]:
         if isinstance(condition, AllOf):
@@ -205,9 +226,10 @@ class _Compiler:
         if isinstance(condition, AnyOf):
             if not condition.items:
                 return false()
-            return or_(*(self.compile(item) for item in condition.items))
+            inner = self.correlated()
+            return or_(*(inner.compile(item) for item in condition.items))
         if isinstance(condition, Not):
-            return not_(self.compile(condition.item))
+            return not_(self.correlated().compile(condition.item))
         if isinstance(condition, FieldCondition):
             return self.field(condition)
         if isinstance(condition, ConsentCondition):
@@ -233,7 +255,7 @@ class _Compiler:
         light = [item for item in condition.items if not _reads_activities(item)]
         heavy = [item for item in condition.items if _reads_activities(item)]
         compiled = [self.compile(item) for item in light]
-        if heavy and light:
+        if heavy and light and not self.per_contact:
             candidates = select(Contact.id).where(*compiled)
             if self.among is not None:
                 candidates = candidates.where(Contact.id.in_(self.among))
@@ -244,6 +266,8 @@ class _Compiler:
         return and_(*compiled)
 
     def _restricted(self, query: Select[Any], column: Any) -> Select[Any]:
+        if self.per_contact:
+            return query.where(column == Contact.id)
         return query if self.among is None else query.where(column.in_(self.among))
 
     # -- fields --
@@ -302,9 +326,15 @@ class _Compiler:
         of_consent = select(agreement.contact_id).where(
             agreement.consent_id == condition.consent_id
         )
-        of_consent = self._restricted(of_consent, agreement.contact_id)
         if condition.state == "never":
-            return not_(Contact.id.in_(of_consent))
+            # Correlated everywhere: an anti-join on PostgreSQL, an index probe on SQLite.
+            return not_(
+                exists().where(
+                    agreement.contact_id == Contact.id,
+                    agreement.consent_id == condition.consent_id,
+                )
+            )
+        of_consent = self._restricted(of_consent, agreement.contact_id)
         # The latest event (highest id) is of the wanted kind when it is also the latest event
         # of that kind.
         if condition.state == "revoked":
@@ -315,6 +345,15 @@ class _Compiler:
             )
         else:
             wanted = agreement.agreed.is_(True)
+        if self.per_contact:
+            # The contact's latest event, one probe of the (contact_id, consent_id, id) index.
+            latest_is_wanted = (
+                of_consent.with_only_columns(case((wanted, 1), else_=0))
+                .order_by(agreement.id.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+            return func.coalesce(latest_is_wanted, 0) == 1
         latest = of_consent.group_by(agreement.contact_id).having(
             func.max(agreement.id) == func.max(case((wanted, agreement.id)))
         )
@@ -356,6 +395,11 @@ class _Compiler:
             if ceiling is not None:
                 query = query.where(Activity.id < ceiling)
         query = self._restricted(query, Activity.contact_id)
+        if self.per_contact:
+            if condition.at_least == 1:
+                return exists(query)
+            counted = query.with_only_columns(func.count()).scalar_subquery()
+            return counted >= condition.at_least
         if condition.at_least > 1:
             # Grouped by an expression, not the column: given the column, SQLite walks the
             # whole (contact_id, id) index for its order instead of reading the id range.
@@ -397,12 +441,21 @@ class _Compiler:
                 query = query.where(hit.is_machine.is_(False))
             if cutoff is not None:
                 query = query.where(hit.created_at >= cutoff)
+        if self.per_contact:
+            # No index leads with subscribers.contact_id: the newsletter's (small) set of
+            # contacts, each once, which PostgreSQL hashes once under an `any` or a `not`.
+            inner = (
+                query if self.among is None else query.where(Subscriber.contact_id.in_(self.among))
+            )
+            return Contact.id.in_(inner.distinct())
         return Contact.id.in_(self._restricted(query, Subscriber.contact_id))
 
     # -- groups --
 
     def group(self, condition: GroupCondition) -> ColumnElement[bool]:
         query = select(GroupMember.contact_id).where(GroupMember.group_id == condition.group_id)
+        if self.per_contact:
+            return exists(self._restricted(query, GroupMember.contact_id))
         return Contact.id.in_(self._restricted(query, GroupMember.contact_id))
 
 
