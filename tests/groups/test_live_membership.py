@@ -302,6 +302,22 @@ PRICING_TODAY = {"activity": PAGE_VISIT, "url_contains": "/pricing", "within_day
     after=[("refresh",), ("tick", timedelta(hours=12)), ("refresh",), ("tick", timedelta(days=1))],
     naming="not",
 )
+# New visits make members leave a group that counts them negatively, and non-members enter
+# one that counts them positively, or both at once.
+@example(
+    base={"not": {"activity": PAGE_VISIT, "url_contains": "/pricing"}},
+    other={"activity": PAGE_VISIT, "url_contains": "/blog", "at_least": 2},
+    referring={"any": [{"activity": PAGE_VISIT, "url_contains": "/blog"}, {"not": PRICING_TODAY}]},
+    before=[("visit", 1, URLS[1])],
+    after=[
+        ("refresh",),
+        ("visit", 0, URLS[0]),
+        ("visit", 1, URLS[1]),
+        ("refresh",),
+        ("visit", 2, URLS[0]),
+    ],
+    naming="any",
+)
 # Queued changes (consent, subscription, static members) and new opens, through a named group.
 @example(
     base={"any": [{"consent": CONSENT, "state": "agreed"}, {"group": "Static"}]},
