@@ -36,7 +36,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, Table, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
-from contacthub.activities.log import first_id_at_or_after
 from contacthub.activities.rules import DATA_INPUT
 from contacthub.analytics import rollups
 from contacthub.errors import InvalidInput
@@ -199,18 +198,16 @@ def _crossed(
     included: a superset of those whose answer changed is harmless, a subset would not be)."""
     queries: list[Select[int]] = []
     if window.source == "activity":
-        # Activity ids follow time (see `Activity`): the range is an id range, found by a binary
-        # search on the primary key, so the log is not scanned.
-        first = first_id_at_or_after(session, start)
-        after = first_id_at_or_after(session, end + timedelta(microseconds=1))
-        queries.append(
-            select(Activity.contact_id).where(
-                Activity.id >= first,
-                Activity.id < after,
-                Activity.created_at.between(start, end),
-                func.lower(Activity.type) == window.name.lower(),
-            )
+        # Activity ids follow time (see `Activity`): the range is an id range, found by probing
+        # the primary key (`compiler.id_bracket`), so the log is not scanned.
+        first = compiler.id_bracket(session, start)[0]
+        ceiling = compiler.id_bracket(session, end + timedelta(microseconds=1))[1]
+        query = select(Activity.contact_id).where(
+            Activity.id >= first,
+            Activity.created_at.between(start, end),
+            func.lower(Activity.type) == window.name.lower(),
         )
+        queries.append(query if ceiling is None else query.where(Activity.id < ceiling))
     elif window.source == "field" and window.name == "birthday":
         # A birthday is a day: a day either side covers every way of comparing it with a time.
         queries.append(
