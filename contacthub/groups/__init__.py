@@ -1,1 +1,5 @@
-"""Contact groups: static lists and live segments defined by conditions (docs/groups.md)."""
+"""Contact groups: static lists and dynamic segments defined by a condition tree.
+
+`conditions` parses and checks the condition language (docs/groups.md), `compiler` turns a
+condition into SQL over the contacts table.
+"""
