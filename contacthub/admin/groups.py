@@ -38,8 +38,10 @@ from contacthub.activities.log import type_choices
 from contacthub.admin.web import Admin, form_errors, page
 from contacthub.channels import service as channels
 from contacthub.consents import service as consents
+from contacthub.contacts import profile
 from contacthub.email import service as email
 from contacthub.errors import HubError, InvalidInput
+from contacthub.groups import conditions
 from contacthub.groups import service as groups
 from contacthub.storage.models import ContactGroup
 
@@ -52,29 +54,14 @@ MEMBERS_PAGE = 50
 ISSUES_OFFERED = 30
 # Unknown GUIDs and addresses the page lists after adding or removing members.
 UNKNOWN_SHOWN = 200
-EMPTY_CONDITIONS = {"all": []}
+EMPTY_CONDITIONS: dict[str, list[object]] = {"all": []}
 KINDS = (
     ("dynamic", "Dynamic: contacts who meet conditions, kept up to date live"),
     ("static", "Static: members added and removed by hand"),
 )
 
-# The contact fields a condition may test, by the kind of value (docs/groups.md).
-TEXT_FIELDS = (
-    ("email", "Email"),
-    ("first_name", "First name"),
-    ("middle_name", "Middle name"),
-    ("last_name", "Last name"),
-    ("company_name", "Company"),
-    ("job_title", "Job title"),
-    ("mobile_phone", "Mobile phone"),
-    ("business_phone", "Business phone"),
-    ("address1", "Address"),
-    ("city", "City"),
-    ("zip", "ZIP"),
-    ("notes", "Notes"),
-)
-CODE_FIELDS = (("country", "Country"), ("state", "State (US)"))
-DATE_FIELDS = (("birthday", "Birthday"), ("created_at", "Created"), ("updated_at", "Updated"))
+# How the builder names the fields a condition may test (the language's names: groups.conditions).
+FIELD_LABELS = {**profile.FIELD_LABELS, "created_at": "Created", "updated_at": "Updated"}
 
 
 def group_path(group: ContactGroup | Any) -> str:
@@ -127,9 +114,9 @@ def builder_options(session: Session, *, exclude_group: str | None = None) -> di
     """What the condition builder offers in its select lists: the hub's own names."""
     newsletters = email.list_newsletters(session)
     return {
-        "text_fields": TEXT_FIELDS,
-        "code_fields": CODE_FIELDS,
-        "date_fields": DATE_FIELDS,
+        "text_fields": [(name, FIELD_LABELS[name]) for name in conditions.TEXT_FIELDS],
+        "code_fields": [(name, FIELD_LABELS[name]) for name in conditions.CODE_FIELDS],
+        "date_fields": [(name, FIELD_LABELS[name]) for name in conditions.DATE_FIELDS],
         "countries": sorted(
             ((c.alpha_3, c.name) for c in pycountry.countries), key=lambda pair: pair[1]
         ),
@@ -237,8 +224,8 @@ async def _count(admin: Admin, form: GroupForm) -> GroupForm:
     """The form with the number of contacts its conditions match (the button that counts them,
     for browsers without script), or with the error that stops counting."""
     try:
-        conditions = _read_conditions(form.values["conditions"])
-        form.preview = await admin.hub.read(lambda s: groups.preview_count(s, conditions))
+        tree = _read_conditions(form.values["conditions"])
+        form.preview = await admin.hub.read(lambda s: groups.preview_count(s, tree))
     except HubError as error:
         return _refused(form, error)
     return form
@@ -253,12 +240,12 @@ async def group_create(admin: Admin) -> Response:
 
     def work(session: Session) -> tuple[str, str]:
         kind = form.values["kind"]
-        conditions = _read_conditions(form.values["conditions"]) if kind == "dynamic" else None
+        tree = _read_conditions(form.values["conditions"]) if kind == "dynamic" else None
         created = groups.create_group(
             session,
             form.values["name"],
             kind=kind,
-            conditions=conditions,
+            conditions=tree,
             description=form.values["description"],
             actor=admin.actor,
         )
@@ -273,31 +260,50 @@ async def group_create(admin: Admin) -> Response:
     return admin.redirect(path, flash=f"Group {name} created.")
 
 
-def _stored_conditions(group: ContactGroup) -> object:
-    return json.loads(group.conditions) if group.conditions else None
+def shown_conditions(session: Session, group: ContactGroup) -> object:
+    """A dynamic group's conditions as people read and write them (groups by name, not id);
+    None for a static group."""
+    if group.conditions is None:
+        return None
+    try:
+        parsed = conditions.load_conditions(session, group.conditions)
+    except HubError:
+        # Stored conditions that no longer check (a reference gone): shown as stored, so that
+        # saving them names the fault.
+        return json.loads(group.conditions)
+    return conditions.dump_conditions(parsed, for_display=True)
 
 
-async def _group(admin: Admin) -> ContactGroup:
-    """The group the path names, detached from its (ended) unit of work."""
+@dataclass
+class Found:
+    """A group, detached from its (ended) unit of work, with its conditions as shown."""
 
-    def work(session: Session) -> ContactGroup:
+    group: ContactGroup
+    conditions: object
+
+
+async def _group(admin: Admin) -> Found:
+    """The group the path names."""
+
+    def work(session: Session) -> Found:
         found = find_group(session, _key(admin))
+        shown = shown_conditions(session, found)
         session.expunge(found)
-        return found
+        return Found(found, shown)
 
     return await admin.hub.read(work)
 
 
 async def group_edit_form(admin: Admin) -> Response:
     """The form that changes a group: name, description and (dynamic) conditions."""
-    group = await _group(admin)
-    conditions = _stored_conditions(group)
+    found = await _group(admin)
+    group = found.group
     form = GroupForm(
         {
             "name": group.name,
             "description": group.description,
             "kind": group.kind,
-            "conditions": _conditions_text(conditions) if conditions is not None else "",
+            "conditions": _conditions_text(found.conditions) if group.conditions else "",
         }
     )
     return await _form_page(admin, "groups/edit.html", form, group=group)
@@ -305,7 +311,8 @@ async def group_edit_form(admin: Admin) -> Response:
 
 async def group_update(admin: Admin) -> Response:
     """Save a group's changes; new conditions recompute its members (with their history)."""
-    group = await _group(admin)
+    found = await _group(admin)
+    group = found.group
     form = _form_of(admin, kind=group.kind)
     if admin.field("action") == "count" and group.kind == "dynamic":
         form = await _count(admin, form)
@@ -313,16 +320,16 @@ async def group_update(admin: Admin) -> Response:
         return await _form_page(admin, "groups/edit.html", form, status=status, group=group)
 
     def work(session: Session) -> tuple[str, str]:
-        conditions = None
+        new_conditions = None
         if group.kind == "dynamic":
             posted = _read_conditions(form.values["conditions"])
             # Unchanged conditions are not sent: the group is then not recomputed.
-            conditions = posted if posted != _stored_conditions(group) else None
+            new_conditions = posted if posted != found.conditions else None
         updated = groups.update_group(
             session,
             group.name,
             new_name=form.values["name"] if form.values["name"] != group.name else None,
-            conditions=conditions,
+            conditions=new_conditions,
             description=form.values["description"],
             actor=admin.actor,
         )
@@ -342,8 +349,8 @@ async def group_update(admin: Admin) -> Response:
 async def group_preview(admin: Admin) -> JSONResponse:
     """How many contacts the posted conditions match now: {count}, or {error, path} (400)."""
     try:
-        conditions = _read_conditions(admin.field("conditions"))
-        count = await admin.hub.read(lambda s: groups.preview_count(s, conditions))
+        tree = _read_conditions(admin.field("conditions"))
+        count = await admin.hub.read(lambda s: groups.preview_count(s, tree))
     except HubError as error:
         return JSONResponse(
             {"error": error.message, "code": error.code, "path": error.field or ""},
@@ -383,7 +390,7 @@ async def _show_page(
             "group": found,
             "members": members,
             "count": groups.member_count(session, found.id),
-            "conditions": _stored_conditions(found),
+            "conditions": shown_conditions(session, found),
         }
         session.expunge_all()
         return context
@@ -415,7 +422,7 @@ async def group_show(admin: Admin) -> Response:
 
 async def group_rebuild(admin: Admin) -> Response:
     """Compute the group's members again from scratch (recorded in their history)."""
-    group = await _group(admin)
+    group = (await _group(admin)).group
 
     def work(session: Session) -> Any:
         return groups.rebuild_group(session, group.name, actor=admin.actor)
@@ -429,7 +436,7 @@ async def group_rebuild(admin: Admin) -> Response:
 
 async def group_export(admin: Admin) -> Response:
     """Download the members as CSV (recorded in the audit log, like a contact's export)."""
-    group = await _group(admin)
+    group = (await _group(admin)).group
 
     def work(session: Session) -> str:
         out = io.StringIO()
@@ -492,7 +499,7 @@ def contacts_in_csv(upload: UploadFile) -> list[str]:
 
 
 async def _change_members(admin: Admin, items: list[str], *, add: bool) -> Response:
-    group = await _group(admin)
+    group = (await _group(admin)).group
     if not items:
         field = "contacts"
         return await _show_page(
@@ -508,9 +515,7 @@ async def _change_members(admin: Admin, items: list[str], *, add: bool) -> Respo
                 "added", report.added, report.already_members, list(report.unknown)
             )
         removed = groups.remove_members(session, group.name, items, actor=admin.actor)
-        return MembersChange(
-            "removed", removed.removed, removed.not_members, list(removed.unknown)
-        )
+        return MembersChange("removed", removed.removed, removed.not_members, list(removed.unknown))
 
     try:
         change = await admin.hub.write(work)
@@ -552,9 +557,7 @@ async def group_import_members(admin: Admin) -> Response:
     finally:
         await upload.close()
     if not items:
-        return await _show_page(
-            admin, status=400, errors={"file": "The file names no contact."}
-        )
+        return await _show_page(admin, status=400, errors={"file": "The file names no contact."})
     return await _change_members(admin, items, add=True)
 
 
@@ -587,11 +590,9 @@ async def group_delete_form(admin: Admin) -> Response:
 
 async def group_delete(admin: Admin) -> Response:
     """Delete the group (its members stay contacts); refused while something uses it."""
-    group = await _group(admin)
+    group = (await _group(admin)).group
     try:
-        await admin.hub.write(
-            lambda s: groups.delete_group(s, group.name, actor=admin.actor)
-        )
+        await admin.hub.write(lambda s: groups.delete_group(s, group.name, actor=admin.actor))
     except HubError as error:
         if error.status_code == 404:
             raise
