@@ -99,6 +99,8 @@ async def contact_detail(admin: Admin) -> Response:
         contact_id = profile.find_contact(session, guid).id
         memberships = groups.contact_groups(session, contact_id)
         history = groups.membership_history(session, contact_id, limit=GROUP_HISTORY)
+        # Rows the page shows after the unit of work ends (which expires what it loaded).
+        session.expunge_all()
         return found, memberships, history
 
     view, memberships, history = await admin.hub.read(work)

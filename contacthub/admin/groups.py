@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from contacthub.activities.log import type_choices
+from contacthub.admin.email import detached
 from contacthub.admin.web import Admin, form_errors, page
 from contacthub.channels import service as channels
 from contacthub.consents import service as consents
@@ -92,7 +93,7 @@ def find_group(session: Session, key: str) -> ContactGroup:
 
 async def group_list(admin: Admin) -> Response:
     """Every group with its kind, member count and last change."""
-    rows = await admin.hub.read(groups.list_groups)
+    rows = await admin.hub.read(lambda s: detached(s, groups.list_groups(s)))
     return admin.render("groups/list.html", rows=rows, group_path=group_path)
 
 

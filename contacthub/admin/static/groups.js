@@ -77,10 +77,14 @@
     return node;
   }
 
-  // A control with its visible label (the label wraps it: it names it for screen readers).
+  // A control with its visible label, tied by id (a wrapping label would add the selected
+  // option's text to the control's name).
+  let controls = 0;
   function control(label, widget, className) {
-    return el("label", { className: `b-control${className ? " " + className : ""}` },
-      el("span", { className: "b-label", text: label }), widget);
+    controls += 1;
+    widget.id = `b-control-${controls}`;
+    return el("div", { className: `b-control${className ? " " + className : ""}` },
+      el("label", { className: "b-label", for: widget.id, text: label }), widget);
   }
 
   function number(text) {
