@@ -53,8 +53,8 @@ MEMBERS_PAGE = 50
 # The builder offers the latest issues of each newsletter (an older one can still be named in
 # the JSON by its GUID).
 ISSUES_OFFERED = 30
-# Unknown GUIDs and addresses the page lists after adding or removing members.
-UNKNOWN_SHOWN = 200
+# The items naming no contact that the page lists after adding or removing members.
+PROBLEMS_SHOWN = 200
 EMPTY_CONDITIONS: dict[str, list[object]] = {"all": []}
 KINDS = (
     ("dynamic", "Dynamic: contacts who meet conditions, kept up to date live"),
@@ -370,7 +370,7 @@ class MembersChange:
     verb: str
     done: int
     unchanged: int
-    unknown: list[str]
+    problems: list[groups.ItemProblem]
 
 
 async def _show_page(
@@ -398,7 +398,7 @@ async def _show_page(
 
     context = await admin.hub.read(work)
     base = group_path(context["group"])
-    next_cursor = getattr(context["members"], "next_cursor", None)
+    next_cursor = context["members"].next_cursor
     return admin.render(
         "groups/show.html",
         status,
@@ -411,7 +411,7 @@ async def _show_page(
         errors=errors or {},
         values=values or {},
         change=change,
-        unknown_shown=UNKNOWN_SHOWN,
+        problems_shown=PROBLEMS_SHOWN,
         **context,
     )
 
@@ -444,13 +444,14 @@ async def group_export(admin: Admin) -> Response:
         writer = csv.writer(out)
         writer.writerow(["guid", "email", "first_name", "last_name", "since"])
         for member in groups.iter_members(session, group.name, actor=admin.actor):
+            contact = member.contact
             writer.writerow(
                 [
-                    member.guid,
-                    member.email or "",
-                    member.first_name or "",
-                    member.last_name or "",
-                    member.since.isoformat() if member.since else "",
+                    contact.guid,
+                    contact.email or "",
+                    contact.first_name or "",
+                    contact.last_name or "",
+                    member.since.isoformat(),
                 ]
             )
         return out.getvalue()
@@ -502,26 +503,23 @@ def contacts_in_csv(upload: UploadFile) -> list[str]:
 async def _change_members(admin: Admin, items: list[str], *, add: bool) -> Response:
     group = (await _group(admin)).group
     if not items:
-        field = "contacts"
         return await _show_page(
             admin,
             status=400,
-            errors={field: "Type at least one contact GUID or email address."},
+            errors={"contacts": "Type at least one contact GUID or email address."},
         )
 
     def work(session: Session) -> MembersChange:
         if add:
             report = groups.add_members(session, group.name, items, actor=admin.actor)
-            return MembersChange(
-                "added", report.added, report.already_members, list(report.unknown)
-            )
+            return MembersChange("added", report.added, report.already_members, report.problems)
         removed = groups.remove_members(session, group.name, items, actor=admin.actor)
-        return MembersChange("removed", removed.removed, removed.not_members, list(removed.unknown))
+        return MembersChange("removed", removed.removed, removed.not_members, removed.problems)
 
     try:
         change = await admin.hub.write(work)
     except HubError as error:
-        if error.status_code == 404 and error.code != "unknown_contact":
+        if error.status_code == 404:
             raise
         return await _show_page(
             admin,
@@ -529,7 +527,7 @@ async def _change_members(admin: Admin, items: list[str], *, add: bool) -> Respo
             errors={"contacts": error.message},
             values={"contacts": admin.field("contacts")},
         )
-    if not change.unknown:
+    if not change.problems:
         noun = "contact" if change.done == 1 else "contacts"
         return admin.redirect(group_path(group), flash=f"{change.done:,} {noun} {change.verb}.")
     return await _show_page(admin, change=change)
