@@ -412,6 +412,7 @@ async def _show_page(
         values=values or {},
         change=change,
         problems_shown=PROBLEMS_SHOWN,
+        max_items=groups.MAX_ITEMS,
         **context,
     )
 
@@ -500,7 +501,9 @@ def contacts_in_csv(upload: UploadFile) -> list[str]:
     return [row[column].strip() for row in body if len(row) > column and row[column].strip()]
 
 
-async def _change_members(admin: Admin, items: list[str], *, add: bool) -> Response:
+async def _change_members(
+    admin: Admin, items: list[str], *, add: bool, field: str = "contacts"
+) -> Response:
     group = (await _group(admin)).group
     if not items:
         return await _show_page(
@@ -524,7 +527,7 @@ async def _change_members(admin: Admin, items: list[str], *, add: bool) -> Respo
         return await _show_page(
             admin,
             status=error.status_code,
-            errors={"contacts": error.message},
+            errors={field: error.message},
             values={"contacts": admin.field("contacts")},
         )
     if not change.problems:
@@ -557,7 +560,7 @@ async def group_import_members(admin: Admin) -> Response:
         await upload.close()
     if not items:
         return await _show_page(admin, status=400, errors={"file": "The file names no contact."})
-    return await _change_members(admin, items, add=True)
+    return await _change_members(admin, items, add=True, field="file")
 
 
 # -- delete ------------------------------------------------------------------------------------

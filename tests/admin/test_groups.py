@@ -15,6 +15,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from contacthub.contacts import service as contacts
+from contacthub.email import service as email
 from contacthub.groups import service as groups
 from contacthub.storage.database import Database
 from contacthub.storage.models import ContactGroup
@@ -503,3 +504,30 @@ def test_the_contact_page_shows_groups_and_their_history(
 
     other = admin.get(f"/admin/contacts/{people['Carl']}")
     assert "Not a member of any group." in other.text
+
+
+def test_too_many_contacts_at_once_are_refused(admin: TestClient, database: Database) -> None:
+    with database.write() as session:
+        group = groups.create_group(session, "VIP", kind="static")
+        path = f"/admin/groups/{group.guid}"
+    many = "\n".join(f"person{number}@example.com" for number in range(groups.MAX_ITEMS + 1))
+    answer = post(admin, f"{path}/members", contacts=many)
+    assert answer.status_code == 413
+    assert "At most 10,000 contacts" in (field_error(answer.text, "contacts") or "")
+
+
+def test_the_builder_data_cannot_be_broken_out_of(admin: TestClient, database: Database) -> None:
+    hostile = "</script><script>alert(1)</script>"
+    with database.write() as session:
+        email.create_newsletter(
+            session, "Weekly", "The Team", "news@example.com", "https://news.example.com"
+        )
+        email.create_issue(session, "Weekly", hostile, "<p>Hi</p>")
+    page = admin.get("/admin/groups/new")
+    assert hostile not in page.text
+    match = re.search(
+        r'<script type="application/json" id="builder-data">(.*?)</script>', page.text, re.S
+    )
+    assert match
+    [(_, subject)] = json.loads(match.group(1))["options"]["issues"]["Weekly"]
+    assert subject == hostile

@@ -291,26 +291,30 @@
         document.createTextNode(" people only (not privacy proxies or link scanners)"));
       const days = input("number", rule.within_days ?? "", { min: 1, step: 1, placeholder: "any time" });
       let issue = null;
+      const daysControl = control("In the last … days", days, "b-small");
+      // Per the language: an issue with opened, clicked and unsubscribed (through its link);
+      // people only with opened and clicked; a window with all but subscribed.
       function issueEditor(value) {
         issueHolder.replaceChildren();
         issue = null;
         const engagement = action.value === "opened" || action.value === "clicked";
         humanControl.hidden = !engagement;
-        if (!engagement) return;
+        daysControl.hidden = action.value === "subscribed";
+        if (action.value === "subscribed") return;
         const issues = (options.issues[newsletter.value] || []);
         issue = select(issues, value, "any issue");
         issueHolder.append(control("Issue", issue));
       }
       action.addEventListener("change", () => issueEditor(issue ? issue.value : undefined));
       newsletter.addEventListener("change", () => issueEditor(undefined));
-      issueEditor(rule.issue);
       body.append(control("Contact", action), control("Newsletter", newsletter), issueHolder,
-        control("In the last … days", days, "b-small"), humanControl);
+        daysControl, humanControl);
+      issueEditor(rule.issue);
       return () => {
         const out = { email: action.value, newsletter: newsletter.value };
         if (issue && issue.value) out.issue = issue.value;
         if (!humanControl.hidden && !human.checked) out.human_only = false;
-        if (days.value.trim()) out.within_days = number(days.value);
+        if (!daysControl.hidden && days.value.trim()) out.within_days = number(days.value);
         return out;
       };
     },
