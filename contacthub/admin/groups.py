@@ -364,6 +364,94 @@ async def group_preview(admin: Admin) -> JSONResponse:
 
 
 @dataclass
+class Described:
+    """A condition node in words, with the nodes under it (an all, any or not)."""
+
+    text: str
+    items: list[Described] = field(default_factory=list)
+
+
+FIELD_TESTS = {
+    "equals": "is",
+    "contains": "contains",
+    "starts_with": "starts with",
+    "ends_with": "ends with",
+    "in": "is one of",
+    "before": "is before",
+    "after": "is after",
+}
+EMAIL_EVENTS = {
+    "opened": "Opened",
+    "clicked": "Clicked in",
+    "subscribed": "Is subscribed to",
+    "unsubscribed": "Unsubscribed from",
+}
+
+
+def _quoted(value: object) -> str:
+    if isinstance(value, list):
+        return ", ".join(_quoted(item) for item in value)
+    return f"“{value}”" if isinstance(value, str) else str(value)
+
+
+def describe(node: object) -> Described:
+    """A condition tree (as shown: groups by name) in words, for a group's page."""
+    if not isinstance(node, dict):
+        return Described(json.dumps(node, ensure_ascii=False))
+    if node in ({"all": []}, {"any": []}):
+        return Described("Every contact (no conditions)" if "all" in node else "No contact")
+    if isinstance(node.get("all"), list):
+        return Described("All of these:", [describe(item) for item in node["all"]])
+    if isinstance(node.get("any"), list):
+        return Described("Any of these:", [describe(item) for item in node["any"]])
+    if "not" in node:
+        return Described("Not this:", [describe(node["not"])])
+    parts: list[str]
+    if "field" in node:
+        label = FIELD_LABELS.get(str(node["field"]), str(node["field"]))
+        op = str(node.get("op"))
+        if op == "is_empty":
+            return Described(f"{label} is empty")
+        if op == "within_days":
+            return Described(f"{label} is within the last {node.get('value')} days")
+        return Described(f"{label} {FIELD_TESTS.get(op, op)} {_quoted(node.get('value'))}")
+    if "consent" in node:
+        state = {"agreed": "agreed", "revoked": "revoked", "never": "never answered"}
+        text = f"Consent {node['consent']}: {state.get(str(node.get('state')), node.get('state'))}"
+        if node.get("revision") is not None:
+            text += f" to revision {node['revision']}"
+        return Described(text)
+    if "activity" in node:
+        parts = [f"Activity {node['activity']}"]
+        if node.get("url_contains") is not None:
+            parts.append(f"URL contains {_quoted(node['url_contains'])}")
+        if node.get("value_equals") is not None:
+            parts.append(f"value is {_quoted(node['value_equals'])}")
+        if node.get("channel") is not None:
+            parts.append(f"on {node['channel']}")
+        at_least = node.get("at_least", 1)
+        parts.append("at least once" if at_least == 1 else f"at least {at_least} times")
+        if node.get("within_days") is not None:
+            parts.append(f"in the last {node['within_days']} days")
+        if isinstance(node.get("between"), list) and len(node["between"]) == 2:
+            parts.append(f"between {node['between'][0]} and {node['between'][1]}")
+        return Described(", ".join(parts))
+    if "email" in node:
+        event = str(node["email"])
+        parts = [f"{EMAIL_EVENTS.get(event, event)} {node.get('newsletter')}"]
+        if node.get("issue") is not None:
+            parts.append(f"issue {node['issue']}")
+        if event in ("opened", "clicked"):
+            parts.append("people only" if node.get("human_only", True) else "people and machines")
+        if node.get("within_days") is not None:
+            parts.append(f"in the last {node['within_days']} days")
+        return Described(", ".join(parts))
+    if "group" in node:
+        return Described(f"Member of the group {node['group']}")
+    return Described(json.dumps(node, ensure_ascii=False))
+
+
+@dataclass
 class MembersChange:
     """What adding or removing members did, as the page reports it."""
 
@@ -408,6 +496,7 @@ async def _show_page(
         conditions_text=(
             _conditions_text(context["conditions"]) if context["conditions"] is not None else ""
         ),
+        described=describe(context["conditions"]) if context["conditions"] is not None else None,
         errors=errors or {},
         values=values or {},
         change=change,

@@ -531,3 +531,43 @@ def test_the_builder_data_cannot_be_broken_out_of(admin: TestClient, database: D
     assert match
     [(_, subject)] = json.loads(match.group(1))["options"]["issues"]["Weekly"]
     assert subject == hostile
+
+
+def test_a_groups_page_says_its_conditions_in_words(
+    admin: TestClient, database: Database, people: dict[str, str]
+) -> None:
+    factories.consent(database, "Newsletter")
+    tree = {
+        "all": [
+            {"consent": "Newsletter", "state": "agreed", "revision": 1},
+            {
+                "any": [
+                    {
+                        "activity": "pagevisit",
+                        "url_contains": "/pricing",
+                        "at_least": 2,
+                        "within_days": 30,
+                    },
+                    {"not": {"field": "country", "op": "in", "value": ["DEU", "FRA"]}},
+                    {"group": "Annas"},
+                ]
+            },
+        ]
+    }
+    with database.write() as session:
+        groups.create_group(session, "Annas", conditions=ANNAS)
+        group = groups.create_group(session, "Readers", conditions=tree)
+        everyone = groups.create_group(session, "Everyone", conditions={"all": []})
+    page = text_of(admin.get(f"/admin/groups/{group.guid}").text)
+    for words in (
+        "All of these:",
+        "Consent Newsletter: agreed to revision 1",
+        "Any of these:",
+        "Activity pagevisit, URL contains “/pricing”, at least 2 times, in the last 30 days",
+        "Not this: Country is one of “DEU”, “FRA”",
+        "Member of the group Annas",
+    ):
+        assert words in page, words
+    assert "Every contact (no conditions)" in text_of(
+        admin.get(f"/admin/groups/{everyone.guid}").text
+    )
