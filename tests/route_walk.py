@@ -19,6 +19,7 @@ from contacthub.channels import cors
 from contacthub.channels import service as channels
 from contacthub.contacts import service as contacts
 from contacthub.email import service as email
+from contacthub.groups import service as groups
 from contacthub.storage.database import Database
 from contacthub.users import service as users
 from tests import factories
@@ -60,7 +61,8 @@ def walked_routes(app: object, prefix: str, skip: str) -> list[Walked]:
 
 def world(database: Database) -> dict[str, dict[str, str]]:
     """A channel with a key, a consent, a custom type, a contact, a newsletter with a
-    subscriber and an issue, a user with a token, an allowed origin: the path values of each,
+    subscriber and an issue, a user with a token, an allowed origin, a static group: the path
+    values of each,
     by path prefix and then by parameter name."""
     factories.consent(database, "Consent")
     factories.activity_type(database, "custom", "Custom")
@@ -76,6 +78,7 @@ def world(database: Database) -> dict[str, dict[str, str]]:
         user = users.create_user(session, "walker@example.com", "a long enough password")
         token = users.create_token(session, user, "walk").record
         origin = cors.add_origin(session, "https://shop.example.com")
+        group = groups.create_group(session, "Walkers", kind="static")
         session.flush()
         common = {
             "key_id": str(key.id),
@@ -99,6 +102,7 @@ def world(database: Database) -> dict[str, dict[str, str]]:
             "/admin/contacts": {**common, "guid": str(contact.guid)},
             "/admin/issues": {**common, "guid": str(issue.guid)},
             "/admin/newsletters": {**common, "key": str(newsletter.guid)},
+            "/admin/groups": {**common, "key": str(group.guid)},
         }
     values[""] = common
     return values

@@ -19,8 +19,11 @@ from contacthub.admin.web import Admin, form_errors, page
 from contacthub.contacts import privacy, profile
 from contacthub.contacts.search import DEFAULT_SORT, ContactPage, contact_count, search_contacts
 from contacthub.errors import HubError, NotFound
+from contacthub.groups import service as groups
 
 LIST_PATH = "/admin/contacts"
+# The latest group entries and exits the contact page shows.
+GROUP_HISTORY = 50
 
 
 def _contact_path(guid: Any) -> str:
@@ -86,15 +89,29 @@ async def contact_list(admin: Admin) -> Response:
 
 
 async def contact_detail(admin: Admin) -> Response:
-    """One contact: fields, consents and their history, timeline, email engagement."""
+    """One contact: fields, consents and their history, groups and their history, timeline,
+    email engagement."""
     guid = _guid(admin)
     before = profile.check_before(admin.param("before"))
-    view = await admin.hub.read(lambda s: profile.contact_profile(s, guid, before=before))
+
+    def work(session: Session) -> tuple[profile.ContactProfile, list[Any], list[Any]]:
+        found = profile.contact_profile(session, guid, before=before)
+        contact_id = profile.find_contact(session, guid).id
+        memberships = groups.contact_groups(session, contact_id)
+        history = groups.membership_history(session, contact_id, limit=GROUP_HISTORY)
+        # Rows the page shows after the unit of work ends (which expires what it loaded).
+        session.expunge_all()
+        return found, memberships, history
+
+    view, memberships, history = await admin.hub.read(work)
     path = _contact_path(view.fields.guid)
     older = view.timeline.next_before
     return admin.render(
         "contacts/detail.html",
         view=view,
+        memberships=memberships,
+        history=history,
+        group_history_limit=GROUP_HISTORY,
         contact_path=path,
         latest_url=path if before is not None else None,
         older_url=f"{path}?{_query({'before': older})}#timeline" if older else None,

@@ -16,6 +16,7 @@ from contacthub.admin import (
     cors,
     dashboard,
     email,
+    groups,
     issues,
     users,
 )
@@ -34,6 +35,7 @@ def admin_routes() -> list[BaseRoute]:
         *activity_types.routes,
         *users.routes,
         *contacts.routes,
+        *groups.routes,
         *email.routes,
         *issues.routes,
         Mount(

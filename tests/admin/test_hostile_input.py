@@ -26,8 +26,14 @@ CURSORS = {
     "/admin/audit": {"before"},
     "/admin/contacts/{guid}": {"before"},
     "/admin/contacts": {"after"},
+    "/admin/groups/{key}": {"after"},
 }
-REFUSING_2_31 = {"/admin/issues", "/admin/newsletters/{key}", "/admin/contacts"}
+REFUSING_2_31 = {
+    "/admin/issues",
+    "/admin/newsletters/{key}",
+    "/admin/contacts",
+    "/admin/groups/{key}",
+}
 
 
 @pytest.fixture

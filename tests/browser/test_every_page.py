@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 
 from contacthub.channels import cors
 from contacthub.demo import service as demo
+from contacthub.groups import service as groups
 from contacthub.storage.database import Database
 from contacthub.storage.models import Activity, Contact, EmailIssue
 from tests.browser.conftest import EMAIL, PASSWORD, Tab, sign_in
@@ -47,6 +48,11 @@ SHOTS = {
     "/admin/": "dashboard",
     "/admin/contacts": "contacts",
     "/admin/contacts/{}/erase": "contact-erase",
+    "/admin/groups": "groups",
+    "/admin/groups/new": "group-new",
+    "/admin/groups/{}": "group",
+    "/admin/groups/{}/edit": "group-edit",
+    "/admin/groups/{}/delete": "group-delete",
     "/admin/activities": "activities",
     "/admin/newsletters": "newsletters",
     "/admin/newsletters/new": "newsletter-new",
@@ -94,11 +100,37 @@ def admin_links(tab: Tab) -> list[str]:
     return found
 
 
+# A dynamic group with a nested condition, and a static one, so that every group page is reached.
+ENGAGED = {
+    "all": [
+        {"field": "email", "op": "contains", "value": "@"},
+        {
+            "any": [
+                {"activity": "pagevisit", "at_least": 3, "within_days": 30},
+                {"activity": "click", "within_days": 14},
+            ]
+        },
+    ]
+}
+
+
 def fill_the_hub(database: Database) -> None:
-    """The demo data set, plus what only an admin's own work leaves (audit entries)."""
+    """The demo data set, plus what only an admin's own work leaves (audit entries, groups)."""
     demo.build(database, DEMO)
     with database.write() as session:
         cors.add_origin(session, "https://partners.example.net", actor=EMAIL)
+        groups.create_group(
+            session,
+            "Engaged visitors",
+            conditions=ENGAGED,
+            description="Seen often lately",
+            actor=EMAIL,
+        )
+        groups.create_group(session, "Press", kind="static", actor=EMAIL)
+        addresses = session.scalars(
+            select(Contact.email).where(Contact.email.is_not(None)).order_by(Contact.id).limit(5)
+        ).all()
+        groups.add_members(session, "Press", [a for a in addresses if a], actor=EMAIL)
 
 
 def settle_in(tab: Tab) -> None:
