@@ -53,9 +53,7 @@ def _guid(admin: Admin) -> str:
 @cache
 def countries() -> list[tuple[str, str]]:
     """Every country as (alpha-3 code, name), by name: the country filter's choices."""
-    return sorted(
-        ((c.alpha_3, c.name) for c in pycountry.countries), key=lambda c: c[1].casefold()
-    )
+    return sorted(((c.alpha_3, c.name) for c in pycountry.countries), key=lambda c: c[1].casefold())
 
 
 def _typed(read: Any) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, ScalarSelect, SQLColumnExpression, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from contacthub.storage.models import Consent, ConsentAgreement, ConsentRevision, ConsentText
@@ -122,28 +122,6 @@ def latest_agreements(
         )
     )
     return dict(rows.all())
-
-
-def latest_event_agreed(consent_id: int, contact_id: SQLColumnExpression[int]) -> ScalarSelect[bool]:
-    """Whether the contact's latest event for the consent is an agreement: true (agreed now),
-    false (revoked), NULL (never agreed nor revoked). `contact_id` is the column of the outer
-    query (e.g. `Contact.id`), to which the subquery correlates.
-
-    The one rule of "the consent state now", for every filter and condition that needs it:
-    one step down the (contact_id, consent_id, id) index per contact.
-    """
-    return (
-        select(ConsentAgreement.agreed)
-        .where(ConsentAgreement.contact_id == contact_id, ConsentAgreement.consent_id == consent_id)
-        .order_by(ConsentAgreement.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-def agreed_now(consent_id: int, contact_id: SQLColumnExpression[int]) -> ColumnElement[bool]:
-    """The contact agrees to the consent now: its latest event for it is an agreement."""
-    return latest_event_agreed(consent_id, contact_id).is_(True)
 
 
 def agreement_history(session: Session, contact_id: int) -> Sequence[ConsentAgreement]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy.orm import Session
 
@@ -84,6 +85,10 @@ def start_list_export(
     return ListExport(q, sort, filters, moment, count)
 
 
+# A chunk of CSV lines, and the cursor after it (None after the last chunk).
+Chunk = tuple[str, str | None]
+
+
 def header() -> str:
     """The CSV header line."""
     return csv_line(COLUMNS)
@@ -106,9 +111,7 @@ def _line(contact: ContactSummary) -> str:
     )
 
 
-def export_chunk(
-    session: Session, export: ListExport, after: str | None
-) -> tuple[str, str | None]:
+def export_chunk(session: Session, export: ListExport, after: str | None) -> Chunk:
     """The CSV lines of the next `CHUNK` contacts after the cursor, and the cursor after them
     (None after the last chunk)."""
     page = contacts_page(
@@ -118,18 +121,16 @@ def export_chunk(
 
 
 async def stream(
-    read: Callable[[Callable[[Session], tuple[str, str | None]]], Awaitable[tuple[str, str | None]]],
-    export: ListExport,
+    read: Callable[[Callable[[Session], Chunk]], Awaitable[Chunk]], export: ListExport
 ) -> AsyncIterator[str]:
     """The whole CSV, a chunk at a time; `read` runs each chunk in a read-only unit of work
     (`Hub.read`)."""
     yield header()
     after: str | None = None
     while True:
-        cursor = after
-        lines, after = await read(lambda session: export_chunk(session, export, cursor))
-        if lines:
-            yield lines
+        chunk, after = await read(partial(export_chunk, export=export, after=after))
+        if chunk:
+            yield chunk
         if after is None:
             return
 

@@ -44,6 +44,9 @@ def country_code(value: str) -> str:
     return code
 
 
+_country = country_code  # the name groups/conditions.py knows it by
+
+
 def _us_state_codes() -> frozenset[str]:
     subdivisions = pycountry.subdivisions.get(country_code="US")  # type: ignore[no-untyped-call]
     return frozenset(sub.code.removeprefix("US-") for sub in subdivisions)

@@ -57,11 +57,19 @@ from contacthub.activities.log import BOUNDARY_SLACK, first_id_at_or_after
 from contacthub.consents import repository as consent_repository
 from contacthub.consents.service import get_consent
 from contacthub.contacts.fields import country_code
-from contacthub.email.repository import SUBSCRIBED, all_newsletters
+from contacthub.email.repository import all_newsletters
 from contacthub.email.service import get_newsletter
 from contacthub.errors import HubError, InvalidInput
+from contacthub.groups.conditions import (
+    AllOf,
+    Condition,
+    ConsentCondition,
+    EmailCondition,
+    FieldCondition,
+    GroupCondition,
+)
 from contacthub.identifiers import MAX_ID, refuse_nul, whole_number
-from contacthub.storage.models import Activity, Contact, ContactGroup, GroupMember, Subscriber
+from contacthub.storage.models import Activity, Contact, ContactGroup
 from contacthub.storage.types import utcnow
 
 DEFAULT_SORT = "-created"
@@ -214,9 +222,7 @@ class ContactFilter:
 
     def as_dict(self) -> dict[str, str | int]:
         """The filters given, by name (for links, and the audit log's details)."""
-        return {
-            name: value for name in FILTER_NAMES if (value := getattr(self, name)) is not None
-        }
+        return {name: value for name in FILTER_NAMES if (value := getattr(self, name)) is not None}
 
     def __bool__(self) -> bool:
         return bool(self.as_dict())
@@ -277,19 +283,12 @@ def _unknown(error: HubError, field: str) -> InvalidInput:
     return InvalidInput(error.message, code=error.code, field=field)
 
 
-def group_id_by_name(session: Session, name: str) -> int:
-    """The id of the group with this name; a 400 `unknown_group` naming the filter otherwise."""
-    found = session.scalar(select(ContactGroup.id).where(ContactGroup.name == name))
-    if found is None:
-        raise InvalidInput(f"No group named {name!r}.", code="unknown_group", field="group")
-    return found
-
-
 def _active_since(session: Session, moment: datetime) -> ColumnElement[bool]:
-    """The contact has an activity at or after `moment`.
+    """The contact has an activity (of any type) at or after `moment`.
 
     Through the (contact_id, id) index: the moment is turned into an id bound (ids follow time),
     widened by `BOUNDARY_SLACK` ids, and the rows near it are tested against the time exactly.
+    (The condition language's activity node always names a type; this is "any activity".)
     """
     first_id = first_id_at_or_after(session, moment) - BOUNDARY_SLACK
     return exists(
@@ -301,36 +300,46 @@ def _active_since(session: Session, moment: datetime) -> ColumnElement[bool]:
     )
 
 
+def _as_conditions(session: Session, filters: ContactFilter) -> list[Condition]:
+    """The filters as nodes of the groups' condition language, their names looked up: one rule
+    for "member of a group", "agrees now", "subscribed" and "country is" (groups/compiler.py)."""
+    # Here, not at the top: groups.service and groups.compiler use this module's LIKE helpers.
+    from contacthub.groups.service import get_group
+
+    nodes: list[Condition] = []
+    try:
+        if filters.group is not None:
+            group = get_group(session, filters.group)
+            nodes.append(GroupCondition(group.id, group.name))
+    except HubError as error:
+        raise _unknown(error, "group") from None
+    try:
+        if filters.consent is not None:
+            consent = get_consent(session, filters.consent)
+            nodes.append(ConsentCondition(consent.id, consent.code_name, "agreed"))
+    except HubError as error:
+        raise _unknown(error, "consent") from None
+    try:
+        if filters.newsletter is not None:
+            newsletter = get_newsletter(session, filters.newsletter)
+            nodes.append(EmailCondition("subscribed", newsletter.id, newsletter.name))
+    except HubError as error:
+        raise _unknown(error, "newsletter") from None
+    if filters.country is not None:
+        nodes.append(FieldCondition("country", "equals", filters.country))
+    return nodes
+
+
 def _filter_conditions(
     session: Session, filters: ContactFilter, now: datetime
 ) -> list[ColumnElement[bool]]:
     """The filters as conditions on `Contact`; a 400 naming a filter whose name is unknown."""
+    from contacthub.groups.compiler import compile_condition
+
     conditions: list[ColumnElement[bool]] = []
-    if filters.group is not None:
-        group_id = group_id_by_name(session, filters.group)
-        conditions.append(
-            Contact.id.in_(select(GroupMember.contact_id).where(GroupMember.group_id == group_id))
-        )
-    if filters.consent is not None:
-        try:
-            consent = get_consent(session, filters.consent)
-        except HubError as error:
-            raise _unknown(error, "consent") from None
-        conditions.append(consent_repository.agreed_now(consent.id, Contact.id))
-    if filters.newsletter is not None:
-        try:
-            newsletter = get_newsletter(session, filters.newsletter)
-        except HubError as error:
-            raise _unknown(error, "newsletter") from None
-        conditions.append(
-            Contact.id.in_(
-                select(Subscriber.contact_id).where(
-                    Subscriber.newsletter_id == newsletter.id, Subscriber.status == SUBSCRIBED
-                )
-            )
-        )
-    if filters.country is not None:
-        conditions.append(Contact.country == filters.country)
+    nodes = _as_conditions(session, filters)
+    if nodes:
+        conditions.append(compile_condition(AllOf(tuple(nodes)), now=now, session=session))
     if filters.active_within is not None:
         conditions.append(_active_since(session, now - timedelta(days=filters.active_within)))
     if filters.inactive_for is not None:
@@ -380,7 +389,7 @@ def last_activity_times(session: Session, contact_ids: Sequence[int]) -> dict[in
     rows = session.execute(
         select(Activity.contact_id, Activity.created_at).where(Activity.id.in_(latest))
     )
-    return {contact_id: at for contact_id, at in rows}
+    return dict(rows.all())
 
 
 # -- cursors -------------------------------------------------------------------------------------
@@ -529,7 +538,9 @@ def contact_count(
     now: datetime | None = None,
 ) -> int:
     """How many contacts match `q` and `filters` (all of them when neither is given)."""
-    query = select(func.count()).select_from(Contact).where(
-        *_where(session, check_query(q), filters, now)
+    query = (
+        select(func.count())
+        .select_from(Contact)
+        .where(*_where(session, check_query(q), filters, now))
     )
     return int(session.scalar(query) or 0)
