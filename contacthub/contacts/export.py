@@ -11,7 +11,7 @@ while it streams can make the file differ from it by those.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -29,7 +29,6 @@ from contacthub.contacts.search import (
     contacts_page,
 )
 from contacthub.csv_export import csv_line
-from contacthub.storage.database import Database
 from contacthub.storage.types import utcnow
 
 CHUNK = 1_000
@@ -129,19 +128,6 @@ async def stream(
     after: str | None = None
     while True:
         chunk, after = await read(partial(export_chunk, export=export, after=after))
-        if chunk:
-            yield chunk
-        if after is None:
-            return
-
-
-def lines(database: Database, export: ListExport) -> Iterator[str]:
-    """The whole CSV, a chunk at a time, each read in a unit of work (the command line's)."""
-    yield header()
-    after: str | None = None
-    while True:
-        with database.read() as session:
-            chunk, after = export_chunk(session, export, after)
         if chunk:
             yield chunk
         if after is None:

@@ -329,7 +329,9 @@ def delete_group(session: Session, name: str, *, actor: str | None = None) -> No
             reasons.append("the conditions of " + _listed("group", users))
         if issues:
             reasons.append(
-                _listed("issue", [f"{i.subject!r} ({i.status}, {i.guid})" for i in issues], quote=False)
+                _listed(
+                    "issue", [f"{i.subject!r} ({i.status}, {i.guid})" for i in issues], quote=False
+                )
                 + " not sent yet"
             )
         raise Conflict(
@@ -379,9 +381,7 @@ def member_count(session: Session, group_id: int) -> int:
 # -- members -------------------------------------------------------------------------------------
 
 
-def members_page(
-    session: Session, name: str, *, cursor: str | None, limit: int
-) -> MembersPage:
+def members_page(session: Session, name: str, *, cursor: str | None, limit: int) -> MembersPage:
     """A page of the group's members by contact id; `cursor` is a previous page's
     `next_cursor`."""
     group = get_group(session, name)
@@ -411,7 +411,9 @@ def iter_members(session: Session, name: str, *, actor: str | None = None) -> It
             group.name,
             {"members": repository.member_count(session, group.id)},
         )
-    return (Member(contact, since) for contact, since in repository.stream_members(session, group.id))
+    return (
+        Member(contact, since) for contact, since in repository.stream_members(session, group.id)
+    )
 
 
 def add_members(
@@ -634,9 +636,7 @@ def _recompute(
     current = repository.member_ids(session, group.id)
     entered, left = desired - current, current - desired
     repository.enter(session, group.id, entered, f"conditions met ({why}{_by(actor)})", now)
-    repository.leave(
-        session, group.id, left, f"conditions no longer met ({why}{_by(actor)})", now
-    )
+    repository.leave(session, group.id, left, f"conditions no longer met ({why}{_by(actor)})", now)
     if (entered or left) and _groups_referring_to(session, group):
         # Groups that name this one may answer differently for these contacts now.
         enqueue_contacts(session, entered | left)

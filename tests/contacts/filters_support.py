@@ -46,12 +46,13 @@ def audience(database: Database) -> Audience:
     ada = factories.contact_with(
         database, email="ada@example.com", first_name="Ada", last_name="Lovelace", country="CZE"
     )
-    bob = factories.contact_with(
-        database, email="bob@example.com", first_name="Bob", country="USA"
-    )
+    bob = factories.contact_with(database, email="bob@example.com", first_name="Bob", country="USA")
     cy = factories.contact(database)
     dan = factories.contact_with(
-        database, email="dan@example.com", first_name="Dan", company_name="=HYPERLINK(1)",
+        database,
+        email="dan@example.com",
+        first_name="Dan",
+        company_name="=HYPERLINK(1)",
         country="CZE",
     )
     factories.consent(database, "News")

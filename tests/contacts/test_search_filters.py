@@ -69,9 +69,7 @@ def test_filters_combine_with_each_other_and_the_search(
     assert listed(database, world, "a", consent="News") == ["ada", "dan"]
 
 
-def test_paging_with_filters_neither_skips_nor_repeats(
-    database: Database, world: Audience
-) -> None:
+def test_paging_with_filters_neither_skips_nor_repeats(database: Database, world: Audience) -> None:
     filters = parse_filter(country="CZE")
     for sort in ("-created", "created", "email", "-email", "last_name", "-last_name"):
         seen: list[str] = []
