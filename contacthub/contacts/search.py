@@ -365,10 +365,15 @@ class FilterChoices:
     newsletters: list[str]
 
 
+def group_names(session: Session) -> list[str]:
+    """Every group's name, in order: what a group select offers."""
+    return list(session.scalars(select(ContactGroup.name).order_by(ContactGroup.name)))
+
+
 def filter_choices(session: Session) -> FilterChoices:
     """The names a filter form's selects list, each by name."""
     return FilterChoices(
-        groups=list(session.scalars(select(ContactGroup.name).order_by(ContactGroup.name))),
+        groups=group_names(session),
         consents=[(c.code_name, c.display_name) for c in consent_repository.all_consents(session)],
         newsletters=[n.name for n in all_newsletters(session)],
     )
