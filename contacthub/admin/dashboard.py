@@ -17,8 +17,8 @@ from starlette.routing import Route
 from contacthub.admin import charts
 from contacthub.admin.web import Admin, page
 from contacthub.analytics import dashboard as service
-from contacthub.errors import InvalidInput
 from contacthub.contacts.search import group_names
+from contacthub.errors import InvalidInput
 from contacthub.identifiers import parse_day
 
 PRESETS = (7, 30, 90)

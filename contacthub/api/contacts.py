@@ -8,7 +8,6 @@ from typing import Any
 
 import msgspec
 from sqlalchemy.orm import Session
-
 from starlette.responses import Response, StreamingResponse
 
 from contacthub.api.routing import ApiCall, ApiRouter, QueryParam

@@ -56,7 +56,7 @@ def world(db: Database) -> tuple[int, int, int]:
 
 
 def test_only_the_members_count(database: Database) -> None:
-    web, anna, bob = world(database)
+    web, anna, _ = world(database)
     group_of(database, "Anna only", anna)
     scoped = board(database, "Anna only")
     assert scoped.group == "Anna only"
@@ -87,9 +87,7 @@ def test_only_the_members_count(database: Database) -> None:
 
 
 @pytest.mark.parametrize("rolled_up", [False, True])
-def test_a_group_of_everyone_shows_the_whole_audience(
-    database: Database, rolled_up: bool
-) -> None:
+def test_a_group_of_everyone_shows_the_whole_audience(database: Database, rolled_up: bool) -> None:
     _, anna, bob = world(database)
     group_of(database, "Everyone", anna, bob)
     if rolled_up:
