@@ -695,7 +695,9 @@ def check_no_cycle(session: Session, group_id: int | None, condition: Condition)
             ContactGroup.conditions.is_not(None)
         )
     ).all()
-    names = dict(session.execute(select(ContactGroup.id, ContactGroup.name)).tuples().all())
+    names = {
+        row.id: row.name for row in session.execute(select(ContactGroup.id, ContactGroup.name))
+    }
     ids_by_name = {name: group for group, name in names.items()}
     edges = {row.id: stored_group_references(row.conditions, ids_by_name) for row in rows}
     for path, node in walk(condition):

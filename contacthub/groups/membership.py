@@ -28,21 +28,22 @@ No dynamic group: one query, nothing else.
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Select, Table, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
+from contacthub.activities.log import first_id_at_or_after
 from contacthub.analytics import rollups
+from contacthub.errors import InvalidInput
 from contacthub.groups import compiler, conditions, repository
 from contacthub.groups.queue import has_dynamic_group
 from contacthub.storage.database import Database
 from contacthub.storage.models import (
     Activity,
-    ConsentAgreement,
     Contact,
     ContactGroup,
     EmailClick,
@@ -56,6 +57,7 @@ from contacthub.storage.types import utcnow
 # Activities looked at per transaction, so that a large backlog (the first dynamic group on a
 # big hub) commits its progress as it goes.
 CHUNK = 100_000
+logger = logging.getLogger(__name__)
 ENTERED = "conditions met"
 LEFT = "conditions no longer met"
 
@@ -120,12 +122,8 @@ def _activity_contacts(session: Session, low: int, high: int) -> set[int]:
 
 
 def _pending(session: Session) -> dict[int, datetime]:
-    return {
-        contact_id: queued_at
-        for contact_id, queued_at in session.execute(
-            select(GroupPendingContact.contact_id, GroupPendingContact.queued_at)
-        )
-    }
+    rows = session.execute(select(GroupPendingContact.contact_id, GroupPendingContact.queued_at))
+    return dict(rows.all())
 
 
 def _forget_pending(session: Session, pending: dict[int, datetime]) -> None:
@@ -134,6 +132,7 @@ def _forget_pending(session: Session, pending: dict[int, datetime]) -> None:
     if not pending:
         return
     table = GroupPendingContact.__table__
+    assert isinstance(table, Table)
     session.execute(
         delete(table).where(
             table.c.contact_id == bindparam("contact"), table.c.queued_at == bindparam("queued")
@@ -172,47 +171,90 @@ def _time_contacts(
     windows between `since` and `now`: their answer may have changed as time passed."""
     if since is None or since >= now:
         return set()
-    windows: set[int] = set()
+    windows: set[conditions.TimeWindow] = set()
     for group in groups:
-        windows.update(conditions.time_windows(_condition(session, group)))
+        condition = _condition(session, group)
+        if condition is not None:
+            windows.update(conditions.time_windows(condition))
     found: set[int] = set()
-    for days in sorted(windows):
-        start, end = since - timedelta(days=days), now - timedelta(days=days)
-        found.update(_dated_between(session, start, end))
+    for window in sorted(windows, key=lambda w: (w.days, w.source, w.name)):
+        edge = timedelta(days=window.days)
+        found.update(_crossed(session, window, since - edge, now - edge))
     return found
 
 
-def _dated_between(session: Session, start: datetime, end: datetime) -> set[int]:
-    """Contacts with any dated record from `start` to `end` (both included)."""
-    queries = [
-        select(Activity.contact_id).where(Activity.created_at.between(start, end)),
-        select(Contact.id).where(Contact.created_at.between(start, end)),
-        select(Contact.id).where(Contact.updated_at.between(start, end)),
-        # A birthday is a day: a day either side covers every way of comparing it with a time.
-        select(Contact.id).where(
-            Contact.birthday.between(
-                start.date() - timedelta(days=1), end.date() + timedelta(days=1)
+def _crossed(
+    session: Session, window: conditions.TimeWindow, start: datetime, end: datetime
+) -> set[int]:
+    """Contacts with a record of the window's source dated from `start` to `end` (both
+    included: a superset of those whose answer changed is harmless, a subset would not be)."""
+    queries: list[Select[int]] = []
+    if window.source == "activity":
+        # Activity ids follow time (see `Activity`): the range is an id range, found by a binary
+        # search on the primary key, so the log is not scanned.
+        first = first_id_at_or_after(session, start)
+        after = first_id_at_or_after(session, end + timedelta(microseconds=1))
+        queries.append(
+            select(Activity.contact_id).where(
+                Activity.id >= first,
+                Activity.id < after,
+                Activity.created_at.between(start, end),
+                func.lower(Activity.type) == window.name.lower(),
             )
-        ),
-        select(ConsentAgreement.contact_id).where(ConsentAgreement.created_at.between(start, end)),
-        select(Subscriber.contact_id).where(Subscriber.created_at.between(start, end)),
-        select(Subscriber.contact_id).where(Subscriber.unsubscribed_at.between(start, end)),
-        select(Subscriber.contact_id)
-        .join(EmailOpen, EmailOpen.subscriber_id == Subscriber.id)
-        .where(EmailOpen.created_at.between(start, end)),
-        select(Subscriber.contact_id)
-        .join(EmailClick, EmailClick.subscriber_id == Subscriber.id)
-        .where(EmailClick.created_at.between(start, end)),
-    ]
+        )
+    elif window.source == "field" and window.name == "birthday":
+        # A birthday is a day: a day either side covers every way of comparing it with a time.
+        queries.append(
+            select(Contact.id).where(
+                Contact.birthday.between(
+                    start.date() - timedelta(days=1), end.date() + timedelta(days=1)
+                )
+            )
+        )
+    elif window.source == "field" and window.name in ("created_at", "updated_at"):
+        column = getattr(Contact, window.name)
+        queries.append(select(Contact.id).where(column.between(start, end)))
+    elif window.source == "email" and window.name in ("opened", "clicked"):
+        hit = EmailOpen if window.name == "opened" else EmailClick
+        queries.append(
+            select(Subscriber.contact_id)
+            .join(hit, hit.subscriber_id == Subscriber.id)
+            .where(hit.created_at.between(start, end))
+        )
+    else:
+        # Any other dated email event (an unsubscription, a subscription).
+        queries += [
+            select(Subscriber.contact_id).where(Subscriber.unsubscribed_at.between(start, end)),
+            select(Subscriber.contact_id).where(Subscriber.created_at.between(start, end)),
+        ]
     found: set[int] = set()
     for query in queries:
         found.update(session.scalars(query.distinct()))
     return found
 
 
-def _condition(session: Session, group: ContactGroup) -> conditions.Condition:
+# Conditions as parsed, by group id and stored text: parsing looks up every reference, and the
+# job runs every second. A changed group has a new text, so a stale entry is never used.
+_parsed: dict[tuple[int, str], conditions.Condition] = {}
+MAX_PARSED = 1_000
+
+
+def _condition(session: Session, group: ContactGroup) -> conditions.Condition | None:
+    """A dynamic group's condition; None (logged) if its stored text no longer loads, e.g. it
+    names something deleted since: that group waits for a fix, the others go on."""
     assert group.conditions is not None
-    return conditions.parse_conditions(session, json.loads(group.conditions))
+    key = (group.id, group.conditions)
+    condition = _parsed.get(key)
+    if condition is None:
+        try:
+            condition = conditions.load_conditions(session, group.conditions)
+        except InvalidInput as error:
+            logger.warning("Group %r cannot be evaluated: %s", group.name, error.message)
+            return None
+        if len(_parsed) >= MAX_PARSED:
+            _parsed.clear()
+        _parsed[key] = condition
+    return condition
 
 
 def dependency_order(
@@ -246,11 +288,13 @@ def _evaluate(
     entries and exits with history."""
     if not candidates:
         return
-    groups = repository.dynamic_groups(session)
-    parsed = {g.id: _condition(session, g) for g in groups}
-    references = {g.id: conditions.referenced_groups(parsed[g.id]) for g in groups}
+    parsed = {g.id: _condition(session, g) for g in repository.dynamic_groups(session)}
+    groups = [g for g in repository.dynamic_groups(session) if parsed[g.id] is not None]
+    references = {g.id: conditions.referenced_groups(parsed[g.id]) for g in groups}  # type: ignore[arg-type]
     for group in dependency_order(groups, references):
-        matching = _matching(session, parsed[group.id], candidates, now)
+        condition = parsed[group.id]
+        assert condition is not None
+        matching = _matching(session, condition, candidates, now)
         current = repository.member_ids(session, group.id, candidates)
         entered, left = matching - current, current - matching
         repository.enter(session, group.id, entered, ENTERED, now)
@@ -266,7 +310,9 @@ def _matching(
     for part in repository.chunks(among):
         candidates = select(Contact.id).where(Contact.id.in_(part))
         found.update(
-            session.scalars(compiler.matching_ids_query(condition, now=now, among=candidates))
+            session.scalars(
+                compiler.matching_ids_query(condition, now=now, among=candidates, session=session)
+            )
         )
     return found
 

@@ -16,7 +16,6 @@ SQLite has one writer at a time anyway).
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,8 @@ from contacthub.contacts import repository as contact_repository
 from contacthub.email import repository as email_repository
 from contacthub.email.service import normalise_email
 from contacthub.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from contacthub.groups import compiler, conditions, repository
+from contacthub.groups import compiler, repository
+from contacthub.groups import conditions as language
 from contacthub.groups.queue import enqueue_contacts, has_dynamic_group
 from contacthub.groups.repository import DYNAMIC, STATIC
 from contacthub.identifiers import check_label, parse_cursor, parse_guid, refuse_nul
@@ -287,7 +287,7 @@ def update_group(
                 field="conditions",
             )
         condition = _parse(session, conditions)
-        conditions_module_check_no_cycle(session, group, condition)
+        language.check_no_cycle(session, group.id, condition)
         if _stored(condition) != group.conditions:
             changed.append("conditions")
     if not changed:
@@ -540,42 +540,43 @@ def _resolve(session: Session, items: Sequence[str]) -> tuple[set[int], list[Ite
             f"At most {MAX_ITEMS:,} contacts at a time ({len(items):,} given).",
             code="too_many_contacts",
         )
-    problems: list[ItemProblem] = []
-    guids: dict[uuid.UUID, str] = {}
-    emails: dict[str, str] = {}
-    for raw in items:
+    problems: dict[int, ItemProblem] = {}  # by position, to report them in the items' order
+    guids: dict[uuid.UUID, tuple[int, str]] = {}
+    emails: dict[str, tuple[int, str]] = {}
+    for position, raw in enumerate(items):
         item = str(raw).strip()
         try:
             if "@" in item:
-                emails[normalise_email(item, "contact")] = item
+                emails.setdefault(normalise_email(item, "contact"), (position, item))
             else:
-                guids[parse_guid(item, "Contact")] = item
+                guids.setdefault(parse_guid(item, "Contact"), (position, item))
         except InvalidInput as error:
-            problems.append(
-                ItemProblem(
-                    item[:300],
-                    "invalid_contact",
-                    f"Not a contact GUID or an email address: {error.message}",
-                )
+            problems[position] = ItemProblem(
+                item[:300],
+                "invalid_contact",
+                f"Not a contact GUID or an email address: {error.message}",
             )
     found: set[int] = set()
     by_guid = contact_repository.contacts_by_guid(session, guids)
-    for guid, item in guids.items():
+    for guid, (position, item) in guids.items():
         contact = by_guid.get(guid)
         if contact is None:
-            problems.append(ItemProblem(item, "unknown_contact", f"No contact with GUID {guid}."))
-        else:
-            found.add(contact.id)
-    by_email = email_repository.oldest_contacts_with_emails(session, set(emails))
-    for address, item in emails.items():
-        contact = by_email.get(address)
-        if contact is None:
-            problems.append(
-                ItemProblem(item, "unknown_contact", f"No contact with the address {address}.")
+            problems[position] = ItemProblem(
+                item, "unknown_contact", f"No contact with GUID {guid}."
             )
         else:
             found.add(contact.id)
-    return found, problems
+    by_email = email_repository.oldest_contacts_with_emails(session, set(emails))
+    for address, (position, item) in emails.items():
+        contact = by_email.get(address)
+        if contact is None:
+            problems[position] = ItemProblem(
+                item, "unknown_contact", f"No contact with the address {address}."
+            )
+        else:
+            found.add(contact.id)
+    ordered = [problems[position] for position in sorted(problems)]
+    return found, ordered
 
 
 def _listed(noun: str, names: Sequence[str], *, quote: bool = True) -> str:
@@ -583,41 +584,35 @@ def _listed(noun: str, names: Sequence[str], *, quote: bool = True) -> str:
     return f"{noun}{'s' if len(names) > 1 else ''} {', '.join(shown)}"
 
 
-def _parse(session: Session, raw: object) -> conditions.Condition:
-    return conditions.parse_conditions(session, raw)
+def _parse(session: Session, raw: object) -> language.Condition:
+    return language.parse_conditions(session, raw)
 
 
-def _stored(condition: conditions.Condition) -> str:
-    """The stored text of a condition tree: its canonical JSON, keys sorted."""
-    return json.dumps(conditions.dump_conditions(condition), sort_keys=True, ensure_ascii=False)
+def _stored(condition: language.Condition) -> str:
+    """The stored text of a condition tree (its canonical JSON: groups by id)."""
+    return language.dump_conditions_text(condition)
 
 
-def _loaded(session: Session, group: ContactGroup) -> conditions.Condition:
+def _loaded(session: Session, group: ContactGroup) -> language.Condition:
     """A dynamic group's stored conditions, as a condition tree."""
     assert group.conditions is not None
-    return conditions.parse_conditions(session, json.loads(group.conditions))
+    return language.load_conditions(session, group.conditions)
 
 
 def _groups_referring_to(session: Session, group: ContactGroup) -> list[ContactGroup]:
-    """The dynamic groups whose conditions name `group`."""
+    """The dynamic groups whose conditions name `group` (read from the stored text)."""
     return [
         other
         for other in repository.dynamic_groups(session)
         if other.id != group.id
-        and group.id in conditions.referenced_groups(_loaded(session, other))
+        and group.id in language.stored_group_references(other.conditions, {})
     ]
-
-
-def conditions_module_check_no_cycle(
-    session: Session, group: ContactGroup, condition: conditions.Condition
-) -> None:
-    conditions.check_no_cycle(session, group.id, condition)
 
 
 def _recompute(
     session: Session,
     group: ContactGroup,
-    condition: conditions.Condition,
+    condition: language.Condition,
     *,
     now: datetime,
     why: str,
