@@ -8,22 +8,36 @@ be typed first, on a page of its own.
 from __future__ import annotations
 
 import json
+from functools import cache
 from typing import Any
 from urllib.parse import urlencode
 
+import pycountry
 from sqlalchemy.orm import Session
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from contacthub.admin.web import Admin, form_errors, page
-from contacthub.contacts import privacy, profile
-from contacthub.contacts.search import DEFAULT_SORT, ContactPage, contact_count, search_contacts
+from contacthub.contacts import export, privacy, profile
+from contacthub.contacts.search import (
+    DEFAULT_SORT,
+    FILTER_NAMES,
+    ContactFilter,
+    ContactPage,
+    contact_count,
+    filter_choices,
+    parse_filter,
+    search_contacts,
+)
+from contacthub.csv_export import MEDIA_TYPE, attachment
 from contacthub.errors import HubError, NotFound
 from contacthub.groups import service as groups
 
 LIST_PATH = "/admin/contacts"
 # The latest group entries and exits the contact page shows.
 GROUP_HISTORY = 50
+# The inputs of the filter form: an error in one of them is shown next to it.
+FORM_FIELDS = ("q", *FILTER_NAMES)
 
 
 def _contact_path(guid: Any) -> str:
@@ -39,22 +53,53 @@ def _guid(admin: Admin) -> str:
     return str(admin.request.path_params["guid"])
 
 
-async def contact_list(admin: Admin) -> Response:
-    """Search contacts by name, email or GUID; sorted, a page at a time."""
-    q = admin.param("q")
-    sort = admin.param("sort") or DEFAULT_SORT
-    after = admin.param("after") or None
+@cache
+def countries() -> list[tuple[str, str]]:
+    """Every country as (alpha-3 code, name), by name: the country filter's choices."""
+    return sorted(((c.alpha_3, c.name) for c in pycountry.countries), key=lambda c: c[1].casefold())
+
+
+def _typed(read: Any) -> dict[str, str]:
+    """The search text and filters as typed (`read`: a query parameter or a form field)."""
+    return {name: read(name) for name in FORM_FIELDS}
+
+
+def _filters(typed: dict[str, str]) -> ContactFilter:
+    return parse_filter(**{name: typed[name] for name in FILTER_NAMES})
+
+
+async def _list_page(
+    admin: Admin, typed: dict[str, str], sort: str, after: str | None, status: int = 200
+) -> Response:
+    """The list with the filter form; an error in the search or filters is shown on the form."""
+    q = typed["q"]
 
     def work(session: Session) -> tuple[ContactPage, int, int]:
-        found = search_contacts(session, q, sort, after)
+        filters = _filters(typed)
+        found = search_contacts(session, q, sort, after, filters=filters)
         everyone = contact_count(session)
-        return found, contact_count(session, q) if q else everyone, everyone
+        narrowed = bool(q) or bool(filters)
+        return found, contact_count(session, q, filters=filters) if narrowed else everyone, everyone
 
-    params = {"q": q, "sort": sort}
+    choices = await admin.hub.read(filter_choices)
+    params = {**typed, "sort": sort}
+    common = {
+        "typed": typed,
+        "narrowed": any(typed[name] for name in FORM_FIELDS),
+        "narrowed_by_filters": any(typed[name] for name in FILTER_NAMES),
+        "group_options": [(name, name) for name in choices.groups],
+        "consent_options": [
+            (code, f"{display} ({code})" if display != code else code)
+            for code, display in choices.consents
+        ],
+        "newsletter_options": [(name, name) for name in choices.newsletters],
+        "countries": countries(),
+        "country_names": dict(countries()),
+    }
     try:
         found, total, everyone = await admin.hub.read(work)
     except HubError as error:
-        if error.status_code == 404:
+        if isinstance(error, NotFound):
             raise
         return admin.render(
             "contacts/list.html",
@@ -62,20 +107,20 @@ async def contact_list(admin: Admin) -> Response:
             contacts=[],
             total=None,
             everyone=None,
-            q=q,
             sort=DEFAULT_SORT if error.field == "sort" else sort,
-            params={"q": q, "sort": DEFAULT_SORT},
-            # Only the search box is on the form; a bad sort or cursor came from a link.
-            errors=form_errors(error) if error.field == "q" else {"_form": error.message},
+            params={**typed, "sort": DEFAULT_SORT},
+            # A bad sort or cursor came from a link, not from the form.
+            errors=form_errors(error) if error.field in FORM_FIELDS else {"_form": error.message},
             first_url=None,
             next_url=None,
+            **common,
         )
     return admin.render(
         "contacts/list.html",
+        status,
         contacts=found.contacts,
         total=total,
         everyone=everyone,
-        q=q,
         sort=sort,
         params=params,
         errors={},
@@ -85,6 +130,41 @@ async def contact_list(admin: Admin) -> Response:
             if found.next_after
             else None
         ),
+        **common,
+    )
+
+
+async def contact_list(admin: Admin) -> Response:
+    """Search and filter contacts (group, consent, newsletter, country, last activity); sorted,
+    a page at a time."""
+    sort = admin.param("sort") or DEFAULT_SORT
+    return await _list_page(admin, _typed(admin.param), sort, admin.param("after") or None)
+
+
+async def contact_list_export(admin: Admin) -> Response:
+    """Download every contact the search and filters select as CSV (recorded in the audit log).
+
+    A POST (a form with the CSRF token), since it is recorded. Streamed: each chunk of contacts
+    is read when the previous one has been sent.
+    """
+    typed = _typed(admin.field)
+    sort = admin.field("sort") or DEFAULT_SORT
+
+    def start(session: Session) -> export.ListExport:
+        return export.start_list_export(
+            session, typed["q"], sort, _filters(typed), actor=admin.actor
+        )
+
+    try:
+        started = await admin.hub.write(start)
+    except HubError as error:
+        if isinstance(error, NotFound):
+            raise
+        return await _list_page(admin, typed, sort, None, 400)
+    return StreamingResponse(
+        export.stream(admin.hub.read, started),
+        media_type=MEDIA_TYPE,
+        headers=attachment(started.filename),
     )
 
 
@@ -171,6 +251,7 @@ async def contact_erase(admin: Admin) -> Response:
 
 routes = [
     Route(LIST_PATH, page(contact_list), methods=["GET"]),
+    Route(LIST_PATH + "/export", page(contact_list_export), methods=["POST"]),
     Route(LIST_PATH + "/{guid}", page(contact_detail), methods=["GET"]),
     Route(LIST_PATH + "/{guid}/export", page(contact_export), methods=["POST"]),
     Route(LIST_PATH + "/{guid}/erase", page(contact_erase_form), methods=["GET"]),

@@ -1,8 +1,9 @@
 """The dashboard page (`/admin/`): activity, new contacts, top pages and clicks, latest emails.
 
 A GET form picks the range of UTC days (`?start=YYYY-MM-DD&end=YYYY-MM-DD`, the last 30 days by
-default); a malformed or impossible range is named next to its field and the page shows the
-default range meanwhile.
+default) and, optionally, a group whose members alone are counted (`?group=NAME`); a malformed
+or impossible range, or a group that no longer exists, is named next to its field and the page
+shows the default range of the whole audience meanwhile.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from starlette.routing import Route
 from contacthub.admin import charts
 from contacthub.admin.web import Admin, page
 from contacthub.analytics import dashboard as service
+from contacthub.contacts.search import group_names
 from contacthub.errors import InvalidInput
 from contacthub.identifiers import parse_day
 
@@ -45,10 +47,17 @@ async def show_dashboard(admin: Admin) -> Response:
             errors[error.field or "start"] = error.message
             start, end = service.default_range(today)
 
-    def work(session: Session) -> service.Dashboard:
-        return service.dashboard(session, start, end)
+    group = admin.param("group") or None
 
-    board = await admin.hub.read(work)
+    def work(session: Session) -> tuple[service.Dashboard, list[str]]:
+        names = group_names(session)
+        try:
+            return service.dashboard(session, start, end, group=group), names
+        except InvalidInput as error:
+            errors[error.field or "group"] = error.message
+            return service.dashboard(session, *service.default_range(today)), names
+
+    board, groups = await admin.hub.read(work)
     presets = [
         (days, (today - timedelta(days=days - 1)).isoformat(), today.isoformat())
         for days in PRESETS
@@ -64,6 +73,8 @@ async def show_dashboard(admin: Admin) -> Response:
         start_text=admin.param("start") if errors else board.start.isoformat(),
         end_text=admin.param("end") if errors else board.end.isoformat(),
         presets=presets,
+        group_text=group or "",
+        group_options=[(name, name) for name in groups],
         type_chart=charts.stacked_bars(
             board.days, by_type, label="Activities by type", empty="No activities in this range."
         ),

@@ -6,6 +6,14 @@ activities not rolled up yet), new contacts from the index on `contacts.created_
 figures of the five latest email issues from the indexes on the email tables, kept for a minute
 (`RecentFigures`).
 
+Scoped to a group (`group`), the figures count only the group's current members: their
+activities, top pages and clicks, and new contacts, and `contacts` is the number of members. The
+rollups are not kept per contact, so these are counted from the activity log: the range of days
+becomes a range of ids (ids follow time: `activities.log.first_id_at_or_after`), and only the
+members' activities in it are read, through `group_members`' primary key. That costs in
+proportion to the activities in the range, where the unscoped dashboard reads only the rollups;
+the unscoped dashboard is unchanged. The latest email issues are the hub's, in either case.
+
 Email opens and clicks in the range are the `emailopen` and `emailclick` activities: human
 hits only (machine ones are never logged as activities), an open counted once per subscriber
 and issue (the first human open), a click every time.
@@ -23,12 +31,23 @@ from time import monotonic
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
+from contacthub.activities.log import BOUNDARY_SLACK, first_id_at_or_after
 from contacthub.activities.rules import CLICK, DATA_INPUT, EMAIL_CLICK, EMAIL_OPEN, PAGE_VISIT
 from contacthub.analytics import rollups
 from contacthub.email.stats import issue_stats
-from contacthub.errors import InvalidInput, NotFound
-from contacthub.storage.models import ActivityType, Channel, Contact, EmailIssue, Newsletter
+from contacthub.errors import HubError, InvalidInput, NotFound
+from contacthub.groups.service import get_group
+from contacthub.storage.models import (
+    Activity,
+    ActivityType,
+    Channel,
+    Contact,
+    EmailIssue,
+    GroupMember,
+    Newsletter,
+)
 from contacthub.storage.types import date_from_driver, utc_day
 
 DEFAULT_DAYS = 30
@@ -107,6 +126,8 @@ class Dashboard:
     top_pages: tuple[TopEntry, ...]
     top_clicks: tuple[TopEntry, ...]
     latest_issues: tuple[LatestIssue, ...]
+    # The group the figures are scoped to (its name); None for the whole audience.
+    group: str | None = None
 
 
 def utc_today() -> date:
@@ -146,11 +167,27 @@ def check_range(start: date, end: date) -> None:
         )
 
 
-def dashboard(session: Session, start: date, end: date) -> Dashboard:
-    """The dashboard of the days from `start` to `end`, both included (UTC days)."""
+def dashboard(session: Session, start: date, end: date, *, group: str | None = None) -> Dashboard:
+    """The dashboard of the days from `start` to `end`, both included (UTC days); with
+    `group`, of that group's members only (a 400 naming `group` if there is no such group)."""
     check_range(start, end)
     days = tuple(start + timedelta(days=n) for n in range((end - start).days + 1))
-    counts = rollups.activity_counts(session, start, end)
+    if group is None:
+        counts = rollups.activity_counts(session, start, end)
+        new_contacts = _new_contacts_per_day(session, start, end)
+        contacts = session.scalar(select(func.count()).select_from(Contact)) or 0
+        top_pages = _top(session, rollups.PAGE, start, end)
+        top_clicks = _top(session, rollups.CLICK_KIND, start, end)
+        group_name = None
+    else:
+        group_id, group_name = _group(session, group)
+        members = select(GroupMember.contact_id).where(GroupMember.group_id == group_id)
+        in_range = (*_activities_in(session, start, end), Activity.contact_id.in_(members))
+        counts = rollups.counts_from_log(session, *in_range)
+        new_contacts = _new_contacts_per_day(session, start, end, Contact.id.in_(members))
+        contacts = session.scalar(select(func.count()).select_from(members.subquery())) or 0
+        top_pages = _top_from_log(session, rollups.PAGE, in_range)
+        top_clicks = _top_from_log(session, rollups.CLICK_KIND, in_range)
     by_type: dict[str, dict[date, int]] = defaultdict(dict)
     by_channel: dict[int, dict[date, int]] = defaultdict(dict)
     for row in counts:
@@ -160,7 +197,6 @@ def dashboard(session: Session, start: date, end: date) -> Dashboard:
         per_channel[row.day] = per_channel.get(row.day, 0) + row.count
     type_names = _type_names(session)
     channel_names = _channel_names(session)
-    new_contacts = _new_contacts_per_day(session, start, end)
     new_contact_values = tuple(new_contacts.get(day, 0) for day in days)
     type_totals = {key: sum(per_day.values()) for key, per_day in by_type.items()}
     return Dashboard(
@@ -170,7 +206,7 @@ def dashboard(session: Session, start: date, end: date) -> Dashboard:
         totals=Totals(
             activities=sum(row.count for row in counts),
             new_contacts=sum(new_contact_values),
-            contacts=session.scalar(select(func.count()).select_from(Contact)) or 0,
+            contacts=contacts,
             email_opens=type_totals.get(EMAIL_OPEN, 0),
             email_clicks=type_totals.get(EMAIL_CLICK, 0),
         ),
@@ -185,9 +221,43 @@ def dashboard(session: Session, start: date, end: date) -> Dashboard:
             ),
         ),
         new_contacts=new_contact_values,
-        top_pages=_top(session, rollups.PAGE, start, end),
-        top_clicks=_top(session, rollups.CLICK_KIND, start, end),
+        top_pages=top_pages,
+        top_clicks=top_clicks,
         latest_issues=latest_issues(session),
+        group=group_name,
+    )
+
+
+def _group(session: Session, name: str) -> tuple[int, str]:
+    """The id and name of the group the dashboard is scoped to; a 400 naming `group` if none."""
+    try:
+        found = get_group(session, name)
+    except HubError as error:
+        raise InvalidInput(error.message, code=error.code, field="group") from None
+    return found.id, found.name
+
+
+def _activities_in(session: Session, start: date, end: date) -> tuple[ColumnElement[bool], ...]:
+    """The activities of the days from `start` to `end`: an id range (widened by
+    `BOUNDARY_SLACK`, as ids and times can be a moment out of order) and the exact times."""
+    first = datetime.combine(start, time.min, UTC)
+    after_last = datetime.combine(end, time.min, UTC) + timedelta(days=1)
+    low = first_id_at_or_after(session, first) - BOUNDARY_SLACK
+    high = first_id_at_or_after(session, after_last) + BOUNDARY_SLACK
+    return (
+        Activity.id >= low,
+        Activity.id < high,
+        Activity.created_at >= first,
+        Activity.created_at < after_last,
+    )
+
+
+def _top_from_log(
+    session: Session, kind: str, where: tuple[ColumnElement[bool], ...]
+) -> tuple[TopEntry, ...]:
+    return tuple(
+        TopEntry(key, n)
+        for key, n in rollups.top_keys_from_log(session, kind, *where, limit=TOP_COUNT)
     )
 
 
@@ -218,8 +288,11 @@ def _channel_name(channel_id: int, names: Mapping[int, str]) -> str:
     return names.get(channel_id, f"Deleted channel #{channel_id}")
 
 
-def _new_contacts_per_day(session: Session, start: date, end: date) -> dict[date, int]:
-    """Contacts created per UTC day: a range of the index on `contacts.created_at`."""
+def _new_contacts_per_day(
+    session: Session, start: date, end: date, *among: ColumnElement[bool]
+) -> dict[date, int]:
+    """Contacts created per UTC day (of those `among` selects): a range of the index on
+    `contacts.created_at`."""
     day = utc_day(session, Contact.created_at)
     rows = session.execute(
         select(day, func.count())
@@ -227,6 +300,7 @@ def _new_contacts_per_day(session: Session, start: date, end: date) -> dict[date
             Contact.created_at >= datetime.combine(start, time.min, UTC),
             # The last instant of the end day, rather than the next midnight, cannot overflow.
             Contact.created_at <= datetime.combine(end, time.max, UTC),
+            *among,
         )
         .group_by(day)
     )

@@ -292,6 +292,24 @@ def top_keys(
     return [(key, n) for key, n in ranked[:limit] if n > 0]
 
 
+def counts_from_log(session: Session, *where: ColumnElement[bool]) -> list[CountRow]:
+    """Activities per UTC day, channel and type of the activities `where` selects, counted from
+    the log itself: for a scope the rollups do not keep (a group's members)."""
+    return _counts(session, *where)
+
+
+def top_keys_from_log(
+    session: Session, kind: str, *where: ColumnElement[bool], limit: int = 10
+) -> list[tuple[str, int]]:
+    """The most visited URLs (`page`) or clicked elements (`click`) among the activities
+    `where` selects, counted from the log itself (as `counts_from_log`)."""
+    totals: Counter[str] = Counter()
+    for (_, key), n in _tops(session, kind, *where).items():
+        totals[key] += n
+    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
+    return ranked[:limit]
+
+
 def rollup_lag(session: Session) -> tuple[int, datetime | None]:
     """How many activities are not counted yet, and when the rollups last moved."""
     counted = counted_up_to(session)

@@ -8,17 +8,22 @@ from typing import Any
 
 import msgspec
 from sqlalchemy.orm import Session
+from starlette.responses import Response, StreamingResponse
 
 from contacthub.api.routing import ApiCall, ApiRouter, QueryParam
-from contacthub.contacts import privacy, profile
+from contacthub.contacts import export, privacy, profile
 from contacthub.contacts.search import (
     DEFAULT_LIMIT,
+    FILTER_NAMES,
+    MAX_FILTER_DAYS,
     MAX_LIMIT,
     SORTS,
     ContactSummary,
     contact_count,
+    parse_filter,
     search_contacts,
 )
+from contacthub.csv_export import MEDIA_TYPE, attachment
 from contacthub.identifiers import MAX_BIG_ID
 
 router = ApiRouter("Contacts")
@@ -31,6 +36,10 @@ class ContactSummaryOut(msgspec.Struct):
     last_name: str | None
     company_name: str | None
     created_at: datetime
+    job_title: str | None
+    city: str | None
+    country: str | None
+    last_activity_at: datetime | None
 
 
 class ContactListOut(msgspec.Struct):
@@ -120,6 +129,10 @@ def summary_out(contact: ContactSummary) -> ContactSummaryOut:
         contact.last_name,
         contact.company_name,
         contact.created_at,
+        contact.job_title,
+        contact.city,
+        contact.country,
+        contact.last_activity_at,
     )
 
 
@@ -182,8 +195,29 @@ def activity_out(item: profile.TimelineItem) -> ActivityOut:
 @router.get(
     "/api/contacts",
     response=ContactListOut,
+    raw_response="text/csv",
     query=(
         QueryParam("q", "A GUID (exact), the start of an email address, or part of a name."),
+        QueryParam("group", "Only members of the group with this name."),
+        QueryParam("consent", "Only contacts who agree now to the consent with this code name."),
+        QueryParam(
+            "newsletter", "Only subscribers of the newsletter with this name (not unsubscribed)."
+        ),
+        QueryParam("country", "Only contacts of this country: ISO 3166-1 alpha-3, e.g. CZE."),
+        QueryParam(
+            "active_within",
+            f"Only contacts with an activity in the last N days (1 to {MAX_FILTER_DAYS}).",
+            "integer",
+            minimum=1,
+            maximum=MAX_FILTER_DAYS,
+        ),
+        QueryParam(
+            "inactive_for",
+            f"Only contacts with no activity in the last N days (1 to {MAX_FILTER_DAYS}).",
+            "integer",
+            minimum=1,
+            maximum=MAX_FILTER_DAYS,
+        ),
         QueryParam(
             "sort", f"One of {', '.join(SORTS)}; default -created (newest first).", enum=SORTS
         ),
@@ -195,23 +229,45 @@ def activity_out(item: profile.TimelineItem) -> ActivityOut:
             minimum=1,
             maximum=MAX_LIMIT,
         ),
+        QueryParam(
+            "format",
+            "`csv` for every matching contact as CSV (streamed; `after` and `limit` do not "
+            "apply; recorded as `contact.list_exported`), `json` (default) for a page. "
+            "`Accept: text/csv` asks for CSV too.",
+            enum=("json", "csv"),
+        ),
     ),
 )
-async def list_contacts(call: ApiCall) -> ContactListOut:
-    """Search contacts by GUID, email or name, sorted, a page at a time.
+async def list_contacts(call: ApiCall) -> ContactListOut | Response:
+    """Search and filter contacts, sorted, a page at a time; or all of them as CSV.
 
-    Case is ignored. `total` counts every contact that matches `q`. Pass `next_after` back as
-    `after` (with the same `q` and `sort`) for the next page; it is null on the last page.
+    Case is ignored. The filters (`group`, `consent`, `newsletter`, `country`,
+    `active_within`, `inactive_for`) combine with each other and with `q`: a contact must meet
+    all of them; an unknown group, consent or newsletter is a 400 naming the parameter.
+    `total` counts every contact that matches. Pass `next_after` back as `after` (with the same
+    `q`, filters and `sort`) for the next page; it is null on the last page.
     """
     q = call.query("q")
     sort = call.query("sort")
+    filters = parse_filter(**{name: call.query(name) for name in FILTER_NAMES})
+    if call.wants_csv():
+        started = await call.hub.write(
+            lambda s: export.start_list_export(s, q, sort, filters, actor=call.actor)
+        )
+        return StreamingResponse(
+            export.stream(call.hub.read, started),
+            media_type=MEDIA_TYPE,
+            headers=attachment(started.filename),
+        )
     after = call.query("after") or None
     limit = call.query_int("limit", DEFAULT_LIMIT, maximum=MAX_LIMIT)
 
     def work(session: Session) -> ContactListOut:
-        page = search_contacts(session, q, sort, after, limit)
+        page = search_contacts(session, q, sort, after, limit, filters=filters)
         return ContactListOut(
-            [summary_out(c) for c in page.contacts], contact_count(session, q), page.next_after
+            [summary_out(c) for c in page.contacts],
+            contact_count(session, q, filters=filters),
+            page.next_after,
         )
 
     return await call.hub.read(work)

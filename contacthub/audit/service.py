@@ -49,6 +49,7 @@ ACTIONS = frozenset(
         "activity_type.enabled",
         "activity_type.disabled",
         "contact.exported",
+        "contact.list_exported",
         "contact.erased",
         "newsletter.created",
         "subscriber.added",

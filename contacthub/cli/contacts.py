@@ -11,15 +11,18 @@ from rich.markup import escape
 
 from contacthub.audit.service import CLI_ACTOR
 from contacthub.cli.output import JsonOption, console, emit, fail, unit_of_work
-from contacthub.contacts import privacy, profile
+from contacthub.contacts import export, privacy, profile
 from contacthub.contacts.search import (
     DEFAULT_LIMIT,
+    MAX_FILTER_DAYS,
     MAX_LIMIT,
     SORTS,
+    ContactFilter,
     contact_count,
+    parse_filter,
     search_contacts,
 )
-from contacthub.errors import InvalidInput
+from contacthub.errors import HubError, InvalidInput
 
 contact_app = typer.Typer(help="Contacts: search, show, export their data, erase them.")
 
@@ -33,24 +36,64 @@ def _json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
-@contact_app.command("search")
 def contact_search(
     q: str = typer.Argument("", help="A GUID, the start of an email address, or part of a name."),
+    group: str | None = typer.Option(None, help="Only members of this group (its name)."),
+    consent: str | None = typer.Option(
+        None, help="Only contacts who agree now to this consent (its code name)."
+    ),
+    newsletter: str | None = typer.Option(
+        None, help="Only subscribers of this newsletter (its name), not unsubscribed."
+    ),
+    country: str | None = typer.Option(
+        None, help="Only contacts of this country (ISO 3166-1 alpha-3, e.g. CZE)."
+    ),
+    active_within: int | None = typer.Option(
+        None, help=f"Only contacts with an activity in the last N days (1 to {MAX_FILTER_DAYS})."
+    ),
+    inactive_for: int | None = typer.Option(
+        None, help=f"Only contacts with no activity in the last N days (1 to {MAX_FILTER_DAYS})."
+    ),
     sort: str = typer.Option("-created", help=f"One of: {', '.join(SORTS)}."),
     after: str | None = typer.Option(None, help="The cursor printed after the previous page."),
     limit: int = typer.Option(DEFAULT_LIMIT, help=f"Contacts per page, 1 to {MAX_LIMIT}."),
+    as_csv: bool = typer.Option(
+        False,
+        "--csv",
+        help="Print every matching contact as CSV (--after and --limit do not apply); "
+        "recorded in the audit log.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Search contacts by GUID, email or name (case ignored); newest first unless --sort."""
+    """Search and filter contacts (case ignored); newest first unless --sort.
+
+    The filters combine with each other and with Q: a contact must meet all of them.
+    """
+    try:
+        filters = parse_filter(
+            group=group,
+            consent=consent,
+            newsletter=newsletter,
+            country=country,
+            active_within=active_within,
+            inactive_for=inactive_for,
+        )
+    except HubError as error:
+        fail(error)
+    if as_csv:
+        _print_csv(q, sort, filters)
+        return
     with unit_of_work(write=False) as session:
-        page = search_contacts(session, q, sort, after, limit)
-        total = contact_count(session, q)
+        page = search_contacts(session, q, sort, after, limit, filters=filters)
+        total = contact_count(session, q, filters=filters)
     rows = [
         {
             "guid": str(c.guid),
             "email": c.email,
             "name": c.name,
             "company": c.company_name,
+            "country": c.country,
+            "last_activity_at": c.last_activity_at.isoformat() if c.last_activity_at else None,
             "created_at": c.created_at.isoformat(),
         }
         for c in page.contacts
@@ -62,6 +105,26 @@ def contact_search(
     console.print(f"{len(rows)} shown of {total} matching.")
     if page.next_after:
         console.print(f"Next page: --after {escape(page.next_after)}", soft_wrap=True)
+
+
+def _print_csv(q: str, sort: str, filters: ContactFilter) -> None:
+    """Every matching contact as CSV on standard output, a chunk at a time, in one read
+    transaction (the export is recorded first, in a transaction of its own)."""
+    with unit_of_work() as session:
+        started = export.start_list_export(session, q, sort, filters, actor=CLI_ACTOR)
+    with unit_of_work(write=False) as session:
+        typer.echo(export.header(), nl=False)
+        after: str | None = None
+        while True:
+            chunk, after = export.export_chunk(session, started, after)
+            typer.echo(chunk, nl=False)
+            if after is None:
+                return
+
+
+# `contact list` is `contact search`: both names are natural for the same list.
+contact_app.command("search")(contact_search)
+contact_app.command("list", help="The same as `contact search`.")(contact_search)
 
 
 @contact_app.command("show")

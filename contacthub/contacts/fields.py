@@ -35,11 +35,16 @@ def _email(value: str) -> str:
         raise ValueError(f"is not a valid email address ({error})") from None
 
 
-def _country(value: str) -> str:
+def country_code(value: str) -> str:
+    """An ISO 3166-1 alpha-3 country code (any case, spaces around ignored), upper-cased; a
+    ValueError saying what is expected otherwise."""
     code = value.strip().upper()
     if len(code) != 3 or pycountry.countries.get(alpha_3=code) is None:
         raise ValueError("must be an ISO 3166-1 alpha-3 country code, e.g. USA or CZE")
     return code
+
+
+_country = country_code  # the name groups/conditions.py knows it by
 
 
 def _us_state_codes() -> frozenset[str]:
@@ -83,7 +88,7 @@ CONTACT_FIELDS: tuple[ContactField, ...] = (
     ContactField("ContactAddress1", "address1", 100),
     ContactField("ContactCity", "city", 100),
     ContactField("ContactZIP", "zip", 100),
-    ContactField("ContactCountry", "country", 3, _country),
+    ContactField("ContactCountry", "country", 3, country_code),
     ContactField("ContactState", "state", 2, _state),
     ContactField("ContactNotes", "notes", 10_000),
 )

@@ -13,6 +13,15 @@ the comparison ignores case on both sides: `lower() LIKE lower()` on PostgreSQL,
 under 100 ms on both databases (docs/admin.md, "Contacts"). SQLite folds the case of ASCII
 letters only: there "čapek" does not find "Čapek" (PostgreSQL folds every letter).
 
+Filters (`ContactFilter`, built by `parse_filter`) narrow the list further, all together and
+with the search text: members of a group, contacts who agree now to a consent (their latest
+event for it is an agreement), subscribers of a newsletter (not unsubscribed), a country, and
+contacts active within the last N days or with no activity in the last N days. Each predicate
+is an `IN` or correlated `EXISTS` subquery on an index: `group_members`' primary key,
+`subscribers`' (newsletter_id, email), `consent_agreements`' (contact_id, consent_id, id) and
+`activities`' (contact_id, id), a time bound on activities being an id bound (ids follow time,
+`activities.log.first_id_at_or_after`).
+
 Sorting (`sort`): `-created` (newest first, the default), `created`, `email`, `-email`,
 `last_name`, `-last_name`. Emails and last names sort without regard to case, blanks last in
 either direction, then by id. Pages are cut by keyset: the cursor `next_after` carries the last
@@ -27,21 +36,51 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, SQLColumnExpression, and_, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    SQLColumnExpression,
+    and_,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
-from contacthub.errors import InvalidInput
-from contacthub.identifiers import MAX_ID, refuse_nul
-from contacthub.storage.models import Contact
+from contacthub.activities.log import BOUNDARY_SLACK, first_id_at_or_after
+from contacthub.consents import repository as consent_repository
+from contacthub.consents.service import get_consent
+from contacthub.contacts.fields import country_code
+from contacthub.email.repository import all_newsletters
+from contacthub.email.service import get_newsletter
+from contacthub.errors import HubError, InvalidInput
+from contacthub.groups.conditions import (
+    AllOf,
+    Condition,
+    ConsentCondition,
+    EmailCondition,
+    FieldCondition,
+    GroupCondition,
+)
+from contacthub.identifiers import MAX_ID, refuse_nul, whole_number
+from contacthub.storage.models import Activity, Contact, ContactGroup
+from contacthub.storage.types import utcnow
 
 DEFAULT_SORT = "-created"
 SORTS = ("-created", "created", "email", "-email", "last_name", "-last_name")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_QUERY_LENGTH = 254
+# The longest activity window a filter takes, in days (ten years).
+MAX_FILTER_DAYS = 3_650
+# The filters' names, as every entry point spells them (query parameters, form fields, options).
+FILTER_NAMES = ("group", "consent", "newsletter", "country", "active_within", "inactive_for")
 _LIKE_ESCAPE = "\\"
 
 
@@ -55,6 +94,11 @@ class ContactSummary:
     last_name: str | None
     company_name: str | None
     created_at: datetime
+    job_title: str | None = None
+    city: str | None = None
+    country: str | None = None
+    # The time of the contact's latest activity; None when it has none.
+    last_activity_at: datetime | None = None
 
     @property
     def name(self) -> str:
@@ -158,6 +202,201 @@ def _sort_key(sort: str) -> ColumnElement[Any] | None:
     return None  # by id
 
 
+# -- filters -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ContactFilter:
+    """What a list of contacts is narrowed to besides the search text; every part optional.
+
+    Made by `parse_filter` from what an entry point received, so that each kind of value has one
+    rule; the names (group, consent, newsletter) are looked up when the list is read.
+    """
+
+    group: str | None = None
+    consent: str | None = None
+    newsletter: str | None = None
+    country: str | None = None
+    active_within: int | None = None  # days: some activity in the last N days
+    inactive_for: int | None = None  # days: no activity in the last N days
+
+    def as_dict(self) -> dict[str, str | int]:
+        """The filters given, by name (for links, and the audit log's details)."""
+        return {name: value for name in FILTER_NAMES if (value := getattr(self, name)) is not None}
+
+    def __bool__(self) -> bool:
+        return bool(self.as_dict())
+
+
+NO_FILTER = ContactFilter()
+
+
+def _text_filter(value: str | None, field: str) -> str | None:
+    text = (value or "").strip()
+    return refuse_nul(text, field) if text else None
+
+
+def _days_filter(value: str | int | None, field: str) -> int | None:
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        return None
+    days = whole_number(text, maximum=MAX_FILTER_DAYS)
+    if days is None or days < 1:
+        raise InvalidInput(
+            f"{field} must be a number of days from 1 to {MAX_FILTER_DAYS}.",
+            code="invalid_parameter",
+            field=field,
+        )
+    return days
+
+
+def parse_filter(
+    *,
+    group: str | None = None,
+    consent: str | None = None,
+    newsletter: str | None = None,
+    country: str | None = None,
+    active_within: str | int | None = None,
+    inactive_for: str | int | None = None,
+) -> ContactFilter:
+    """The filters as typed (empty means not given), checked; a 400 naming the one at fault."""
+    country_text = _text_filter(country, "country")
+    if country_text is not None:
+        try:
+            country_text = country_code(country_text)
+        except ValueError as error:
+            raise InvalidInput(
+                f"country {error}.", code="invalid_country", field="country"
+            ) from None
+    return ContactFilter(
+        group=_text_filter(group, "group"),
+        consent=_text_filter(consent, "consent"),
+        newsletter=_text_filter(newsletter, "newsletter"),
+        country=country_text,
+        active_within=_days_filter(active_within, "active_within"),
+        inactive_for=_days_filter(inactive_for, "inactive_for"),
+    )
+
+
+def _unknown(error: HubError, field: str) -> InvalidInput:
+    """A name that names nothing, in a filter: the filter is at fault (400), not the page."""
+    return InvalidInput(error.message, code=error.code, field=field)
+
+
+def _active_since(session: Session, moment: datetime) -> ColumnElement[bool]:
+    """The contact has an activity (of any type) at or after `moment`.
+
+    Through the (contact_id, id) index: the moment is turned into an id bound (ids follow time),
+    widened by `BOUNDARY_SLACK` ids, and the rows near it are tested against the time exactly.
+    (The condition language's activity node always names a type; this is "any activity".)
+    """
+    first_id = first_id_at_or_after(session, moment) - BOUNDARY_SLACK
+    return exists(
+        select(literal(1)).where(
+            Activity.contact_id == Contact.id,
+            Activity.id >= first_id,
+            Activity.created_at >= moment,
+        )
+    )
+
+
+def _as_conditions(session: Session, filters: ContactFilter) -> list[Condition]:
+    """The filters as nodes of the groups' condition language, their names looked up: one rule
+    for "member of a group", "agrees now", "subscribed" and "country is" (groups/compiler.py)."""
+    # Here, not at the top: groups.service and groups.compiler use this module's LIKE helpers.
+    from contacthub.groups.service import get_group
+
+    nodes: list[Condition] = []
+    try:
+        if filters.group is not None:
+            group = get_group(session, filters.group)
+            nodes.append(GroupCondition(group.id, group.name))
+    except HubError as error:
+        raise _unknown(error, "group") from None
+    try:
+        if filters.consent is not None:
+            consent = get_consent(session, filters.consent)
+            nodes.append(ConsentCondition(consent.id, consent.code_name, "agreed"))
+    except HubError as error:
+        raise _unknown(error, "consent") from None
+    try:
+        if filters.newsletter is not None:
+            newsletter = get_newsletter(session, filters.newsletter)
+            nodes.append(EmailCondition("subscribed", newsletter.id, newsletter.name))
+    except HubError as error:
+        raise _unknown(error, "newsletter") from None
+    if filters.country is not None:
+        nodes.append(FieldCondition("country", "equals", filters.country))
+    return nodes
+
+
+def _filter_conditions(
+    session: Session, filters: ContactFilter, now: datetime
+) -> list[ColumnElement[bool]]:
+    """The filters as conditions on `Contact`; a 400 naming a filter whose name is unknown."""
+    from contacthub.groups.compiler import compile_condition
+
+    conditions: list[ColumnElement[bool]] = []
+    nodes = _as_conditions(session, filters)
+    if nodes:
+        conditions.append(compile_condition(AllOf(tuple(nodes)), now=now, session=session))
+    if filters.active_within is not None:
+        conditions.append(_active_since(session, now - timedelta(days=filters.active_within)))
+    if filters.inactive_for is not None:
+        conditions.append(not_(_active_since(session, now - timedelta(days=filters.inactive_for))))
+    return conditions
+
+
+def _where(
+    session: Session, q: str, filters: ContactFilter, now: datetime | None
+) -> list[ColumnElement[bool]]:
+    """Every condition of the search text and the filters."""
+    conditions = _filter_conditions(session, filters, now or utcnow()) if filters else []
+    matches = _matches(q, _dialect(session))
+    return conditions if matches is None else [matches, *conditions]
+
+
+@dataclass(frozen=True, slots=True)
+class FilterChoices:
+    """What a filter form offers: every group, consent (code, display name) and newsletter."""
+
+    groups: list[str]
+    consents: list[tuple[str, str]]
+    newsletters: list[str]
+
+
+def group_names(session: Session) -> list[str]:
+    """Every group's name, in order: what a group select offers."""
+    return list(session.scalars(select(ContactGroup.name).order_by(ContactGroup.name)))
+
+
+def filter_choices(session: Session) -> FilterChoices:
+    """The names a filter form's selects list, each by name."""
+    return FilterChoices(
+        groups=group_names(session),
+        consents=[(c.code_name, c.display_name) for c in consent_repository.all_consents(session)],
+        newsletters=[n.name for n in all_newsletters(session)],
+    )
+
+
+def last_activity_times(session: Session, contact_ids: Sequence[int]) -> dict[int, datetime]:
+    """Contact id -> the time of its latest activity, for the contacts that have one.
+
+    Each contact's highest id is read off the (contact_id, id) index.
+    """
+    if not contact_ids:
+        return {}
+    latest = (
+        select(func.max(Activity.id))
+        .where(Activity.contact_id.in_(contact_ids))
+        .group_by(Activity.contact_id)
+    )
+    rows = session.execute(
+        select(Activity.contact_id, Activity.created_at).where(Activity.id.in_(latest))
+    )
+    return dict(rows.all())
+
+
 # -- cursors -------------------------------------------------------------------------------------
 
 
@@ -227,46 +466,86 @@ def search_contacts(
     sort: str = DEFAULT_SORT,
     after: str | None = None,
     limit: int = DEFAULT_LIMIT,
+    *,
+    filters: ContactFilter = NO_FILTER,
+    now: datetime | None = None,
 ) -> ContactPage:
-    """One page of the contacts matching `q`, in the order `sort` names, after the cursor."""
-    q = check_query(q)
-    sort = check_sort(sort)
+    """One page of the contacts matching `q` and `filters`, in the order `sort` names, after
+    the cursor. `now` (default: now) is when the activity windows end."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(
             f"limit must be from 1 to {MAX_LIMIT}.", code="invalid_parameter", field="limit"
         )
+    return contacts_page(session, q, sort, after, limit, filters=filters, now=now)
+
+
+def contacts_page(
+    session: Session,
+    q: str,
+    sort: str,
+    after: str | None,
+    limit: int,
+    *,
+    filters: ContactFilter = NO_FILTER,
+    now: datetime | None = None,
+) -> ContactPage:
+    """`search_contacts` without the bound on `limit`: for exports, which read larger chunks."""
+    q = check_query(q)
+    sort = check_sort(sort)
     key = _sort_key(sort)
     query = select(
         Contact.id,
+        (key if key is not None else literal(None)).label("sort_value"),
         Contact.guid,
         Contact.email,
         Contact.first_name,
         Contact.last_name,
         Contact.company_name,
         Contact.created_at,
-        key if key is not None else literal(None),
-    )
-    condition = _matches(q, _dialect(session))
-    if condition is not None:
-        query = query.where(condition)
+        Contact.job_title,
+        Contact.city,
+        Contact.country,
+    ).where(*_where(session, q, filters, now))
     if after:
         value, contact_id = decode_cursor(after, sort)
         query = query.where(_after(sort, key, value, contact_id))
     # One row more than the page tells whether there is a next page.
     rows: Sequence[Any] = session.execute(_ordered(query, sort, key).limit(limit + 1)).all()
     page = rows[:limit]
-    contacts = [ContactSummary(*row[1:7]) for row in page]
+    last_activity = last_activity_times(session, [row[0] for row in page])
+    contacts = [
+        ContactSummary(
+            guid=row.guid,
+            email=row.email,
+            first_name=row.first_name,
+            last_name=row.last_name,
+            company_name=row.company_name,
+            created_at=row.created_at,
+            job_title=row.job_title,
+            city=row.city,
+            country=row.country,
+            last_activity_at=last_activity.get(row.id),
+        )
+        for row in page
+    ]
     next_after = None
     if len(rows) > limit:
         last = page[-1]
-        next_after = encode_cursor(sort, last[7], last[0])
+        next_after = encode_cursor(sort, last.sort_value, last.id)
     return ContactPage(contacts, next_after)
 
 
-def contact_count(session: Session, q: str = "") -> int:
-    """How many contacts match `q` (all of them when it is empty)."""
-    condition = _matches(check_query(q), _dialect(session))
-    query = select(func.count()).select_from(Contact)
-    if condition is not None:
-        query = query.where(condition)
+def contact_count(
+    session: Session,
+    q: str = "",
+    *,
+    filters: ContactFilter = NO_FILTER,
+    now: datetime | None = None,
+) -> int:
+    """How many contacts match `q` and `filters` (all of them when neither is given)."""
+    query = (
+        select(func.count())
+        .select_from(Contact)
+        .where(*_where(session, check_query(q), filters, now))
+    )
     return int(session.scalar(query) or 0)

@@ -76,6 +76,10 @@ def test_search_sort_and_page(
         "last_name": None,
         "company_name": None,
         "created_at": body["contacts"][2]["created_at"],
+        "job_title": None,
+        "city": None,
+        "country": None,
+        "last_activity_at": None,
     }
 
     found = client.get("/api/contacts", params={"q": "ada"}, headers=api_headers).json()
@@ -229,5 +233,17 @@ def test_the_openapi_document_describes_the_contacts_endpoints(client: TestClien
     assert set(paths["/api/contacts/{guid}/activities"]) == {"get"}
     assert set(paths["/api/contacts/{guid}/export"]) == {"get"}
     parameters = {p["name"] for p in paths["/api/contacts"]["get"]["parameters"]}
-    assert parameters == {"q", "sort", "after", "limit"}
+    assert parameters == {
+        "q",
+        "sort",
+        "after",
+        "limit",
+        "format",
+        "group",
+        "consent",
+        "newsletter",
+        "country",
+        "active_within",
+        "inactive_for",
+    }
     assert paths["/api/contacts/{guid}"]["delete"]["summary"].startswith("Erase a contact")

@@ -150,5 +150,5 @@ def test_the_openapi_document_describes_it(client: TestClient) -> None:
     operation = document["paths"]["/api/dashboard"]["get"]
     assert operation["tags"] == ["Dashboard"]
     assert operation["summary"].startswith("The dashboard's figures")
-    assert [p["name"] for p in operation["parameters"]] == ["start", "end"]
+    assert [p["name"] for p in operation["parameters"]] == ["start", "end", "group"]
     assert "DashboardOut" in document["components"]["schemas"]

@@ -217,6 +217,17 @@ def _delete_group(entry: Entry) -> None:
         groups.delete_group(session, "VIP")
 
 
+def _export_list_from_api(entry: Entry) -> None:
+    assert entry.client is not None
+    assert entry.headers is not None
+    answer = entry.client.get(
+        "/api/contacts",
+        params={"q": "anna", "newsletter": "Weekly", "format": "csv"},
+        headers=entry.headers,
+    )
+    assert answer.status_code == 200, answer.text
+
+
 STEPS: list[Step] = [
     Step(
         "user.created",
@@ -665,6 +676,14 @@ STEPS: list[Step] = [
         cli=lambda e: e.run(
             "contact", "export", e.contact_of(ANNA), "--output", str(e.tmp_path / "anna.json")
         ),
+    ),
+    Step(
+        "contact.list_exported",
+        "",
+        {"contacts": 1, "newsletter": "Weekly", "q": "anna"},
+        admin=lambda e: e.form("/admin/contacts/export", q="anna", newsletter="Weekly"),
+        api=_export_list_from_api,
+        cli=lambda e: e.run("contact", "list", "anna", "--newsletter", "Weekly", "--csv"),
     ),
     Step(
         "contact.erased",
