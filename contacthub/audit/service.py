@@ -58,6 +58,13 @@ ACTIONS = frozenset(
         "issue.group_set",
         "issue.send_started",
         "demo.created",
+        "group.created",
+        "group.updated",
+        "group.deleted",
+        "group.members_added",
+        "group.members_removed",
+        "group.rebuilt",
+        "group.exported",
     }
 )
 
