@@ -26,6 +26,7 @@ from contacthub.email import background, overview, service, stats
 from contacthub.email.compose import TrackedLink
 from contacthub.email.pages import EMAIL_CONTENT_POLICY
 from contacthub.errors import HubError
+from contacthub.groups import service as groups
 from contacthub.storage.models import Newsletter
 
 ISSUE_FIELDS = ("newsletter", "group", "subject", "html_body", "text_body")
@@ -87,13 +88,21 @@ async def issues(admin: Admin) -> Response:
     )
 
 
+def group_options(session: Session) -> list[tuple[str, str]]:
+    """(name, label) of every contact group an issue may be sent to, with its member count."""
+    return [
+        (g.group.name, f"{g.group.name} ({g.members:,} contacts)")
+        for g in groups.list_groups(session)
+    ]
+
+
 async def _options(admin: Admin) -> dict[str, Any]:
     """The choices of the compose form: newsletters, and the groups an issue may go to."""
 
     def work(session: Session) -> dict[str, Any]:
         return {
             "options": [(n.name, n.name) for n in service.list_newsletters(session)],
-            "group_options": [(name, name) for name in service.group_names(session)],
+            "group_options": group_options(session),
         }
 
     return await admin.hub.read(work)
@@ -167,9 +176,7 @@ async def issue(admin: Admin) -> Response:
                 ],
                 "row": row,
                 "progress": overview.send_progress(session, found),
-                "group_options": [(name, name) for name in service.group_names(session)]
-                if found.status == "draft"
-                else [],
+                "group_options": group_options(session) if found.status == "draft" else [],
                 "preview": preview,
                 "preview_error": preview_error,
             },

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contacthub.audit import service as audit
@@ -30,6 +29,7 @@ from contacthub.contacts import service as contacts
 from contacthub.email import compose, repository
 from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
 from contacthub.errors import Conflict, InvalidInput, NotFound, with_article
+from contacthub.groups import repository as group_repository
 from contacthub.groups.queue import enqueue_contacts
 from contacthub.identifiers import base_url, parse_guid
 from contacthub.storage.models import (
@@ -410,17 +410,11 @@ def _target_group(session: Session, name: str | None) -> ContactGroup | None:
     """The group an issue is sent to, by name; None for every subscriber."""
     if name is None:
         return None
-    found = session.scalar(select(ContactGroup).where(ContactGroup.name == name.strip()))
+    # The groups repository, not groups.service.get_group: that module imports this one.
+    found = group_repository.group_by_name(session, name.strip())
     if found is None:
-        raise NotFound(
-            f"No contact group named {name.strip()!r}.", code="unknown_group", field="group"
-        )
+        raise NotFound(f"No group named {name.strip()!r}.", code="unknown_group", field="group")
     return found
-
-
-def group_names(session: Session) -> list[str]:
-    """The names of every contact group, for choosing one an issue is sent to."""
-    return list(session.scalars(select(ContactGroup.name).order_by(ContactGroup.name)))
 
 
 def group_name_of(session: Session, issue: EmailIssue) -> str | None:

@@ -10,17 +10,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from contacthub.contacts import service as contacts
 from contacthub.email import service
 from contacthub.errors import Conflict, NotFound
+from contacthub.groups import service as groups
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
-from contacthub.storage.models import AuditEvent, Contact, ContactGroup, GroupMember
+from contacthub.storage.models import AuditEvent, Contact
 from contacthub.users import service as users
 from tests.cli.conftest import Cli, cli_on
 from tests.email.smtp_server import SmtpServer, smtp_server
@@ -49,49 +50,29 @@ def settings(database_url: str, smtp: SmtpServer) -> Settings:
 
 
 # -- groups ---------------------------------------------------------------------------------------
-# A static group whose members are written straight into `group_members`, as the membership
-# service keeps them: sending only reads that table.
+# Static groups, through the groups service: sending only reads their `group_members` rows.
 
 
 def make_group(database: Database, name: str, *members: str) -> None:
     with database.write() as session:
-        group = ContactGroup(name=name, kind="static", description="")
-        session.add(group)
-        session.flush()
-    join(database, name, *members)
-
-
-def _contact_id(session: Any, email: str) -> int:
-    found = session.scalars(select(Contact.id).where(Contact.email == email)).first()
-    if found is None:
-        contact = Contact(email=email)
-        session.add(contact)
-        session.flush()
-        return contact.id
-    return int(found)
-
-
-def _group_id(session: Any, name: str) -> int:
-    return int(session.scalars(select(ContactGroup.id).where(ContactGroup.name == name)).one())
+        groups.create_group(session, name, kind="static")
+    if members:
+        join(database, name, *members)
 
 
 def join(database: Database, name: str, *emails: str) -> None:
     with database.write() as session:
-        group_id = _group_id(session, name)
+        known = set(session.scalars(select(Contact.email).where(Contact.email.in_(emails))))
         for email in emails:
-            session.add(GroupMember(group_id=group_id, contact_id=_contact_id(session, email)))
+            if email not in known:  # a contact who never subscribed
+                contacts.create_contact(session, email=email)
+        report = groups.add_members(session, name, emails)
+        assert report.added == len(emails), report
 
 
 def leave(database: Database, name: str, *emails: str) -> None:
     with database.write() as session:
-        group_id = _group_id(session, name)
-        for email in emails:
-            session.execute(
-                delete(GroupMember).where(
-                    GroupMember.group_id == group_id,
-                    GroupMember.contact_id == _contact_id(session, email),
-                )
-            )
+        assert groups.remove_members(session, name, emails).removed == len(emails)
 
 
 def vip_issue(database: Database) -> str:
@@ -340,8 +321,8 @@ def test_the_cli_creates_changes_and_sends_an_issue_for_a_group(
     guid = created["guid"]
     assert cli.json("issue", "set-group", guid)["group"] is None
     assert cli.json("issue", "set-group", guid, VIP)["group"] == VIP
-    assert "No contact group named 'Nobody'" in cli.fails("issue", "set-group", guid, "Nobody")
-    assert "No contact group named 'Nobody'" in cli.fails(*args, "--group", "Nobody")
+    assert "No group named 'Nobody'" in cli.fails("issue", "set-group", guid, "Nobody")
+    assert "No group named 'Nobody'" in cli.fails(*args, "--group", "Nobody")
 
     report = cli.json("issue", "send", guid)
     assert (report["group"], report["sent"], report["not_members"]) == (VIP, 1, 1)
@@ -349,3 +330,35 @@ def test_the_cli_creates_changes_and_sends_an_issue_for_a_group(
     shown = cli.ok("issue", "list", "--newsletter", NEWS)
     assert VIP in shown
     assert "Only a draft issue may change its group" in cli.fails("issue", "set-group", guid)
+
+
+# -- deleting the group ---------------------------------------------------------------------------
+
+
+def test_a_group_is_not_deleted_while_an_issue_not_sent_yet_targets_it(
+    database: Database, settings: Settings, smtp: SmtpServer
+) -> None:
+    issue = make_issue(database, (ANNA, "Anna"), (CARL, "Carl"))
+    make_group(database, VIP, ANNA, CARL)
+    with database.write() as session:
+        service.set_issue_group(session, service.get_issue(session, issue), VIP)
+
+    def refused() -> Conflict:
+        with database.write() as session, pytest.raises(Conflict) as error:
+            groups.delete_group(session, VIP)
+        assert error.value.code == "group_in_use"
+        assert issue in error.value.message
+        return error.value
+
+    assert "(draft," in refused().message
+    smtp.refuse[CARL] = "451 4.3.0 Try again later"  # the issue stays `sending`
+    send(database, settings, issue, smtp.port)
+    assert "(sending," in refused().message
+
+    del smtp.refuse[CARL]
+    assert send(database, settings, issue, smtp.port).status == "sent"
+    with database.write() as session:
+        groups.delete_group(session, VIP)
+    with database.read() as session:
+        found = service.get_issue(session, issue)
+        assert (found.group_id, service.group_name_of(session, found)) == (None, None)
