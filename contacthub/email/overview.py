@@ -380,7 +380,8 @@ def sample_recipient(
     session: Session, issue: EmailIssue, email: str | None = None
 ) -> tuple[str, str | None, str | None]:
     """(address, first name, last name) to preview an issue as: the subscriber with `email`,
-    else the newsletter's first subscribed subscriber, else a made-up one."""
+    else the first subscriber the issue would go to (subscribed, and a member of its group if
+    it has one), else a made-up one."""
     query = select(Subscriber).where(Subscriber.newsletter_id == issue.newsletter_id)
     if email:
         found = session.scalar(query.where(Subscriber.email == email.strip().lower()))
@@ -392,7 +393,7 @@ def sample_recipient(
             )
     else:
         found = session.scalar(
-            query.where(Subscriber.status == SUBSCRIBED).order_by(Subscriber.id).limit(1)
+            query.where(repository.in_audience(issue)).order_by(Subscriber.id).limit(1)
         )
     if found is None:
         return SAMPLE_RECIPIENT

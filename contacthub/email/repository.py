@@ -182,7 +182,7 @@ def _in_group(group_id: int) -> ColumnElement[bool]:
     )
 
 
-def _audience(issue: EmailIssue) -> ColumnElement[bool]:
+def in_audience(issue: EmailIssue) -> ColumnElement[bool]:
     """Subscribers the issue goes to: subscribed to its newsletter and, when it targets a
     group, members of that group."""
     wanted = and_(Subscriber.newsletter_id == issue.newsletter_id, Subscriber.status == SUBSCRIBED)
@@ -192,7 +192,7 @@ def _audience(issue: EmailIssue) -> ColumnElement[bool]:
 
 
 def create_missing_deliveries(session: Session, issue: EmailIssue) -> int:
-    """A pending delivery for every subscriber in the issue's audience (`_audience`) without one.
+    """A pending delivery for every subscriber in the issue's audience (`in_audience`) without one.
 
     One INSERT … SELECT, so that 100,000 subscribers cost one statement, not 100,000 objects;
     the group is intersected in the same statement (a semi-join on `group_members`).
@@ -200,7 +200,7 @@ def create_missing_deliveries(session: Session, issue: EmailIssue) -> int:
     already = exists().where(Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id)
     candidates = select(
         literal(issue.id), Subscriber.id, Subscriber.email, literal(PENDING), literal(0)
-    ).where(_audience(issue), ~already)
+    ).where(in_audience(issue), ~already)
     count = select(func.count()).where(Delivery.issue_id == issue.id)
     before = session.scalar(count) or 0
     session.execute(
@@ -259,7 +259,7 @@ def left_out_count(session: Session, issue: EmailIssue) -> int:
 
 def audience_count(session: Session, issue: EmailIssue) -> int:
     """Subscribers the issue goes to now: subscribed, and members of its group if it has one."""
-    return session.scalar(select(func.count()).where(_audience(issue))) or 0
+    return session.scalar(select(func.count()).where(in_audience(issue))) or 0
 
 
 def next_sendable_ids(
@@ -288,7 +288,7 @@ def sendable_count(session: Session, issue_id: int, max_attempts: int) -> int:
 def unskip_returned(session: Session, issue: EmailIssue) -> int:
     """Make skipped deliveries pending again where the subscriber is back in the issue's
     audience: subscribed again and, for a group's issue, a member again."""
-    back = exists().where(Subscriber.id == Delivery.subscriber_id, _audience(issue))
+    back = exists().where(Subscriber.id == Delivery.subscriber_id, in_audience(issue))
     result = session.execute(
         update(Delivery)
         .where(Delivery.issue_id == issue.id, Delivery.status == SKIPPED, back)

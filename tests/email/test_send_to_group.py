@@ -16,7 +16,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from contacthub.contacts import service as contacts
-from contacthub.email import service
+from contacthub.email import overview, service
 from contacthub.errors import Conflict, NotFound
 from contacthub.groups import service as groups
 from contacthub.settings import Settings
@@ -362,3 +362,13 @@ def test_a_group_is_not_deleted_while_an_issue_not_sent_yet_targets_it(
     with database.read() as session:
         found = service.get_issue(session, issue)
         assert (found.group_id, service.group_name_of(session, found)) == (None, None)
+
+
+def test_the_preview_shows_the_issue_as_a_member_receives_it(database: Database) -> None:
+    issue = make_issue(database, (CARL, "Carl"), (ANNA, "Anna"))
+    make_group(database, VIP, ANNA)
+    with database.write() as session:
+        found = service.get_issue(session, issue)
+        assert overview.preview_issue(session, found).recipient.email == CARL
+        service.set_issue_group(session, found, VIP)
+        assert overview.preview_issue(session, found).recipient.email == ANNA
