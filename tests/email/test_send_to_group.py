@@ -15,14 +15,17 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from contacthub.consents import service as consents
 from contacthub.contacts import service as contacts
 from contacthub.email import overview, service
 from contacthub.errors import Conflict, NotFound
+from contacthub.groups import membership
 from contacthub.groups import service as groups
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.storage.models import AuditEvent, Contact
 from contacthub.users import service as users
+from tests import factories
 from tests.cli.conftest import Cli, cli_on
 from tests.email.smtp_server import SmtpServer, smtp_server
 from tests.email.test_sending import HTML, NEWS, SUBJECT, add, deliveries, make_issue, send
@@ -372,3 +375,37 @@ def test_the_preview_shows_the_issue_as_a_member_receives_it(database: Database)
         assert overview.preview_issue(session, found).recipient.email == CARL
         service.set_issue_group(session, found, VIP)
         assert overview.preview_issue(session, found).recipient.email == ANNA
+
+
+# -- a dynamic group as the send's gate -----------------------------------------------------------
+
+
+def agree(database: Database, email: str, *, agree: bool = True) -> None:
+    with database.write() as session:
+        guid = session.scalars(select(Contact.guid).where(Contact.email == email)).one()
+        consents.record_agreement(session, str(guid), "OffersConsent", agree=agree)
+
+
+def test_a_dynamic_group_gates_the_send_as_the_live_job_keeps_it(
+    database: Database, settings: Settings, smtp: SmtpServer
+) -> None:
+    """Agreed to the offers consent: the group follows agreements through the live job, and
+    each run sends to whoever passes the gate when it starts."""
+    issue = make_issue(database, (ANNA, "Anna"), (CARL, "Carl"))
+    factories.consent(database, "OffersConsent")
+    agree(database, ANNA)
+    with database.write() as session:
+        groups.create_group(
+            session, "Offers", conditions={"consent": "OffersConsent", "state": "agreed"}
+        )
+        service.set_issue_group(session, service.get_issue(session, issue), "Offers")
+
+    first = send(database, settings, issue, smtp.port)
+    assert (smtp.recipients(), first.group, first.not_members) == ([ANNA], "Offers", 1)
+
+    agree(database, CARL)
+    assert send(database, settings, issue, smtp.port).sent == 0  # the job has not run yet
+    membership.refresh(database)
+    second = send(database, settings, issue, smtp.port)
+    assert (second.sent, second.not_members) == (1, 0)
+    assert smtp.recipients() == [ANNA, CARL]
