@@ -25,6 +25,9 @@ from contacthub.demo import service as demo
 from contacthub.demo.generator import CATALOG_DISABLED_AT, CATALOG_TYPE
 from contacthub.email import stats
 from contacthub.errors import Conflict
+from contacthub.groups import service as groups
+from contacthub.groups.compiler import matching_ids_query
+from contacthub.groups.conditions import load_conditions
 from contacthub.storage.database import Database
 from contacthub.storage.migrate import upgrade
 from contacthub.storage.models import (
@@ -44,8 +47,11 @@ from contacthub.storage.models import (
     EmailClick,
     EmailIssue,
     EmailOpen,
+    GroupMember,
+    GroupMembershipState,
     Subscriber,
 )
+from contacthub.storage.types import utcnow
 from contacthub.users import service as users
 from contacthub.users.service import SignInSuccess
 from tests import factories
@@ -403,3 +409,32 @@ def test_until_defaults_to_now(database: Database) -> None:
         latest = session.scalar(select(func.max(Activity.created_at)))
     assert latest is not None
     assert latest <= report.until
+
+
+def test_groups_made_through_the_service_with_exact_members(hub: Filled) -> None:
+    database = hub.database
+    with database.read() as session:
+        made = {g.group.name: g for g in groups.list_groups(session)}
+        assert set(made) == {"Engaged visitors", "Newsletter consent, Germany", "VIP"}
+        assert made["VIP"].group.kind == "static"
+        assert 0 < made["VIP"].members <= demo.VIP_SIZE
+        now = utcnow()
+        for name in ("Engaged visitors", "Newsletter consent, Germany"):
+            group = made[name].group
+            assert group.kind == "dynamic"
+            assert group.conditions is not None
+            condition = load_conditions(session, group.conditions)
+            expected = set(session.scalars(matching_ids_query(condition, now=now)))
+            members = set(
+                session.scalars(
+                    select(GroupMember.contact_id).where(GroupMember.group_id == group.id)
+                )
+            )
+            assert members == expected, name
+        assert sum(g.members for g in made.values()) == hub.printed["counts"]["group members"]
+        assert made["Newsletter consent, Germany"].members > 0
+        # The live job starts after the data: nothing of it is evaluated again.
+        state = session.scalars(select(GroupMembershipState)).one()
+        assert state.last_activity_id == session.scalar(select(func.max(Activity.id)))
+        assert state.last_email_open_id == session.scalar(select(func.max(EmailOpen.id)))
+        assert state.last_email_click_id == session.scalar(select(func.max(EmailClick.id)))

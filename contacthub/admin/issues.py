@@ -1,7 +1,8 @@
 """Admin pages for email issues: list, compose, preview, send (with progress), statistics.
 
 - `/admin/issues`: the issues of every newsletter, newest first, with their rates.
-- `/admin/issues/new`: compose an issue (a draft).
+- `/admin/issues/new`: compose an issue (a draft), for every subscriber or a contact group's.
+- `POST /admin/issues/{guid}/group`: change the group a draft is sent to.
 - `/admin/issues/{guid}`: details, sending progress, the send button, and the preview: a
   sandboxed iframe of `/admin/issues/{guid}/preview`, the issue as a subscriber receives it,
   served with a CSP of its own (no scripts, framed by the admin only).
@@ -25,9 +26,11 @@ from contacthub.email import background, overview, service, stats
 from contacthub.email.compose import TrackedLink
 from contacthub.email.pages import EMAIL_CONTENT_POLICY
 from contacthub.errors import HubError
+from contacthub.groups import service as groups
 from contacthub.storage.models import Newsletter
 
-ISSUE_FIELDS = ("newsletter", "subject", "html_body", "text_body")
+ISSUE_FIELDS = ("newsletter", "group", "subject", "html_body", "text_body")
+ALL_SUBSCRIBERS = "All subscribers"
 
 # The preview is the email's own HTML: it may style itself inline and load remote images (as
 # mail clients do), but runs nothing, submits nothing, and only the admin may frame it.
@@ -85,19 +88,30 @@ async def issues(admin: Admin) -> Response:
     )
 
 
-async def _newsletter_options(admin: Admin) -> list[tuple[str, str]]:
-    return await admin.hub.read(lambda s: [(n.name, n.name) for n in service.list_newsletters(s)])
+def group_options(session: Session) -> list[tuple[str, str]]:
+    """(name, label) of every contact group an issue may be sent to, with its member count."""
+    return [
+        (g.group.name, f"{g.group.name} ({g.members:,} contacts)")
+        for g in groups.list_groups(session)
+    ]
+
+
+async def _options(admin: Admin) -> dict[str, Any]:
+    """The choices of the compose form: newsletters, and the groups an issue may go to."""
+
+    def work(session: Session) -> dict[str, Any]:
+        return {
+            "options": [(n.name, n.name) for n in service.list_newsletters(session)],
+            "group_options": group_options(session),
+        }
+
+    return await admin.hub.read(work)
 
 
 async def new_issue(admin: Admin) -> Response:
-    """The form that composes an issue."""
-    values = {"newsletter": admin.param("newsletter")}
-    return admin.render(
-        "email/issue_new.html",
-        values=values,
-        errors={},
-        options=await _newsletter_options(admin),
-    )
+    """The form that composes an issue (`?newsletter=` and `?group=` preselect them)."""
+    values = {"newsletter": admin.param("newsletter"), "group": admin.param("group")}
+    return admin.render("email/issue_new.html", values=values, errors={}, **await _options(admin))
 
 
 async def create_issue(admin: Admin) -> Response:
@@ -115,6 +129,7 @@ async def create_issue(admin: Admin) -> Response:
             values["subject"],
             values["html_body"],
             values["text_body"] or None,
+            group=values["group"] or None,
             actor=admin.actor,
         )
         return str(issue.guid)
@@ -127,7 +142,7 @@ async def create_issue(admin: Admin) -> Response:
             status=error.status_code,
             values=values,
             errors=form_errors(error),
-            options=await _newsletter_options(admin),
+            **await _options(admin),
         )
     return admin.redirect(
         issue_path(guid), flash="Issue created as a draft. Preview it, then send."
@@ -161,6 +176,7 @@ async def issue(admin: Admin) -> Response:
                 ],
                 "row": row,
                 "progress": overview.send_progress(session, found),
+                "group_options": group_options(session) if found.status == "draft" else [],
                 "preview": preview,
                 "preview_error": preview_error,
             },
@@ -202,6 +218,26 @@ async def send(admin: Admin) -> Response:
         retry_in_doubt=admin.field("retry_in_doubt") == "yes",
     )
     return admin.redirect(issue_path(run.issue_guid), flash="Sending started.")
+
+
+async def set_group(admin: Admin) -> Response:
+    """Send a draft to a contact group's members, or (no group chosen) to every subscriber."""
+    guid = _guid(admin)
+    group = admin.field("group") or None
+
+    def work(session: Session) -> str:
+        found = service.set_issue_group(
+            session, service.get_issue(session, guid), group, actor=admin.actor
+        )
+        return str(found.guid)
+
+    guid = await admin.hub.write(work)
+    flash = (
+        f"It will go to the members of {group}."
+        if group
+        else f"It will go to {ALL_SUBSCRIBERS.lower()}."
+    )
+    return admin.redirect(issue_path(guid), flash=flash)
 
 
 async def issue_stats(admin: Admin) -> Response:
@@ -294,5 +330,6 @@ routes = [
     Route("/admin/issues/{guid}", page(issue), methods=["GET"]),
     Route("/admin/issues/{guid}/preview", page(preview), methods=["GET"]),
     Route("/admin/issues/{guid}/send", page(send), methods=["POST"]),
+    Route("/admin/issues/{guid}/group", page(set_group), methods=["POST"]),
     Route("/admin/issues/{guid}/stats", page(issue_stats), methods=["GET"]),
 ]

@@ -109,6 +109,11 @@ class IssueIn(msgspec.Struct, forbid_unknown_fields=True):
     subject: str
     html_body: str
     text_body: str | None = None
+    group: str | None = None
+
+
+class IssueChange(msgspec.Struct, forbid_unknown_fields=True):
+    group: str | None
 
 
 class LinkOut(msgspec.Struct):
@@ -130,6 +135,8 @@ class RunOut(msgspec.Struct):
     sent: int | None
     failed: int | None
     deferred: int | None
+    skipped_left_group: int | None
+    not_members: int | None
     stopped: str | None
 
 
@@ -157,6 +164,9 @@ class IssueOut(IssueSummaryOut):
     links: list[LinkOut]
     deliveries: dict[str, int]
     subscribed: int
+    group: str | None
+    audience: int
+    not_members: int
     sending: bool
     last_run: RunOut | None
 
@@ -268,6 +278,8 @@ def run_out(run: SendRun) -> RunOut:
         sent=report.sent if report is not None else None,
         failed=report.failed if report is not None else None,
         deferred=report.deferred if report is not None else None,
+        skipped_left_group=report.skipped_left_group if report is not None else None,
+        not_members=report.not_members if report is not None else None,
         stopped=run.stopped_reason,
     )
 
@@ -504,6 +516,8 @@ async def list_issues(call: ApiCall) -> IssuePageOut:
 async def create_issue(call: ApiCall, body: IssueIn) -> IssueOut:
     """Create a draft issue; every http(s) link of its HTML becomes a tracked link.
 
+    `group` (a contact group's name) sends it only to the subscribers who are members of that
+    group when it is sent; left out (or null), it goes to every subscriber.
     Placeholders: `{{ first_name }}`, `{{ last_name }}`, `{{ email }}`,
     `{{ first_name | "there" }}`, `{{ unsubscribe_url }}`, `{{ view_in_browser_url }}`.
     """
@@ -516,9 +530,25 @@ async def create_issue(call: ApiCall, body: IssueIn) -> IssueOut:
             body.subject,
             body.html_body,
             body.text_body,
+            group=body.group,
             actor=call.actor,
         )
         return _issue_out(session, issue, None)
+
+    return await call.hub.write(work)
+
+
+@router.patch("/api/issues/{guid}", body=IssueChange, response=IssueOut)
+async def change_issue(call: ApiCall, body: IssueChange) -> IssueOut:
+    """Set the group a draft issue is sent to: a contact group's name, or null for every
+    subscriber. 409 `issue_not_draft` once its sending has started."""
+    guid = call.path("guid")
+    registry = background.registry_of(call.request)
+
+    def work(session: Session) -> IssueOut:
+        issue = service.get_issue(session, guid)
+        issue = service.set_issue_group(session, issue, body.group, actor=call.actor)
+        return _issue_out(session, issue, registry.get(issue.guid))
 
     return await call.hub.write(work)
 
@@ -537,6 +567,9 @@ def _issue_out(session: Session, issue: EmailIssue, run: SendRun | None) -> Issu
         ],
         deliveries=dict(progress.deliveries),
         subscribed=progress.subscribed,
+        group=progress.group,
+        audience=progress.audience,
+        not_members=progress.not_members,
         sending=run is not None and run.running,
         last_run=run_out(run) if run is not None else None,
     )

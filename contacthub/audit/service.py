@@ -56,6 +56,7 @@ ACTIONS = frozenset(
         "subscriber.unsubscribed",
         "subscriber.imported",
         "issue.created",
+        "issue.group_set",
         "issue.send_started",
         "demo.created",
         "group.created",

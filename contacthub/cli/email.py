@@ -274,6 +274,7 @@ def issue_record(session: Session, issue: EmailIssue) -> dict[str, Any]:
         "guid": issue.guid,
         "newsletter": summary.newsletter_name,
         "subject": issue.subject,
+        "group": summary.group_name,
         "status": issue.status,
         "links": len([link for link in summary.links if not link.hidden]),
         "created_at": issue.created_at,
@@ -287,6 +288,11 @@ def issue_create(
     subject: str = typer.Option(..., help="Subject; may use placeholders, e.g. {{ first_name }}."),
     html_file: Path = HtmlFileOption,
     text_file: Path | None = TextFileOption,
+    group: str | None = typer.Option(
+        None,
+        help="Send it only to the subscribers who are members of this contact group "
+        "(default: every subscriber).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Create a draft issue from an HTML file; prints its GUID (what `issue send` takes).
@@ -297,8 +303,28 @@ def issue_create(
     with unit_of_work() as session:
         html = _read_text(html_file, "HTML file")
         text = _read_text(text_file, "text file") if text_file is not None else None
-        issue = service.create_issue(session, newsletter, subject, html, text, actor=CLI_ACTOR)
+        issue = service.create_issue(
+            session, newsletter, subject, html, text, group=group, actor=CLI_ACTOR
+        )
         record = issue_record(session, issue)
+    emit(record, as_json, "Issue")
+
+
+@issue_app.command("set-group")
+def issue_set_group(
+    issue: str = typer.Argument(..., help="GUID of the issue."),
+    group: str | None = typer.Argument(
+        None, help="Name of a contact group; omit to send to every subscriber."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Send a draft issue only to the members of a contact group, or (without GROUP) to every
+    subscriber. Refused once the issue's sending has started."""
+    with unit_of_work() as session:
+        found = service.set_issue_group(
+            session, service.get_issue(session, issue), group, actor=CLI_ACTOR
+        )
+        record = issue_record(session, found)
     emit(record, as_json, "Issue")
 
 
@@ -361,6 +387,9 @@ def _print_send(report: SendReport, as_json: bool) -> None:
     summary = report.as_dict()
     failures = summary.pop("failures")
     summary.pop("totals")
+    if report.group is None:  # sent to every subscriber: no group figures to show
+        for key in ("group", "skipped_left_group", "not_members"):
+            summary.pop(key)
     emit(summary, False, "Send")
     if failures:
         emit(failures, False, "Not sent")

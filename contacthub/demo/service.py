@@ -11,6 +11,10 @@ What a filled hub holds (the people and their behaviour are described in `genera
 - a newsletter with up to 5,000 subscribers, two sent issues with deliveries, opens and clicks
   (human and machine) and a draft issue;
 - the activity stream, email opens and clicks included, in time order;
+- three contact groups made through the groups service once the data is in (`_create_groups`):
+  two dynamic ones, "Engaged visitors" (visited the sale at least twice in the last 30 days)
+  and "Newsletter consent, Germany", and a static "VIP" (the identified contacts who reached
+  the checkout most often), with the live membership job's cursors moved past the data;
 - the dashboard's rollups, counted.
 
 Speed: rows are generated in Python and written in bulk (`repository.bulk_insert`, and the
@@ -39,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from contacthub.activities import service as activity_types
 from contacthub.activities.repository import ActivityRow, insert_activities
+from contacthub.activities.rules import PAGE_VISIT
 from contacthub.analytics import rollups
 from contacthub.audit import service as audit
 from contacthub.channels import cors
@@ -68,8 +73,11 @@ from contacthub.demo.repository import bulk_insert, ids_in_order
 from contacthub.email import service as email
 from contacthub.email.tracking import CLICK_COLUMNS, OPEN_COLUMNS
 from contacthub.errors import Conflict, InvalidInput
+from contacthub.groups import repository as group_repository
+from contacthub.groups import service as groups
 from contacthub.storage.database import Database
 from contacthub.storage.models import (
+    Activity,
     ActivityType,
     AdminUser,
     Channel,
@@ -80,6 +88,7 @@ from contacthub.storage.models import (
     Delivery,
     EmailClick,
     EmailOpen,
+    GroupMember,
     IssueLink,
     Newsletter,
     Subscriber,
@@ -275,6 +284,12 @@ def build(database: Database, options: DemoOptions, progress: Progress | None = 
         database, generator, setup, contact_ids, mail.activities, report
     )
     clock.lap("activities")
+
+    report.start("Groups", len(DEMO_GROUPS) + 1)
+    with _writing(database) as session:
+        result.counts["group members"] = _create_groups(session)
+    report.advance("Groups", len(DEMO_GROUPS) + 1)
+    clock.lap("groups")
 
     report.start("Dashboard rollups", 1)
     rollups.refresh(database)
@@ -474,6 +489,65 @@ def _set_up(
     return _Setup(
         channel_ids, revision_ids, consent_ids, newsletter.id, issue_ids, issues, link_ids
     )
+
+
+# -- contact groups -----------------------------------------------------------------------------
+
+ENGAGED = {"activity": PAGE_VISIT, "url_contains": "/c/sale", "at_least": 2, "within_days": 30}
+GERMAN_READERS = {
+    "all": [
+        {"consent": NEWSLETTER_CONSENT, "state": "agreed"},
+        {"field": "country", "op": "equals", "value": "DEU"},
+    ]
+}
+# (name, description, conditions): the dynamic groups; the static VIP group is filled by hand.
+DEMO_GROUPS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    (
+        "Engaged visitors",
+        "Visited the sale at least twice in the last 30 days.",
+        ENGAGED,
+    ),
+    (
+        "Newsletter consent, Germany",
+        "Agreed to the newsletter consent and live in Germany.",
+        GERMAN_READERS,
+    ),
+)
+VIP = "VIP"
+VIP_SIZE = 25
+
+
+def _create_groups(session: Session) -> int:
+    """The demo's groups, through the groups service (members computed in full as each is made);
+    the number of memberships made."""
+    for name, description, conditions in DEMO_GROUPS:
+        groups.create_group(session, name, conditions=conditions, description=description)
+    # The identified contacts who reached the checkout most often, the regulars a shop greets
+    # by name: a list a person would keep by hand.
+    regulars = session.scalars(
+        select(Contact.guid)
+        .join(Activity, Activity.contact_id == Contact.id)
+        .where(
+            Contact.email.is_not(None),
+            Activity.type == PAGE_VISIT,
+            Activity.url.like("%/checkout%"),
+        )
+        .group_by(Contact.id, Contact.guid)
+        .order_by(func.count().desc(), Contact.id)
+        .limit(VIP_SIZE)
+    ).all()
+    groups.create_group(
+        session, VIP, kind="static", description="Our best customers, picked by hand."
+    )
+    groups.add_members(session, VIP, [str(guid) for guid in regulars])
+    # Every group was just computed from all the data there is: the live job starts from here
+    # rather than evaluating the whole activity history again on the hub's first start.
+    state = group_repository.lock_state(session)
+    state.last_activity_id = session.scalar(select(func.max(Activity.id))) or 0
+    state.last_email_open_id = session.scalar(select(func.max(EmailOpen.id))) or 0
+    state.last_email_click_id = session.scalar(select(func.max(EmailClick.id))) or 0
+    state.evaluated_at = utcnow()
+    return session.scalar(select(func.count()).select_from(GroupMember)) or 0
 
 
 # -- bulk steps ---------------------------------------------------------------------------------

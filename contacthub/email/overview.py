@@ -329,6 +329,11 @@ class SendProgress:
 
     deliveries: Mapping[str, int]
     subscribed: int
+    # The group the issue is sent to (None: every subscriber), how many subscribed subscribers
+    # are members of it (the issue's audience now), and how many are left out as non-members.
+    group: str | None = None
+    audience: int = 0
+    not_members: int = 0
 
     @property
     def total(self) -> int:
@@ -353,16 +358,30 @@ class SendProgress:
 
 
 def send_progress(session: Session, issue: EmailIssue) -> SendProgress:
-    """The issue's delivery counts, and how many subscribers its newsletter has now."""
+    """The issue's delivery counts, how many subscribers its newsletter has now and, for an
+    issue sent to a group, how many of them are members."""
     counts = repository.subscriber_counts(session, issue.newsletter_id)
-    return SendProgress(repository.delivery_counts(session, issue.id), counts.get(SUBSCRIBED, 0))
+    subscribed = counts.get(SUBSCRIBED, 0)
+    if issue.group_id is None:
+        audience, not_members = subscribed, 0
+    else:
+        audience = repository.audience_count(session, issue)
+        not_members = subscribed - audience
+    return SendProgress(
+        repository.delivery_counts(session, issue.id),
+        subscribed,
+        service.group_name_of(session, issue),
+        audience,
+        not_members,
+    )
 
 
 def sample_recipient(
     session: Session, issue: EmailIssue, email: str | None = None
 ) -> tuple[str, str | None, str | None]:
     """(address, first name, last name) to preview an issue as: the subscriber with `email`,
-    else the newsletter's first subscribed subscriber, else a made-up one."""
+    else the first subscriber the issue would go to (subscribed, and a member of its group if
+    it has one), else a made-up one."""
     query = select(Subscriber).where(Subscriber.newsletter_id == issue.newsletter_id)
     if email:
         found = session.scalar(query.where(Subscriber.email == email.strip().lower()))
@@ -374,7 +393,7 @@ def sample_recipient(
             )
     else:
         found = session.scalar(
-            query.where(Subscriber.status == SUBSCRIBED).order_by(Subscriber.id).limit(1)
+            query.where(repository.in_audience(issue)).order_by(Subscriber.id).limit(1)
         )
     if found is None:
         return SAMPLE_RECIPIENT

@@ -17,6 +17,7 @@ from contacthub.storage.models import (
     Contact,
     Delivery,
     EmailIssue,
+    GroupMember,
     IssueLink,
     Newsletter,
     Subscriber,
@@ -32,7 +33,9 @@ SENDING = "sending"
 SENT = "sent"
 DEFERRED = "deferred"  # a temporary failure: the next `issue send` tries again
 FAILED = "failed"  # a permanent failure, or a temporary one that ran out of attempts
-SKIPPED = "skipped"  # the subscriber unsubscribed before their copy went out
+SKIPPED = "skipped"  # the subscriber unsubscribed (or left the group) before it went out
+UNSUBSCRIBED_REASON = "unsubscribed before sending"
+LEFT_GROUP_REASON = "left the group before sending"
 DELIVERY_STATES = (PENDING, SENDING, SENT, DEFERRED, FAILED, SKIPPED)
 
 
@@ -171,19 +174,33 @@ def _sendable(max_attempts: int) -> ColumnElement[bool]:
     )
 
 
-def create_missing_deliveries(session: Session, issue: EmailIssue) -> int:
-    """A pending delivery for every subscribed subscriber of the issue's newsletter without one.
+def _in_group(group_id: int) -> ColumnElement[bool]:
+    """The subscriber's contact is a member of the group now (`group_members`, kept live by
+    groups/membership.py)."""
+    return Subscriber.contact_id.in_(
+        select(GroupMember.contact_id).where(GroupMember.group_id == group_id)
+    )
 
-    One INSERT … SELECT, so that 100,000 subscribers cost one statement, not 100,000 objects.
+
+def in_audience(issue: EmailIssue) -> ColumnElement[bool]:
+    """Subscribers the issue goes to: subscribed to its newsletter and, when it targets a
+    group, members of that group."""
+    wanted = and_(Subscriber.newsletter_id == issue.newsletter_id, Subscriber.status == SUBSCRIBED)
+    if issue.group_id is not None:
+        wanted = and_(wanted, _in_group(issue.group_id))
+    return wanted
+
+
+def create_missing_deliveries(session: Session, issue: EmailIssue) -> int:
+    """A pending delivery for every subscriber in the issue's audience (`in_audience`) without one.
+
+    One INSERT … SELECT, so that 100,000 subscribers cost one statement, not 100,000 objects;
+    the group is intersected in the same statement (a semi-join on `group_members`).
     """
     already = exists().where(Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id)
     candidates = select(
         literal(issue.id), Subscriber.id, Subscriber.email, literal(PENDING), literal(0)
-    ).where(
-        Subscriber.newsletter_id == issue.newsletter_id,
-        Subscriber.status == SUBSCRIBED,
-        ~already,
-    )
+    ).where(in_audience(issue), ~already)
     count = select(func.count()).where(Delivery.issue_id == issue.id)
     before = session.scalar(count) or 0
     session.execute(
@@ -195,16 +212,54 @@ def create_missing_deliveries(session: Session, issue: EmailIssue) -> int:
     return (session.scalar(count) or 0) - before
 
 
-def skip_unsubscribed_deliveries(session: Session, issue_id: int) -> int:
-    """Mark the issue's unsent deliveries to subscribers who have since unsubscribed as skipped."""
-    gone = exists().where(Subscriber.id == Delivery.subscriber_id, Subscriber.status != SUBSCRIBED)
+def _skip(session: Session, issue_id: int, gone: ColumnElement[bool], reason: str) -> int:
     result = session.execute(
         update(Delivery)
         .where(Delivery.issue_id == issue_id, Delivery.status.in_((PENDING, DEFERRED)), gone)
-        .values(status=SKIPPED, error="unsubscribed before sending")
+        .values(status=SKIPPED, error=reason)
         .execution_options(synchronize_session=False)
     )
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+
+def skip_unsubscribed_deliveries(session: Session, issue_id: int) -> int:
+    """Mark the issue's unsent deliveries to subscribers who have since unsubscribed as skipped."""
+    gone = exists().where(Subscriber.id == Delivery.subscriber_id, Subscriber.status != SUBSCRIBED)
+    return _skip(session, issue_id, gone, UNSUBSCRIBED_REASON)
+
+
+def skip_non_member_deliveries(session: Session, issue: EmailIssue) -> int:
+    """Mark the unsent deliveries of a group's issue to subscribers whose contact has since
+    left the group as skipped (none when the issue targets no group)."""
+    if issue.group_id is None:
+        return 0
+    left = exists().where(Subscriber.id == Delivery.subscriber_id, ~_in_group(issue.group_id))
+    return _skip(session, issue.id, left, LEFT_GROUP_REASON)
+
+
+def left_out_count(session: Session, issue: EmailIssue) -> int:
+    """Subscribed subscribers of the issue's newsletter who do not get it because they are not
+    members of its group (now), among those who have not had it: no delivery, or a skipped
+    one. Zero when the issue targets no group."""
+    if issue.group_id is None:
+        return 0
+    had_it = exists().where(
+        Delivery.issue_id == issue.id,
+        Delivery.subscriber_id == Subscriber.id,
+        Delivery.status != SKIPPED,
+    )
+    query = select(func.count()).where(
+        Subscriber.newsletter_id == issue.newsletter_id,
+        Subscriber.status == SUBSCRIBED,
+        ~_in_group(issue.group_id),
+        ~had_it,
+    )
+    return session.scalar(query) or 0
+
+
+def audience_count(session: Session, issue: EmailIssue) -> int:
+    """Subscribers the issue goes to now: subscribed, and members of its group if it has one."""
+    return session.scalar(select(func.count()).where(in_audience(issue))) or 0
 
 
 def next_sendable_ids(
@@ -230,12 +285,13 @@ def sendable_count(session: Session, issue_id: int, max_attempts: int) -> int:
     return session.scalar(query) or 0
 
 
-def unskip_resubscribed(session: Session, issue_id: int) -> int:
-    """Make skipped deliveries pending again where the subscriber has subscribed again."""
-    back = exists().where(Subscriber.id == Delivery.subscriber_id, Subscriber.status == SUBSCRIBED)
+def unskip_returned(session: Session, issue: EmailIssue) -> int:
+    """Make skipped deliveries pending again where the subscriber is back in the issue's
+    audience: subscribed again and, for a group's issue, a member again."""
+    back = exists().where(Subscriber.id == Delivery.subscriber_id, in_audience(issue))
     result = session.execute(
         update(Delivery)
-        .where(Delivery.issue_id == issue_id, Delivery.status == SKIPPED, back)
+        .where(Delivery.issue_id == issue.id, Delivery.status == SKIPPED, back)
         .values(status=PENDING, error=None)
         .execution_options(synchronize_session=False)
     )

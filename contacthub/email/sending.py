@@ -4,7 +4,12 @@ A run:
 1. creates a pending delivery for every subscribed subscriber who has none yet (so a send run
    after new subscriptions reaches the newcomers, and only them), marks the deliveries of
    subscribers who unsubscribed meanwhile `skipped` (and un-skips those who came back), and
-   moves the issue from `draft` to `sending`;
+   moves the issue from `draft` to `sending`. An issue sent to a contact group goes only to the
+   subscribers whose contact is a member of the group when the run starts: the intersection is
+   part of the same INSERT … SELECT (`group_members`, kept live by groups/membership.py), and
+   is taken again by every later run, so a contact who joined the group (and subscribed) since
+   gets it, and the unsent deliveries of those who left it are `skipped` ("left the group
+   before sending"; un-skipped if they come back before the issue is sent to them);
 2. then, chunk by chunk: claims the next deliveries (pending, or deferred with attempts left) by
    marking them `sending` and commits; renders and sends each copy with no transaction open
    (SMTP is slow; on SQLite an open write transaction would block every other writer); records
@@ -82,6 +87,12 @@ class SendReport:
     failed: int = 0
     new_deliveries: int = 0
     skipped_unsubscribed: int = 0
+    # The group the issue is sent to (None: every subscriber); `skipped_left_group` counts the
+    # deliveries this run skipped because their contact left it, `not_members` the subscribed
+    # subscribers left out because they are not members (and have not had the issue).
+    group: str | None = None
+    skipped_left_group: int = 0
+    not_members: int = 0
     in_doubt: int = 0
     stopped: str | None = None
     failures: list[Failure] = field(default_factory=list)
@@ -98,6 +109,9 @@ class SendReport:
             "failed": self.failed,
             "new_deliveries": self.new_deliveries,
             "skipped_unsubscribed": self.skipped_unsubscribed,
+            "group": self.group,
+            "skipped_left_group": self.skipped_left_group,
+            "not_members": self.not_members,
             "in_doubt": self.in_doubt,
             "stopped": self.stopped,
             "failures": [
@@ -153,15 +167,20 @@ def send_issue(
         prepared, sender = _prepare(session, issue)
         if retry_in_doubt:
             repository.reset_in_doubt(session, issue.id)
+        report.group = service.group_name_of(session, issue)
         report.new_deliveries = repository.create_missing_deliveries(session, issue)
-        repository.unskip_resubscribed(session, issue.id)
+        repository.unskip_returned(session, issue)
         report.skipped_unsubscribed = repository.skip_unsubscribed_deliveries(session, issue.id)
+        report.skipped_left_group = repository.skip_non_member_deliveries(session, issue)
+        report.not_members = repository.left_out_count(session, issue)
         report.to_send = repository.sendable_count(session, issue.id, max_attempts)
         issue.status = "sending"
         issue_id = issue.id
         if actor is not None:
             newsletter = session.get_one(Newsletter, issue.newsletter_id)
             details = {"newsletter": newsletter.name, "subject": issue.subject}
+            if report.group is not None:
+                details["group"] = report.group
             if retry_in_doubt:
                 details["retry_in_doubt"] = "yes"
             audit.record(session, actor, "issue.send_started", str(issue.guid), details)

@@ -29,9 +29,17 @@ from contacthub.contacts import service as contacts
 from contacthub.email import compose, repository
 from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
 from contacthub.errors import Conflict, InvalidInput, NotFound, with_article
+from contacthub.groups import repository as group_repository
 from contacthub.groups.queue import enqueue_contacts
 from contacthub.identifiers import base_url, parse_guid
-from contacthub.storage.models import Contact, EmailIssue, IssueLink, Newsletter, Subscriber
+from contacthub.storage.models import (
+    Contact,
+    ContactGroup,
+    EmailIssue,
+    IssueLink,
+    Newsletter,
+    Subscriber,
+)
 from contacthub.storage.types import utcnow
 
 MAX_EMAIL = 254
@@ -307,6 +315,7 @@ class IssueSummary:
     issue: EmailIssue
     newsletter_name: str
     links: Sequence[IssueLink]
+    group_name: str | None = None
 
 
 def create_issue(
@@ -316,15 +325,19 @@ def create_issue(
     html_body: str,
     text_body: str | None = None,
     *,
+    group: str | None = None,
     actor: str | None = None,
 ) -> EmailIssue:
     """Create a draft issue and a tracked link (with its GUID) for every link of its HTML.
 
     Links are numbered from 0 in document order, each distinct target once (see
     `compose.extract_links`); the hidden honeypot link that only machines follow comes last.
-    Errors name the field at fault: `newsletter`, `subject` or `html_body`.
+    `group` (a contact group's name) sends the issue only to the subscribers who are members
+    of that group (see `email.sending`); None sends it to every subscriber.
+    Errors name the field at fault: `newsletter`, `subject`, `html_body` or `group`.
     """
     newsletter = get_newsletter(session, newsletter_name, field="newsletter")
+    target = _target_group(session, group)
     subject = _one_line(subject, "subject", MAX_SUBJECT, "subject")
     if not html_body.strip():
         raise InvalidInput("The HTML body is empty.", code="invalid_body", field="html_body")
@@ -337,6 +350,7 @@ def create_issue(
         html_body=html_body,
         text_body=text_body,
         status="draft",
+        group_id=target.id if target is not None else None,
     )
     session.add(issue)
     session.flush()
@@ -357,14 +371,57 @@ def create_issue(
     )
     session.flush()
     if actor is not None:
+        details = {"newsletter": newsletter.name, "subject": issue.subject}
+        if target is not None:
+            details["group"] = target.name
+        audit.record(session, actor, "issue.created", str(issue.guid), details)
+    return issue
+
+
+def set_issue_group(
+    session: Session, issue: EmailIssue, group: str | None, *, actor: str | None = None
+) -> EmailIssue:
+    """Send a draft issue only to the members of `group` (a group's name), or with None to
+    every subscriber. Once sending has started the audience is fixed: Conflict
+    (`issue_not_draft`)."""
+    # Locked, so that a send run starting meanwhile (which locks it too) sees one or the other.
+    issue = repository.lock_issue(session, issue.id)
+    if issue.status != "draft":
+        raise Conflict(
+            "Only a draft issue may change its group: this one's sending has started.",
+            code="issue_not_draft",
+            field="group",
+        )
+    target = _target_group(session, group)
+    issue.group_id = target.id if target is not None else None
+    session.flush()
+    if actor is not None:
         audit.record(
             session,
             actor,
-            "issue.created",
+            "issue.group_set",
             str(issue.guid),
-            {"newsletter": newsletter.name, "subject": issue.subject},
+            {"group": target.name if target is not None else None},
         )
     return issue
+
+
+def _target_group(session: Session, name: str | None) -> ContactGroup | None:
+    """The group an issue is sent to, by name; None for every subscriber."""
+    if name is None:
+        return None
+    # The groups repository, not groups.service.get_group: that module imports this one.
+    found = group_repository.group_by_name(session, name.strip())
+    if found is None:
+        raise NotFound(f"No group named {name.strip()!r}.", code="unknown_group", field="group")
+    return found
+
+
+def group_name_of(session: Session, issue: EmailIssue) -> str | None:
+    """The name of the group the issue is sent to, or None (every subscriber)."""
+    if issue.group_id is None:
+        return None
+    return session.get_one(ContactGroup, issue.group_id).name
 
 
 def get_issue(session: Session, guid: str | uuid.UUID) -> EmailIssue:
@@ -379,7 +436,12 @@ def get_issue(session: Session, guid: str | uuid.UUID) -> EmailIssue:
 def describe_issue(session: Session, issue: EmailIssue) -> IssueSummary:
     """The issue with its newsletter's name and links."""
     newsletter = session.get_one(Newsletter, issue.newsletter_id)
-    return IssueSummary(issue, newsletter.name, repository.links_of(session, issue.id))
+    return IssueSummary(
+        issue,
+        newsletter.name,
+        repository.links_of(session, issue.id),
+        group_name_of(session, issue),
+    )
 
 
 def list_issues(session: Session, newsletter_name: str) -> Sequence[EmailIssue]:

@@ -197,6 +197,20 @@ def _export_group(entry: Entry) -> None:
         list(groups.iter_members(session, "First names"))
 
 
+SUMMER = "Summer news"
+
+
+def _draft_issue(entry: Entry) -> None:
+    with entry.database.write() as session:
+        email.create_issue(session, "Weekly", SUMMER, HTML)
+
+
+def _draft_guid(entry: Entry) -> str:
+    with entry.database.read() as session:
+        [draft] = [i for i in email.list_issues(session, "Weekly") if i.subject == SUMMER]
+        return str(draft.guid)
+
+
 def _create_static_group(entry: Entry) -> None:
     with entry.database.write() as session:
         groups.create_group(session, "VIP", kind="static")
@@ -636,6 +650,15 @@ STEPS: list[Step] = [
         direct=_export_group,
         api=None,
         cli=None,
+    ),
+    Step(
+        "issue.group_set",
+        ANY_GUID,
+        {"group": "First names"},
+        setup=_draft_issue,
+        admin=lambda e: e.form(f"/admin/issues/{_draft_guid(e)}/group", group="First names"),
+        api=lambda e: e.call("PATCH", f"/api/issues/{_draft_guid(e)}", {"group": "First names"}),
+        cli=lambda e: e.run("issue", "set-group", _draft_guid(e), "First names"),
     ),
     Step(
         "group.members_added",
