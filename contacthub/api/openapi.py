@@ -140,6 +140,10 @@ def document(operations: Iterable[Operation]) -> dict[str, Any]:
         success: dict[str, Any] = {"description": "Success"}
         if operation.response is not None:
             success["content"] = {"application/json": {"schema": schema_of[id(operation.response)]}}
+        if operation.raw_response is not None:
+            success.setdefault("content", {})[operation.raw_response] = {
+                "schema": {"type": "string"}
+            }
         entry["responses"] = {str(operation.status): success, **_error_responses(operation)}
         paths.setdefault(path, {})[operation.method.lower()] = entry
     return {

@@ -135,6 +135,8 @@ class Operation:
     status: int
     query: tuple[QueryParam, ...]
     raw_body: str | None = None
+    # Another media type the handler may answer with (e.g. text/csv), as a string.
+    raw_response: str | None = None
 
     @property
     def summary(self) -> str:
@@ -153,9 +155,15 @@ class ApiRouter:
     operations: list[Operation] = field(default_factory=list)
 
     def get(
-        self, path: str, *, response: Any = None, query: tuple[QueryParam, ...] = ()
+        self,
+        path: str,
+        *,
+        response: Any = None,
+        query: tuple[QueryParam, ...] = (),
+        raw_response: str | None = None,
     ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
-        return self._add("GET", path, None, response, 200, query)
+        """`raw_response`: another media type the handler may answer with (e.g. text/csv)."""
+        return self._add("GET", path, None, response, 200, query, raw_response=raw_response)
 
     def post(
         self,
@@ -180,9 +188,14 @@ class ApiRouter:
         return self._add("PUT", path, body, response, 200, ())
 
     def delete(
-        self, path: str, *, response: Any = None, status: int = 200
+        self,
+        path: str,
+        *,
+        body: type[msgspec.Struct] | None = None,
+        response: Any = None,
+        status: int = 200,
     ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
-        return self._add("DELETE", path, None, response, status, ())
+        return self._add("DELETE", path, body, response, status, ())
 
     def _add(
         self,
@@ -193,10 +206,22 @@ class ApiRouter:
         status: int,
         query: tuple[QueryParam, ...],
         raw_body: str | None = None,
+        raw_response: str | None = None,
     ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
         def register(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             self.operations.append(
-                Operation(method, path, self.tag, handler, body, response, status, query, raw_body)
+                Operation(
+                    method,
+                    path,
+                    self.tag,
+                    handler,
+                    body,
+                    response,
+                    status,
+                    query,
+                    raw_body,
+                    raw_response,
+                )
             )
             return handler
 
