@@ -57,6 +57,13 @@ ACTIONS = frozenset(
         "issue.created",
         "issue.send_started",
         "demo.created",
+        "group.created",
+        "group.updated",
+        "group.deleted",
+        "group.members_added",
+        "group.members_removed",
+        "group.rebuilt",
+        "group.exported",
     }
 )
 

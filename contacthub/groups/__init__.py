@@ -1,0 +1,1 @@
+"""Contact groups: static lists and live segments defined by conditions (docs/groups.md)."""
