@@ -197,6 +197,14 @@ def _export_group(entry: Entry) -> None:
         list(groups.iter_members(session, "First names"))
 
 
+def _export_group_from_api(entry: Entry) -> None:
+    assert entry.client is not None
+    assert entry.headers is not None
+    answer = entry.client.get("/api/groups/First names/members?format=csv", headers=entry.headers)
+    assert answer.status_code == 200, answer.text
+    assert len(answer.text.splitlines()) == 3  # the header and two members
+
+
 def _create_static_group(entry: Entry) -> None:
     with entry.database.write() as session:
         groups.create_group(session, "VIP", kind="static")
@@ -577,17 +585,24 @@ STEPS: list[Step] = [
         cli=None,
         direct=_unsubscribe_bob,
     ),
-    # Contact groups. The entry points are built by h-api-cli (api=, cli=) and h-admin-groups
-    # (admin=): each replaces its `None` by a lambda doing the same as `direct` (which stays,
-    # for an entry point that lacks the action); docs/admin.md already lists all three.
+    # Contact groups. h-admin-groups fills in admin= (`direct` stays, for an entry point that
+    # lacks the action); docs/admin.md already lists all three.
     Step(
         "group.created",
         "Readers",
         {"guid": ANY_GUID, "kind": "dynamic", "members": 1},
         admin=None,
         direct=_create_group,
-        api=None,
-        cli=None,
+        api=lambda e: e.call(
+            "POST", "/api/groups", {"name": "Readers", "conditions": FIRST_NAME_ANNA}
+        ),
+        cli=lambda e: e.run(
+            "group",
+            "create",
+            "Readers",
+            "--conditions-file",
+            e.file("anna.json", json.dumps(FIRST_NAME_ANNA)),
+        ),
     ),
     Step(
         "group.updated",
@@ -595,8 +610,20 @@ STEPS: list[Step] = [
         {"changed": ["conditions", "name"], "old_name": "Readers", "entered": 1, "left": 0},
         admin=None,
         direct=_update_group,
-        api=None,
-        cli=None,
+        api=lambda e: e.call(
+            "PATCH",
+            "/api/groups/Readers",
+            {"name": "First names", "conditions": FIRST_NAME_ANNA_OR_BOB},
+        ),
+        cli=lambda e: e.run(
+            "group",
+            "update",
+            "Readers",
+            "--name",
+            "First names",
+            "--conditions-file",
+            e.file("anna-or-bob.json", json.dumps(FIRST_NAME_ANNA_OR_BOB)),
+        ),
     ),
     Step(
         "group.rebuilt",
@@ -604,8 +631,8 @@ STEPS: list[Step] = [
         {"entered": 0, "left": 0, "members": 2},
         admin=None,
         direct=_rebuild_group,
-        api=None,
-        cli=None,
+        api=lambda e: e.call("POST", "/api/groups/First names/rebuild"),
+        cli=lambda e: e.run("group", "rebuild", "First names"),
     ),
     Step(
         "group.exported",
@@ -613,8 +640,8 @@ STEPS: list[Step] = [
         {"members": 2},
         admin=None,
         direct=_export_group,
-        api=None,
-        cli=None,
+        api=_export_group_from_api,
+        cli=lambda e: e.run("group", "members", "First names", "--csv"),
     ),
     Step(
         "group.members_added",
@@ -623,8 +650,10 @@ STEPS: list[Step] = [
         setup=_create_static_group,
         admin=None,
         direct=_add_to_group,
-        api=None,
-        cli=None,
+        api=lambda e: e.call(
+            "POST", "/api/groups/VIP/members", {"contacts": [ANNA, BOB, "nobody@example.com"]}
+        ),
+        cli=lambda e: e.run("group", "add", "VIP", ANNA, BOB, "nobody@example.com"),
     ),
     Step(
         "group.members_removed",
@@ -632,8 +661,8 @@ STEPS: list[Step] = [
         {"removed": 1, "not_members": 0, "unknown": 0},
         admin=None,
         direct=_remove_from_group,
-        api=None,
-        cli=None,
+        api=lambda e: e.call("DELETE", "/api/groups/VIP/members", {"contacts": [BOB]}),
+        cli=lambda e: e.run("group", "remove", "VIP", BOB),
     ),
     Step(
         "group.deleted",
@@ -641,8 +670,8 @@ STEPS: list[Step] = [
         {"guid": ANY_GUID, "members": 1},
         admin=None,
         direct=_delete_group,
-        api=None,
-        cli=None,
+        api=lambda e: e.call("DELETE", "/api/groups/VIP"),
+        cli=lambda e: e.run("group", "delete", "VIP"),
     ),
     Step(
         "contact.exported",
