@@ -19,6 +19,7 @@ from contacthub.cli.email import _database, _progress, _read_text
 from contacthub.cli.output import JsonOption, console, emit, unit_of_work
 from contacthub.errors import InvalidInput
 from contacthub.groups import service
+from contacthub.identifiers import refuse_nul, refuse_nul_within
 from contacthub.storage.models import ContactGroup
 
 group_app = typer.Typer(help="Contact groups: static lists and live segments (docs/groups.md).")
@@ -80,15 +81,21 @@ def _print_group(record: dict[str, Any], as_json: bool) -> None:
 
 def _read_conditions(path: Path) -> object:
     """The condition tree of a JSON file (or of standard input for `-`)."""
-    text = sys.stdin.read() if str(path) == "-" else _read_text(path, "conditions file")
+    if str(path) == "-":
+        text = refuse_nul(sys.stdin.read(), "The conditions on standard input")
+    else:
+        text = _read_text(path, "conditions file")
     try:
-        return json.loads(text)
+        tree: object = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as error:
         raise InvalidInput(
             f"The conditions file {path} is not valid JSON: {error}.",
             code="invalid_json",
             field="conditions",
         ) from None
+    # As the API refuses an escaped NUL in a body (PostgreSQL cannot store it).
+    refuse_nul_within(tree, "conditions")
+    return tree
 
 
 @group_app.command("create")
