@@ -31,6 +31,7 @@ from contacthub.email.endpoints import email_routes, hot_paths
 from contacthub.email.signing import link_signer
 from contacthub.email.writer import HitWriter
 from contacthub.errors import HubError
+from contacthub.groups import membership
 from contacthub.http import (
     client_gone_handler,
     http_error_handler,
@@ -109,6 +110,17 @@ async def keep_rollups_fresh(hub: Hub) -> None:
             logger.exception("Counting activities into the rollups failed; retrying later.")
 
 
+async def keep_groups_live(hub: Hub) -> None:
+    """Bring dynamic groups' members up to date every `group_refresh_interval` seconds."""
+    while True:
+        await asyncio.sleep(hub.settings.group_refresh_interval)
+        try:
+            await anyio.to_thread.run_sync(membership.refresh, hub.database)
+        except Exception:
+            # The next run takes up what this one could not: nothing is lost, only delayed.
+            logger.exception("Updating the members of dynamic groups failed; retrying later.")
+
+
 def admin_aware(handler: ExceptionHandler) -> ExceptionHandler:
     """Errors under /admin answer an HTML page; everywhere else, `handler`'s JSON."""
 
@@ -133,13 +145,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         hub.activity_writer.start()
         hub.email_writer.start()
         rollups = asyncio.create_task(keep_rollups_fresh(hub))
+        groups = asyncio.create_task(keep_groups_live(hub))
         freeze_startup_objects()
         try:
             yield
         finally:
             rollups.cancel()
+            groups.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await rollups
+            with contextlib.suppress(asyncio.CancelledError):
+                await groups
             # Send runs stop after their current message; the rest stays pending, to resume.
             await anyio.to_thread.run_sync(sends.stop_all)
             # Finish what was accepted before closing the store.

@@ -41,6 +41,23 @@ def check_code_name(code_name: str, what: str) -> str:
     return code_name
 
 
+MAX_LABEL = 100
+
+
+def check_label(
+    text: str, what: str, *, code: str, field: str, minimum: int, maximum: int = MAX_LABEL
+) -> str:
+    """A name as stored (a channel's, a key's, a group's): stripped, within bounds, printable
+    (a NUL breaks PostgreSQL, a line break breaks lists and headers)."""
+    text = text.strip()
+    if not minimum <= len(text) <= maximum:
+        bounds = f"{minimum} to {maximum}" if minimum else f"at most {maximum}"
+        raise InvalidInput(f"{what} has {bounds} characters.", code=code, field=field)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise InvalidInput(f"{what} cannot contain control characters.", code=code, field=field)
+    return text
+
+
 def parse_day(text: str, field: str) -> date | None:
     """A day typed as `YYYY-MM-DD` (a date filter, a range picker); None when empty."""
     text = text.strip()

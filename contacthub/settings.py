@@ -84,6 +84,12 @@ class Settings(BaseSettings):
         description="Seconds between two runs of the job that counts new activities into the "
         "dashboard's rollups (the dashboard counts the rest live, so it is never stale).",
     )
+    group_refresh_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between two runs of the job that keeps dynamic contact groups' "
+        "members up to date (a contact enters or leaves a group within about this time).",
+    )
     sign_in_max_failures_per_client: int = Field(
         default=10,
         ge=1,

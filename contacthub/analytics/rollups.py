@@ -21,6 +21,7 @@ transaction that deletes them. Days are UTC days.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -29,7 +30,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from contacthub.activities.rules import CLICK, PAGE_VISIT
@@ -66,23 +67,37 @@ def counted_up_to(session: Session) -> int:
     )
 
 
-def _final_high_id(database: Database) -> int | None:
-    """The highest activity id below which no activity can still be committed.
+def final_high_ids(
+    database: Database, columns: Sequence[InstrumentedAttribute[int]]
+) -> list[int] | None:
+    """For each id column (of a table written by group commits: activities, email opens and
+    clicks), the highest id below which no row can still be committed.
 
-    None when PostgreSQL's lock was not granted in time: inserts queue behind a waiting lock
-    request, so the job gives up after `LOCK_TIMEOUT` rather than stall ingest, and tries again
-    at its next run.
+    On PostgreSQL the tables are locked in SHARE mode for an instant (one statement, in one
+    short transaction): the lock waits for the inserts in flight and lets none start, so that
+    no id below the highest then read can still appear. None when the lock was not granted in
+    time: inserts queue behind a waiting lock request, so the caller gives up after
+    `LOCK_TIMEOUT` rather than stall ingest, and tries again at its next run. On SQLite there
+    is one writer at a time: every committed id is final.
     """
     try:
         with database.write() as session:
             if not database.is_sqlite:
+                tables = ", ".join(column.class_.__tablename__ for column in columns)
                 session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-                session.execute(text("LOCK TABLE activities IN SHARE MODE"))
-            return session.scalar(select(func.max(Activity.id))) or 0
+                session.execute(text(f"LOCK TABLE {tables} IN SHARE MODE"))
+            return [session.scalar(select(func.max(column))) or 0 for column in columns]
     except OperationalError as error:
         if getattr(error.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
             return None
         raise
+
+
+def final_high_id(database: Database) -> int | None:
+    """The highest activity id below which no activity can still be committed (None: try
+    again later); see `final_high_ids`."""
+    highs = final_high_ids(database, [Activity.id])
+    return None if highs is None else highs[0]
 
 
 def refresh(database: Database) -> int:
@@ -94,7 +109,7 @@ def refresh(database: Database) -> int:
     another process may have counted the chunk meanwhile, or an erasure changed what was
     counted (both move the state row). Then the chunk is grouped again.
     """
-    high = _final_high_id(database)
+    high = final_high_id(database)
     if high is None:
         return 0
     counted = 0

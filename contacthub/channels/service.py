@@ -23,13 +23,12 @@ from contacthub.channels import repository
 from contacthub.channels.repository import KeyRecord
 from contacthub.consents import repository as consent_repository
 from contacthub.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from contacthub.identifiers import check_label
 from contacthub.storage.models import ApiKey, Channel, Consent
 from contacthub.storage.types import utcnow
 
 ACCESS_TYPES = ("tracking", "email")
 KEY_PREFIX = "chk_"
-# Channel and key names: the size of their columns.
-MAX_NAME = 100
 # Ids are 32-bit integer columns: a larger id names nothing (and would overflow the driver).
 MAX_ID = 2**31 - 1
 
@@ -56,17 +55,6 @@ def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _check_label(text: str, what: str, *, code: str, field: str, minimum: int) -> str:
-    """A name as stored: stripped, within bounds, printable (a NUL breaks PostgreSQL)."""
-    text = text.strip()
-    if not minimum <= len(text) <= MAX_NAME:
-        bounds = f"{minimum} to {MAX_NAME}" if minimum else f"at most {MAX_NAME}"
-        raise InvalidInput(f"{what} has {bounds} characters.", code=code, field=field)
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise InvalidInput(f"{what} cannot contain control characters.", code=code, field=field)
-    return text
-
-
 def create_channel(
     session: Session,
     name: str,
@@ -75,7 +63,7 @@ def create_channel(
     actor: str | None = None,
 ) -> Channel:
     """Create a channel with a new tracking identifier; `actor` (if given) is audited."""
-    name = _check_label(name, "A channel name", code="invalid_name", field="name", minimum=1)
+    name = check_label(name, "A channel name", code="invalid_name", field="name", minimum=1)
     # The management API addresses a channel by name in its URL path.
     if "/" in name:
         raise InvalidInput("A channel name cannot contain '/'.", code="invalid_name", field="name")
@@ -222,7 +210,7 @@ def create_api_key(
     actor: str | None = None,
 ) -> NewApiKey:
     """Create a key for a channel; the plaintext is in the answer and nowhere else."""
-    name = _check_label(name, "A key name", code="invalid_key_name", field="name", minimum=0)
+    name = check_label(name, "A key name", code="invalid_key_name", field="name", minimum=0)
     if access not in ACCESS_TYPES:
         raise InvalidInput(
             f"Access must be one of: {', '.join(ACCESS_TYPES)}.",

@@ -18,6 +18,7 @@ from contacthub.audit import service as audit
 from contacthub.consents import repository
 from contacthub.contacts import service as contacts
 from contacthub.errors import Conflict, InvalidInput, NotFound
+from contacthub.groups.queue import enqueue_contacts
 from contacthub.identifiers import CODE_NAME, check_code_name
 from contacthub.storage.models import Consent, ConsentAgreement, ConsentRevision, ConsentText
 
@@ -409,6 +410,7 @@ def record_agreement(
     )
     session.add(agreement)
     session.flush()
+    enqueue_contacts(session, [contact.id])  # its dynamic groups may answer differently now
     return agreement
 
 

@@ -1,4 +1,10 @@
-"""Contacts: creating them, finding them, and filling their fields from data input."""
+"""Contacts: creating them, finding them, and filling their fields from data input.
+
+Dynamic groups (groups/membership.py): a contact created here is queued for the live job in
+the same transaction, since a new contact may match a group at once. A data input needs no
+queue: it comes with its activity, logged for the contact the data went to, and the job
+follows activities (so ingest does no extra work for groups).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +16,19 @@ from sqlalchemy.orm import Session
 
 from contacthub.contacts import repository
 from contacthub.errors import NotFound
+from contacthub.groups.queue import enqueue_contacts
 from contacthub.identifiers import parse_guid
 from contacthub.storage.models import Contact
 
 
 def create_contact(session: Session, **fields: Any) -> Contact:
     """A new contact, anonymous unless fields are given."""
+    contact = _new_contact(session, **fields)
+    enqueue_contacts(session, [contact.id])  # it may match a dynamic group at once
+    return contact
+
+
+def _new_contact(session: Session, **fields: Any) -> Contact:
     contact = Contact(guid=uuid.uuid4(), **fields)
     session.add(contact)
     session.flush()
@@ -37,11 +50,12 @@ def apply_data_input(session: Session, contact: Contact, fields: Mapping[str, An
 
     A data input never overwrites an existing, different email (the vendor's rule since 2024):
     the data then belongs to the oldest contact that has that email, or to a new contact.
+    Called by ingest only, whose activity brings the contact to the groups' live job.
     """
     new_email = fields.get("email")
     target = contact
     if new_email and contact.email and contact.email.lower() != new_email.lower():
-        target = repository.oldest_contact_with_email(session, new_email) or create_contact(session)
+        target = repository.oldest_contact_with_email(session, new_email) or _new_contact(session)
     for attribute, value in fields.items():
         if attribute == "email" and target.email and target.email.lower() == value.lower():
             continue  # keep the address as first stored

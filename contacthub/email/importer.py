@@ -44,6 +44,7 @@ from contacthub.audit import service as audit
 from contacthub.email import repository, service
 from contacthub.email.repository import SUBSCRIBED
 from contacthub.errors import HubError, InvalidInput
+from contacthub.groups.queue import enqueue_contacts
 from contacthub.storage.database import Database
 from contacthub.storage.models import Contact, Subscriber
 
@@ -243,6 +244,7 @@ def import_subscribers(
         for row in fresh
     )
     session.flush()
+    enqueue_contacts(session, [contacts[row.email].id for row in fresh])  # for groups
     result.added = len(fresh)
     return result
 

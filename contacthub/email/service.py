@@ -29,6 +29,7 @@ from contacthub.contacts import service as contacts
 from contacthub.email import compose, repository
 from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
 from contacthub.errors import Conflict, InvalidInput, NotFound, with_article
+from contacthub.groups.queue import enqueue_contacts
 from contacthub.identifiers import base_url, parse_guid
 from contacthub.storage.models import Contact, EmailIssue, IssueLink, Newsletter, Subscriber
 from contacthub.storage.types import utcnow
@@ -205,6 +206,7 @@ def add_subscriber(
     else:
         contact = repository.oldest_contacts_with_emails(session, [address]).get(address)
         subscriber = subscribe_new(session, newsletter, address, first, last, contact)
+    enqueue_contacts(session, [subscriber.contact_id])  # for groups on subscriptions
     if actor is not None:
         audit.record(
             session, actor, "subscriber.added", subscriber.email, {"newsletter": newsletter.name}
@@ -270,6 +272,7 @@ def unsubscribe(
         subscriber.unsubscribed_at = utcnow()
         subscriber.unsubscribed_issue_id = issue.id if issue is not None else None
         session.flush()
+        enqueue_contacts(session, [subscriber.contact_id])  # for groups on subscriptions
         if actor is not None:
             newsletter = session.get_one(Newsletter, subscriber.newsletter_id)
             audit.record(

@@ -1,0 +1,325 @@
+"""Conditions compiled to SQL: one predicate over `contacts.id`, the same on SQLite and PostgreSQL.
+
+Every leaf that reads another table becomes `contacts.id IN (SELECT contact_id FROM … WHERE …)`:
+an uncorrelated subquery that each database runs once and probes per contact (a hash semi-join
+on PostgreSQL, an ephemeral index on SQLite), never a per-contact loop in Python. Every
+predicate is true or false, never NULL, so that `not` means what it says (a contact without a
+city is "not in Prague").
+
+Evaluating a few contacts (the live membership job): pass `among`, a SELECT of contact ids.
+Each subquery is then restricted to those contacts, which the indexes that lead with
+`contact_id` serve (activities, consent agreements), instead of reading a whole window of the
+activity log. The predicate then answers only for contacts in `among`.
+
+Time windows: the activity log has one index, (contact_id, id), and its ids follow time (see
+`Activity`). Given a session, a window becomes an id range too, found by a binary search on the
+primary key (`activities.log.first_id_at_or_after`, a few one-row reads), so that a window reads
+only its part of the log; `created_at` is compared as well, so the id range only narrows.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
+
+from contacthub.activities.log import first_id_at_or_after
+from contacthub.contacts.search import _escape_like, _like
+from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
+from contacthub.groups.conditions import (
+    ActivityCondition,
+    AllOf,
+    AnyOf,
+    Condition,
+    ConsentCondition,
+    EmailCondition,
+    FieldCondition,
+    GroupCondition,
+    Not,
+)
+from contacthub.storage.models import (
+    Activity,
+    ConsentAgreement,
+    Contact,
+    EmailClick,
+    EmailOpen,
+    GroupMember,
+    Subscriber,
+)
+
+AmongContacts = Select[int]
+
+
+class _LikeIgnoringCase(ColumnElement[bool]):
+    """`column LIKE pattern` ignoring case, spelled per database as the contact search spells it
+    (`contacts.search._like`); the dialect is known only when the statement is compiled."""
+
+    # The pattern is a plain value, not a bound parameter that a cache key could carry.
+    inherit_cache = False
+    type = Boolean()
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+
+    def __init__(self, column: ColumnElement[Any], pattern: str) -> None:
+        self.column = column
+        self.pattern = pattern
+
+    @property
+    def _from_objects(self) -> list[Any]:
+        return self.column._from_objects
+
+
+@compiles(_LikeIgnoringCase)
+def _compile_like(element: _LikeIgnoringCase, compiler: SQLCompiler, **kw: Any) -> str:
+    expression = _like(element.column, element.pattern, compiler.dialect.name)
+    return compiler.process(expression, **kw)
+
+
+def like_ignoring_case(column: Any, pattern: str) -> ColumnElement[bool]:
+    """`column` matches the LIKE `pattern` (escaped with `contacts.search._escape_like`),
+    ignoring case: never NULL (a NULL column does not match)."""
+    return and_(column.is_not(None), _LikeIgnoringCase(column, pattern))
+
+
+def compile_condition(
+    condition: Condition,
+    *,
+    now: datetime,
+    session: Session | None = None,
+    among: AmongContacts | None = None,
+) -> ColumnElement[bool]:
+    """The condition as a predicate over `Contact.id`, for `now` (the relative windows' end).
+
+    `session`, when given, turns activity time windows into id ranges (cheaper; see the module
+    docstring). `among` restricts every subquery to those contact ids: the predicate is then
+    meaningful only for them (`matching_ids_query` adds the restriction itself).
+    """
+    return _Compiler(now, session, among).compile(condition)
+
+
+def matching_ids_query(
+    condition: Condition,
+    *,
+    now: datetime,
+    among: AmongContacts | None = None,
+    session: Session | None = None,
+) -> Select[int]:
+    """SELECT the ids of the contacts that match (among `among`, when given)."""
+    query: Select[int] = select(Contact.id).where(
+        compile_condition(condition, now=now, session=session, among=among)
+    )
+    if among is not None:
+        query = query.where(Contact.id.in_(among))
+    return query
+
+
+def count_matching(session: Session, condition: Condition, *, now: datetime) -> int:
+    """How many contacts match the condition now."""
+    predicate = compile_condition(condition, now=now, session=session)
+    return int(session.scalar(select(func.count()).select_from(Contact).where(predicate)) or 0)
+
+
+def _start_of(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+class _Compiler:
+    def __init__(self, now: datetime, session: Session | None, among: AmongContacts | None):
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        self.now = now
+        self.session = session
+        self.among = among
+        self.first_ids: dict[datetime, int] = {}
+
+    def compile(self, condition: Condition) -> ColumnElement[bool]:
+        if isinstance(condition, AllOf):
+            if not condition.items:
+                return true()
+            return and_(*(self.compile(item) for item in condition.items))
+        if isinstance(condition, AnyOf):
+            if not condition.items:
+                return false()
+            return or_(*(self.compile(item) for item in condition.items))
+        if isinstance(condition, Not):
+            return not_(self.compile(condition.item))
+        if isinstance(condition, FieldCondition):
+            return self.field(condition)
+        if isinstance(condition, ConsentCondition):
+            return self.consent(condition)
+        if isinstance(condition, ActivityCondition):
+            return self.activity(condition)
+        if isinstance(condition, EmailCondition):
+            return self.email(condition)
+        return self.group(condition)
+
+    def _restricted(self, query: Select[Any], column: Any) -> Select[Any]:
+        return query if self.among is None else query.where(column.in_(self.among))
+
+    # -- fields --
+
+    def field(self, condition: FieldCondition) -> ColumnElement[bool]:
+        column: ColumnElement[Any] = getattr(Contact, condition.field)
+        op, value = condition.op, condition.value
+        if op == "is_empty":
+            if condition.field in ("birthday", "created_at", "updated_at"):
+                return column.is_(None)
+            return or_(column.is_(None), column == "")
+        present = column.is_not(None)
+        if condition.field in ("country", "state"):
+            if op == "in":
+                assert isinstance(value, tuple)
+                return and_(present, column.in_(value))
+            return and_(present, column == value)
+        if op == "in":
+            assert isinstance(value, tuple)
+            lowered = [func.lower(literal(item)) for item in value]
+            return and_(present, func.lower(column).in_(lowered))
+        if op in ("equals", "contains", "starts_with", "ends_with"):
+            assert isinstance(value, str)
+            escaped = _escape_like(value)
+            pattern = {
+                "equals": escaped,
+                "contains": f"%{escaped}%",
+                "starts_with": f"{escaped}%",
+                "ends_with": f"%{escaped}",
+            }[op]
+            return like_ignoring_case(column, pattern)
+        return and_(present, self.date_field(condition, column))
+
+    def date_field(
+        self, condition: FieldCondition, column: ColumnElement[Any]
+    ) -> ColumnElement[bool]:
+        op, value = condition.op, condition.value
+        is_day = condition.field == "birthday"
+        if op == "within_days":
+            assert isinstance(value, int)
+            cutoff = self.now - timedelta(days=value)
+            return column >= (cutoff.astimezone(UTC).date() if is_day else cutoff)
+        assert isinstance(value, date)
+        if is_day:
+            return column < value if op == "before" else column > value
+        # A day of a timestamp is its UTC day: before it is before its start, after it is from
+        # the start of the next day.
+        if op == "before":
+            return column < _start_of(value)
+        return column >= _start_of(value + timedelta(days=1))
+
+    # -- consents --
+
+    def consent(self, condition: ConsentCondition) -> ColumnElement[bool]:
+        agreement = ConsentAgreement
+        of_consent = select(agreement.contact_id).where(
+            agreement.consent_id == condition.consent_id
+        )
+        of_consent = self._restricted(of_consent, agreement.contact_id)
+        if condition.state == "never":
+            return not_(Contact.id.in_(of_consent))
+        # The latest event (highest id) is of the wanted kind when it is also the latest event
+        # of that kind.
+        if condition.state == "revoked":
+            wanted: ColumnElement[bool] = agreement.agreed.is_(False)
+        elif condition.revision_id is not None:
+            wanted = and_(
+                agreement.agreed.is_(True), agreement.revision_id == condition.revision_id
+            )
+        else:
+            wanted = agreement.agreed.is_(True)
+        latest = of_consent.group_by(agreement.contact_id).having(
+            func.max(agreement.id) == func.max(case((wanted, agreement.id)))
+        )
+        return Contact.id.in_(latest)
+
+    # -- activities --
+
+    def first_id(self, moment: datetime) -> int:
+        assert self.session is not None
+        if moment not in self.first_ids:
+            self.first_ids[moment] = first_id_at_or_after(self.session, moment)
+        return self.first_ids[moment]
+
+    def activity(self, condition: ActivityCondition) -> ColumnElement[bool]:
+        query = select(Activity.contact_id).where(Activity.type == condition.type)
+        if condition.url_contains is not None:
+            pattern = f"%{_escape_like(condition.url_contains)}%"
+            query = query.where(like_ignoring_case(Activity.url, pattern))
+        if condition.value_equals is not None:
+            query = query.where(
+                like_ignoring_case(Activity.value, _escape_like(condition.value_equals))
+            )
+        if condition.channel_id is not None:
+            query = query.where(Activity.channel_id == condition.channel_id)
+        start = end = None
+        if condition.within_days is not None:
+            start = self.now - timedelta(days=condition.within_days)
+        elif condition.between is not None:
+            start = _start_of(condition.between[0])
+            end = _start_of(condition.between[1] + timedelta(days=1))
+        if start is not None:
+            query = query.where(Activity.created_at >= start)
+            if self.session is not None:
+                query = query.where(Activity.id >= self.first_id(start))
+        if end is not None:
+            query = query.where(Activity.created_at < end)
+            # Only a past end is final: activities logged after this search get higher ids.
+            if self.session is not None and end <= self.now:
+                query = query.where(Activity.id < self.first_id(end))
+        query = self._restricted(query, Activity.contact_id)
+        if condition.at_least > 1:
+            query = query.group_by(Activity.contact_id).having(func.count() >= condition.at_least)
+        return Contact.id.in_(query)
+
+    # -- email --
+
+    def email(self, condition: EmailCondition) -> ColumnElement[bool]:
+        query = select(Subscriber.contact_id).where(
+            Subscriber.newsletter_id == condition.newsletter_id
+        )
+        cutoff = (
+            None
+            if condition.within_days is None
+            else self.now - timedelta(days=condition.within_days)
+        )
+        if condition.event == "subscribed":
+            query = query.where(Subscriber.status == SUBSCRIBED)
+        elif condition.event == "unsubscribed":
+            query = query.where(Subscriber.status == UNSUBSCRIBED)
+            if condition.issue_id is not None:
+                query = query.where(Subscriber.unsubscribed_issue_id == condition.issue_id)
+            if cutoff is not None:
+                query = query.where(Subscriber.unsubscribed_at >= cutoff)
+        else:
+            hit: type[EmailOpen] | type[EmailClick] = (
+                EmailOpen if condition.event == "opened" else EmailClick
+            )
+            query = query.join(hit, hit.subscriber_id == Subscriber.id)
+            if condition.issue_id is not None:
+                query = query.where(hit.issue_id == condition.issue_id)
+            if condition.human_only:
+                query = query.where(hit.is_machine.is_(False))
+            if cutoff is not None:
+                query = query.where(hit.created_at >= cutoff)
+        return Contact.id.in_(self._restricted(query, Subscriber.contact_id))
+
+    # -- groups --
+
+    def group(self, condition: GroupCondition) -> ColumnElement[bool]:
+        query = select(GroupMember.contact_id).where(GroupMember.group_id == condition.group_id)
+        return Contact.id.in_(self._restricted(query, GroupMember.contact_id))

@@ -1,0 +1,320 @@
+"""Live membership: the job that keeps every dynamic group's members exact as things happen.
+
+Each hub process runs `refresh` every `group_refresh_interval` seconds (app.py). A run
+evaluates again only the contacts whose answer may have changed since the last run (the
+candidates):
+- the contacts queued in `group_pending_contacts` by a change that is not an activity
+  (consents, fields, subscriptions, imports, static group members: `queue.enqueue_contacts`,
+  written in the change's own transaction);
+- the contacts of activities, email opens and email clicks with an id above the job's cursors
+  (`group_membership_state`), up to a final high id (`rollups.final_high_ids`: on PostgreSQL no
+  lower id can still commit); ingest itself does no extra work;
+- the contacts whose answer may change because time passed: for every relative window of the
+  groups' conditions ("within N days"), those with a dated record (an activity, an open, a
+  click, a subscription, a contact date) that crossed the window's edge between the last run
+  (`evaluated_at`) and now;
+- within the run, groups are evaluated in dependency order (a group after the groups its
+  conditions name), so a contact that enters or leaves a group is evaluated, in the same run,
+  for the groups that name it.
+
+Each dynamic group is evaluated for the candidates only (its compiled condition AND contact id
+IN candidates), compared with its members, and entries and exits are written with history.
+The run holds the state row FOR UPDATE (on PostgreSQL; SQLite has one writer at a time), so
+several hub processes can run the job at once: they take turns, and the cursors move once.
+The queue rows it evaluated are removed only if no change queued them again meanwhile.
+
+No dynamic group: one query, nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, Table, bindparam, delete, func, select
+from sqlalchemy.orm import Session
+
+from contacthub.activities.log import first_id_at_or_after
+from contacthub.analytics import rollups
+from contacthub.errors import InvalidInput
+from contacthub.groups import compiler, conditions, repository
+from contacthub.groups.queue import has_dynamic_group
+from contacthub.storage.database import Database
+from contacthub.storage.models import (
+    Activity,
+    Contact,
+    ContactGroup,
+    EmailClick,
+    EmailOpen,
+    GroupMembershipState,
+    GroupPendingContact,
+    Subscriber,
+)
+from contacthub.storage.types import utcnow
+
+# Activities looked at per transaction, so that a large backlog (the first dynamic group on a
+# big hub) commits its progress as it goes.
+CHUNK = 100_000
+logger = logging.getLogger(__name__)
+ENTERED = "conditions met"
+LEFT = "conditions no longer met"
+
+
+@dataclass(slots=True)
+class RefreshReport:
+    """What one run did: contacts evaluated, entries and exits; `skipped` when it could not
+    run now (PostgreSQL's lock was not granted in time) and will at the next run."""
+
+    candidates: int = 0
+    entered: int = 0
+    left: int = 0
+    skipped: bool = False
+
+
+def refresh(database: Database, *, now: datetime | None = None) -> RefreshReport:
+    """Bring every dynamic group's members up to date with what happened since the last run."""
+    now = now or utcnow()
+    report = RefreshReport()
+    with database.read() as session:
+        if not has_dynamic_group(session):
+            return report
+    highs = rollups.final_high_ids(database, [Activity.id, EmailOpen.id, EmailClick.id])
+    if highs is None:
+        report.skipped = True
+        return report
+    activity_high, open_high, click_high = highs
+    first = True
+    while True:
+        with database.write() as session:
+            state = repository.lock_state(session)
+            low = state.last_activity_id
+            upper = max(low, min(activity_high, low + CHUNK))
+            candidates = _activity_contacts(session, low, upper)
+            state.last_activity_id = upper
+            pending: dict[int, datetime] = {}
+            if first:
+                pending = _pending(session)
+                candidates |= pending.keys()
+                candidates |= _email_contacts(session, state, open_high, click_high)
+                groups = repository.dynamic_groups(session)
+                candidates |= _time_contacts(session, groups, state.evaluated_at, now)
+                if state.evaluated_at is None or state.evaluated_at < now:
+                    state.evaluated_at = now
+            _evaluate(session, candidates, now, report)
+            _forget_pending(session, pending)
+            report.candidates += len(candidates)
+            done = upper >= activity_high
+        first = False
+        if done:
+            return report
+
+
+def _activity_contacts(session: Session, low: int, high: int) -> set[int]:
+    if high <= low:
+        return set()
+    return set(
+        session.scalars(
+            select(Activity.contact_id).where(Activity.id > low, Activity.id <= high).distinct()
+        )
+    )
+
+
+def _pending(session: Session) -> dict[int, datetime]:
+    rows = session.execute(select(GroupPendingContact.contact_id, GroupPendingContact.queued_at))
+    return dict(rows.all())
+
+
+def _forget_pending(session: Session, pending: dict[int, datetime]) -> None:
+    """Remove the queue rows evaluated, unless a change queued the contact again meanwhile
+    (it set a new `queued_at`; on PostgreSQL its row lock makes this wait for it)."""
+    if not pending:
+        return
+    table = GroupPendingContact.__table__
+    assert isinstance(table, Table)
+    session.execute(
+        delete(table).where(
+            table.c.contact_id == bindparam("contact"), table.c.queued_at == bindparam("queued")
+        ),
+        [{"contact": c, "queued": q} for c, q in sorted(pending.items())],
+    )
+
+
+def _email_contacts(
+    session: Session, state: GroupMembershipState, open_high: int, click_high: int
+) -> set[int]:
+    """Contacts of the opens and clicks recorded since the last run; moves both cursors."""
+    found: set[int] = set()
+    for model, attribute, high in (
+        (EmailOpen, "last_email_open_id", open_high),
+        (EmailClick, "last_email_click_id", click_high),
+    ):
+        low = getattr(state, attribute)
+        if high > low:
+            found.update(
+                session.scalars(
+                    select(Subscriber.contact_id)
+                    .join(model, model.subscriber_id == Subscriber.id)
+                    .where(model.id > low, model.id <= high)
+                    .distinct()
+                )
+            )
+            setattr(state, attribute, high)
+    return found
+
+
+def _time_contacts(
+    session: Session, groups: Sequence[ContactGroup], since: datetime | None, now: datetime
+) -> set[int]:
+    """Contacts with a dated record that crossed the edge of one of the groups' relative time
+    windows between `since` and `now`: their answer may have changed as time passed."""
+    if since is None or since >= now:
+        return set()
+    windows: set[conditions.TimeWindow] = set()
+    for group in groups:
+        condition = _condition(session, group)
+        if condition is not None:
+            windows.update(conditions.time_windows(condition))
+    found: set[int] = set()
+    for window in sorted(windows, key=lambda w: (w.days, w.source, w.name)):
+        edge = timedelta(days=window.days)
+        found.update(_crossed(session, window, since - edge, now - edge))
+    return found
+
+
+def _crossed(
+    session: Session, window: conditions.TimeWindow, start: datetime, end: datetime
+) -> set[int]:
+    """Contacts with a record of the window's source dated from `start` to `end` (both
+    included: a superset of those whose answer changed is harmless, a subset would not be)."""
+    queries: list[Select[int]] = []
+    if window.source == "activity":
+        # Activity ids follow time (see `Activity`): the range is an id range, found by a binary
+        # search on the primary key, so the log is not scanned.
+        first = first_id_at_or_after(session, start)
+        after = first_id_at_or_after(session, end + timedelta(microseconds=1))
+        queries.append(
+            select(Activity.contact_id).where(
+                Activity.id >= first,
+                Activity.id < after,
+                Activity.created_at.between(start, end),
+                func.lower(Activity.type) == window.name.lower(),
+            )
+        )
+    elif window.source == "field" and window.name == "birthday":
+        # A birthday is a day: a day either side covers every way of comparing it with a time.
+        queries.append(
+            select(Contact.id).where(
+                Contact.birthday.between(
+                    start.date() - timedelta(days=1), end.date() + timedelta(days=1)
+                )
+            )
+        )
+    elif window.source == "field" and window.name in ("created_at", "updated_at"):
+        column = getattr(Contact, window.name)
+        queries.append(select(Contact.id).where(column.between(start, end)))
+    elif window.source == "email" and window.name in ("opened", "clicked"):
+        hit = EmailOpen if window.name == "opened" else EmailClick
+        queries.append(
+            select(Subscriber.contact_id)
+            .join(hit, hit.subscriber_id == Subscriber.id)
+            .where(hit.created_at.between(start, end))
+        )
+    else:
+        # Any other dated email event (an unsubscription, a subscription).
+        queries += [
+            select(Subscriber.contact_id).where(Subscriber.unsubscribed_at.between(start, end)),
+            select(Subscriber.contact_id).where(Subscriber.created_at.between(start, end)),
+        ]
+    found: set[int] = set()
+    for query in queries:
+        found.update(session.scalars(query.distinct()))
+    return found
+
+
+# Conditions as parsed, by group id and stored text: parsing looks up every reference, and the
+# job runs every second. A changed group has a new text, so a stale entry is never used.
+_parsed: dict[tuple[int, str], conditions.Condition] = {}
+MAX_PARSED = 1_000
+
+
+def _condition(session: Session, group: ContactGroup) -> conditions.Condition | None:
+    """A dynamic group's condition; None (logged) if its stored text no longer loads, e.g. it
+    names something deleted since: that group waits for a fix, the others go on."""
+    assert group.conditions is not None
+    key = (group.id, group.conditions)
+    condition = _parsed.get(key)
+    if condition is None:
+        try:
+            condition = conditions.load_conditions(session, group.conditions)
+        except InvalidInput as error:
+            logger.warning("Group %r cannot be evaluated: %s", group.name, error.message)
+            return None
+        if len(_parsed) >= MAX_PARSED:
+            _parsed.clear()
+        _parsed[key] = condition
+    return condition
+
+
+def dependency_order(
+    groups: Sequence[ContactGroup], references: dict[int, set[int]]
+) -> list[ContactGroup]:
+    """`groups` ordered so that each comes after the groups it names (by id otherwise)."""
+    by_id = {g.id: g for g in groups}
+    ordered: list[ContactGroup] = []
+    placed: set[int] = set()
+    visiting: set[int] = set()
+
+    def place(group_id: int) -> None:
+        if group_id in placed or group_id in visiting or group_id not in by_id:
+            return  # placed, a cycle (refused when saved), or not dynamic
+        visiting.add(group_id)
+        for needed in sorted(references.get(group_id, ())):
+            place(needed)
+        visiting.discard(group_id)
+        placed.add(group_id)
+        ordered.append(by_id[group_id])
+
+    for group in sorted(groups, key=lambda g: g.id):
+        place(group.id)
+    return ordered
+
+
+def _evaluate(
+    session: Session, candidates: Collection[int], now: datetime, report: RefreshReport
+) -> None:
+    """Evaluate every dynamic group for the candidates, in dependency order; write the
+    entries and exits with history."""
+    if not candidates:
+        return
+    parsed = {g.id: _condition(session, g) for g in repository.dynamic_groups(session)}
+    groups = [g for g in repository.dynamic_groups(session) if parsed[g.id] is not None]
+    references = {g.id: conditions.referenced_groups(parsed[g.id]) for g in groups}  # type: ignore[arg-type]
+    for group in dependency_order(groups, references):
+        condition = parsed[group.id]
+        assert condition is not None
+        matching = _matching(session, condition, candidates, now)
+        current = repository.member_ids(session, group.id, candidates)
+        entered, left = matching - current, current - matching
+        repository.enter(session, group.id, entered, ENTERED, now)
+        repository.leave(session, group.id, left, LEFT, now)
+        report.entered += len(entered)
+        report.left += len(left)
+
+
+def _matching(
+    session: Session, condition: conditions.Condition, among: Iterable[int], now: datetime
+) -> set[int]:
+    found: set[int] = set()
+    for part in repository.chunks(among):
+        candidates = select(Contact.id).where(Contact.id.in_(part))
+        found.update(
+            session.scalars(
+                compiler.matching_ids_query(condition, now=now, among=candidates, session=session)
+            )
+        )
+    return found
+
+
+__all__ = ["CHUNK", "RefreshReport", "dependency_order", "refresh"]

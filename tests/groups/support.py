@@ -1,0 +1,50 @@
+"""Test data the condition tests name: a consent with two revisions, a custom activity type, a
+channel, a newsletter with an issue, and groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from contacthub.email import service as email
+from contacthub.storage.database import Database
+from contacthub.storage.models import ContactGroup
+from tests import factories
+
+CONSENT = "NewsletterConsent"
+CUSTOM_TYPE = "Webinar"
+CHANNEL = "Website"
+NEWSLETTER = "Weekly"
+
+
+@dataclass(frozen=True)
+class References:
+    """What exists for the conditions to name."""
+
+    issue_guid: str
+    group_ids: dict[str, int]
+
+
+def add_group(session: Session, name: str, conditions: str | None = None) -> int:
+    """A group row as the group service stores it (dynamic when it has conditions)."""
+    group = ContactGroup(
+        name=name, kind="dynamic" if conditions else "static", conditions=conditions
+    )
+    session.add(group)
+    session.flush()
+    return group.id
+
+
+def references(db: Database, groups: tuple[str, ...] = ("Customers",)) -> References:
+    factories.consent(db, CONSENT)
+    factories.consent_text(db, CONSENT, "en", "<p>Short 2</p>", "<p>Full 2</p>")
+    factories.activity_type(db, CUSTOM_TYPE, "Webinar attended")
+    factories.tracking_channel(db, CHANNEL)
+    with db.write() as session:
+        email.create_newsletter(
+            session, NEWSLETTER, "The Team", "news@example.com", "https://www.example.com"
+        )
+        issue = email.create_issue(session, NEWSLETTER, "Spring", "<p>Hi</p>")
+        group_ids = {name: add_group(session, name) for name in groups}
+        return References(str(issue.guid), group_ids)
