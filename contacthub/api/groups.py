@@ -7,9 +7,6 @@ condition tree that is refused answers 400 with `field` = the JSON path of the f
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 from functools import partial
@@ -23,14 +20,16 @@ from contacthub.api.routing import ApiCall, ApiRouter, QueryParam, documented
 from contacthub.contacts import profile
 from contacthub.errors import InvalidInput
 from contacthub.groups import service
+from contacthub.groups.output import CSV_COLUMNS, csv_lines, member_row, shown_conditions
+from contacthub.identifiers import MAX_ID, parse_cursor
 from contacthub.storage.models import ContactGroup
 
 router = ApiRouter("Groups")
 
 # Members read per unit of work while a CSV export streams: memory stays flat on any group.
 CSV_CHUNK = 1_000
-CSV_COLUMNS = ("guid", "email", "first_name", "last_name", "since")
-KINDS = ("dynamic", "static")
+MEMBERS_PAGE = 50
+MAX_MEMBERS_PAGE = 500
 
 
 # -- bodies and answers --------------------------------------------------------------------------
@@ -38,7 +37,7 @@ KINDS = ("dynamic", "static")
 
 class GroupIn(msgspec.Struct, forbid_unknown_fields=True):
     name: str
-    kind: Annotated[str, documented(enum=list(KINDS))] = "dynamic"
+    kind: Annotated[str, documented(enum=list(service.KINDS))] = "dynamic"
     # The condition tree (docs/groups.md) of a dynamic group; the service checks it.
     conditions: Any = None
     description: str = ""
@@ -57,8 +56,8 @@ class ConditionsIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ContactsIn(msgspec.Struct, forbid_unknown_fields=True):
-    # Contact GUIDs or email addresses, at most service.MAX_CONTACTS_PER_CALL.
-    contacts: list[str]
+    # Contact GUIDs or email addresses (the service takes at most service.MAX_ITEMS).
+    contacts: Annotated[list[str], documented(maxItems=service.MAX_ITEMS)]
 
 
 class GroupOut(msgspec.Struct):
@@ -88,20 +87,26 @@ class MemberOut(msgspec.Struct):
 class MemberPageOut(msgspec.Struct):
     members: list[MemberOut]
     total: int
-    next_after: str | None
+    next_after: int | None
 
 
-class ItemOut(msgspec.Struct):
+class ProblemOut(msgspec.Struct):
     contact: str
-    result: str
-    guid: str | None
+    code: str
+    error: str
 
 
-class MembersChangedOut(msgspec.Struct):
-    changed: int
-    unchanged: int
-    unknown: int
-    results: list[ItemOut]
+class MembersAddedOut(msgspec.Struct):
+    added: int
+    already_members: int
+    problems: list[ProblemOut]
+    members: int
+
+
+class MembersRemovedOut(msgspec.Struct):
+    removed: int
+    not_members: int
+    problems: list[ProblemOut]
     members: int
 
 
@@ -119,7 +124,7 @@ class MembershipOut(msgspec.Struct):
 
 
 class MembershipEventOut(msgspec.Struct):
-    group: str | None
+    group: str
     entered: bool
     reason: str
     at: datetime
@@ -133,13 +138,13 @@ class ContactGroupsOut(msgspec.Struct):
 # -- conversions ---------------------------------------------------------------------------------
 
 
-def group_out(group: ContactGroup, members: int) -> GroupOut:
+def group_out(session: Session, group: ContactGroup, members: int) -> GroupOut:
     return GroupOut(
         str(group.guid),
         group.name,
         group.description,
         group.kind,
-        json.loads(group.conditions) if group.conditions is not None else None,
+        shown_conditions(session, group),
         members,
         group.created_at,
         group.updated_at,
@@ -148,16 +153,17 @@ def group_out(group: ContactGroup, members: int) -> GroupOut:
 
 
 def _group_answer(session: Session, group: ContactGroup) -> GroupOut:
-    return group_out(group, service.member_count(session, group.id))
+    return group_out(session, group, service.member_count(session, group.id))
 
 
-def _members_changed(report: service.MembersReport, members: int) -> MembersChangedOut:
-    return MembersChangedOut(
-        changed=report.changed,
-        unchanged=report.unchanged,
-        unknown=report.unknown,
-        results=[ItemOut(i.contact, i.result, i.guid) for i in report.items],
-        members=members,
+def _problems(problems: list[service.ItemProblem]) -> list[ProblemOut]:
+    return [ProblemOut(p.item, p.code, p.message) for p in problems]
+
+
+def member_out(member: service.Member) -> MemberOut:
+    contact = member.contact
+    return MemberOut(
+        str(contact.guid), contact.email, contact.first_name, contact.last_name, member.since
     )
 
 
@@ -180,7 +186,9 @@ def _wants_csv(call: ApiCall) -> bool:
 async def list_groups(call: ApiCall) -> list[GroupOut]:
     """List the groups, by name, with their number of members."""
     return await call.hub.read(
-        lambda session: [group_out(s.group, s.members) for s in service.list_groups(session)]
+        lambda session: [
+            group_out(session, s.group, s.members) for s in service.list_groups(session)
+        ]
     )
 
 
@@ -280,13 +288,19 @@ async def rebuild_group(call: ApiCall) -> RebuildOut:
     response=MemberPageOut,
     raw_response="text/csv",
     query=(
-        QueryParam("after", "The next_after cursor of the previous page."),
         QueryParam(
-            "limit",
-            f"Members per page, 1 to {service.MAX_MEMBERS_PAGE} (default {service.MEMBERS_PAGE}).",
+            "after",
+            "Cursor: `next_after` of the previous page.",
             "integer",
             minimum=1,
-            maximum=service.MAX_MEMBERS_PAGE,
+            maximum=MAX_ID,
+        ),
+        QueryParam(
+            "limit",
+            f"Members per page, 1 to {MAX_MEMBERS_PAGE} (default {MEMBERS_PAGE}).",
+            "integer",
+            minimum=1,
+            maximum=MAX_MEMBERS_PAGE,
         ),
         QueryParam(
             "format",
@@ -297,25 +311,26 @@ async def rebuild_group(call: ApiCall) -> RebuildOut:
     ),
 )
 async def list_members(call: ApiCall) -> Any:
-    """A group's members, oldest member first, a page at a time; or all of them as CSV.
+    """A group's members, by contact (oldest contact first), a page at a time; or all of them
+    as CSV.
 
     Pass `next_after` back as `after` for the next page; it is null on the last page.
     """
     name = call.path("name")
     if _wants_csv(call):
         return await _members_csv(call, name)
-    after = call.query("after") or None
-    limit = call.query_int("limit", service.MEMBERS_PAGE, maximum=service.MAX_MEMBERS_PAGE)
+    after = parse_cursor(call.query("after"), "after")
+    limit = call.query_int("limit", MEMBERS_PAGE, maximum=MAX_MEMBERS_PAGE)
 
     def work(session: Session) -> MemberPageOut:
-        page = service.members_page(session, name, cursor=after, limit=limit)
+        page = service.members_page(
+            session, name, cursor=str(after) if after else None, limit=limit
+        )
+        group = service.get_group(session, name)
         return MemberPageOut(
-            [
-                MemberOut(str(m.guid), m.email, m.first_name, m.last_name, m.since)
-                for m in page.members
-            ],
-            page.total,
-            page.next_cursor,
+            [member_out(m) for m in page.members],
+            service.member_count(session, group.id),
+            int(page.next_cursor) if page.next_cursor is not None else None,
         )
 
     return await call.hub.read(work)
@@ -325,24 +340,23 @@ async def _members_csv(call: ApiCall, name: str) -> Response:
     """Every member as CSV, streamed a chunk of members at a time, each chunk read in a unit
     of work of its own (keyset paging: no member is skipped or repeated). The export is
     recorded before the first byte leaves."""
-    group = await call.hub.write(
-        lambda session: service.record_export(session, name, actor=call.actor)
-    )
+
+    def record(session: Session) -> ContactGroup:
+        # Recorded at once, in this unit of work; the members are read below, a chunk at a time.
+        service.iter_members(session, name, actor=call.actor)
+        return service.get_group(session, name)
+
+    group = await call.hub.write(record)
 
     async def rows() -> AsyncIterator[str]:
-        yield _csv_line(CSV_COLUMNS)
+        yield csv_lines([CSV_COLUMNS])
         cursor: str | None = None
         while True:
             page = await call.hub.read(partial(_members_chunk, name=group.name, cursor=cursor))
-            yield "".join(
-                _csv_line(
-                    (str(m.guid), m.email or "", m.first_name or "", m.last_name or "", m.since)
-                )
-                for m in page.members
-            )
-            if page.next_cursor is None:
+            rows, cursor = page
+            yield csv_lines(rows)
+            if cursor is None:
                 return
-            cursor = page.next_cursor
 
     filename = f"group-{group.guid}.csv"
     return StreamingResponse(
@@ -352,46 +366,55 @@ async def _members_csv(call: ApiCall, name: str) -> Response:
     )
 
 
-def _members_chunk(session: Session, *, name: str, cursor: str | None) -> service.MembersPage:
-    return service.members_page(session, name, cursor=cursor, limit=CSV_CHUNK)
+def _members_chunk(
+    session: Session, *, name: str, cursor: str | None
+) -> tuple[list[tuple[str, ...]], str | None]:
+    # Rows made inside the unit of work: its rollback at the end expires the contacts.
+    page = service.members_page(session, name, cursor=cursor, limit=CSV_CHUNK)
+    return [member_row(m) for m in page.members], page.next_cursor
 
 
-def _csv_line(values: tuple[Any, ...]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow(
-        [v.isoformat() if isinstance(v, datetime) else v for v in values]
-    )
-    return buffer.getvalue()
+@router.post("/api/groups/{name}/members", body=ContactsIn, response=MembersAddedOut)
+async def add_members(call: ApiCall, body: ContactsIn) -> MembersAddedOut:
+    """Add contacts (GUIDs or email addresses) to a static group.
 
-
-@router.post("/api/groups/{name}/members", body=ContactsIn, response=MembersChangedOut)
-async def add_members(call: ApiCall, body: ContactsIn) -> MembersChangedOut:
-    """Add contacts (GUIDs or email addresses) to a static group; a result per item.
-
-    Each item's `result` is `added`, `already_member` or `unknown_contact`; an unknown one does
-    not stop the others. A dynamic group refuses (400 `group_is_dynamic`).
+    Items that name no contact are listed in `problems` (`invalid_contact`,
+    `unknown_contact`) and left out; the others are added. A dynamic group refuses
+    (400 `group_is_dynamic`).
     """
     name = call.path("name")
 
-    def work(session: Session) -> MembersChangedOut:
+    def work(session: Session) -> MembersAddedOut:
         report = service.add_members(session, name, body.contacts, actor=call.actor)
-        return _members_changed(report, service.member_count(session, report.group_id))
+        group = service.get_group(session, name)
+        return MembersAddedOut(
+            report.added,
+            report.already_members,
+            _problems(report.problems),
+            service.member_count(session, group.id),
+        )
 
     return await call.hub.write(work)
 
 
-@router.delete("/api/groups/{name}/members", body=ContactsIn, response=MembersChangedOut)
-async def remove_members(call: ApiCall, body: ContactsIn) -> MembersChangedOut:
-    """Remove contacts (GUIDs or email addresses) from a static group; a result per item.
+@router.delete("/api/groups/{name}/members", body=ContactsIn, response=MembersRemovedOut)
+async def remove_members(call: ApiCall, body: ContactsIn) -> MembersRemovedOut:
+    """Remove contacts (GUIDs or email addresses) from a static group.
 
-    Each item's `result` is `removed`, `not_member` or `unknown_contact`. A dynamic group
-    refuses (400 `group_is_dynamic`).
+    Items that name no contact are listed in `problems`; the others are removed. A dynamic
+    group refuses (400 `group_is_dynamic`).
     """
     name = call.path("name")
 
-    def work(session: Session) -> MembersChangedOut:
+    def work(session: Session) -> MembersRemovedOut:
         report = service.remove_members(session, name, body.contacts, actor=call.actor)
-        return _members_changed(report, service.member_count(session, report.group_id))
+        group = service.get_group(session, name)
+        return MembersRemovedOut(
+            report.removed,
+            report.not_members,
+            _problems(report.problems),
+            service.member_count(session, group.id),
+        )
 
     return await call.hub.write(work)
 
@@ -408,11 +431,11 @@ async def contact_groups(call: ApiCall) -> ContactGroupsOut:
         contact = profile.find_contact(session, guid)
         return ContactGroupsOut(
             [
-                MembershipOut(m.name, str(m.guid), m.kind, m.since)
+                MembershipOut(m.group.name, str(m.group.guid), m.group.kind, m.since)
                 for m in service.contact_groups(session, contact.id)
             ],
             [
-                MembershipEventOut(e.group, e.entered, e.reason, e.at)
+                MembershipEventOut(e.group_name, e.entered, e.reason, e.created_at)
                 for e in service.membership_history(session, contact.id)
             ],
         )

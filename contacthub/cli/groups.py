@@ -19,6 +19,7 @@ from contacthub.cli.email import _database, _progress, _read_text
 from contacthub.cli.output import JsonOption, console, emit, unit_of_work
 from contacthub.errors import InvalidInput
 from contacthub.groups import service
+from contacthub.groups.output import CSV_COLUMNS, csv_lines, member_row, shown_conditions
 from contacthub.identifiers import refuse_nul, refuse_nul_within
 from contacthub.storage.models import ContactGroup
 
@@ -42,10 +43,8 @@ CsvOption = typer.Option(
 )
 # Contacts added or removed per unit of work: a big CSV commits (and shows progress) as it goes.
 CHUNK = 1_000
-# Members read per unit of work while `members --csv` streams.
-CSV_CHUNK = 1_000
-CSV_COLUMNS = ("guid", "email", "first_name", "last_name", "since")
-MAX_RESULTS_SHOWN = 50
+MAX_PROBLEMS_SHOWN = 50
+MEMBERS_PAGE = 50
 
 
 def group_record(group: ContactGroup, members: int) -> dict[str, Any]:
@@ -63,7 +62,7 @@ def group_record(group: ContactGroup, members: int) -> dict[str, Any]:
 
 def _full_record(session: Session, group: ContactGroup) -> dict[str, Any]:
     record = group_record(group, service.member_count(session, group.id))
-    record["conditions"] = json.loads(group.conditions) if group.conditions is not None else None
+    record["conditions"] = shown_conditions(session, group)
     return record
 
 
@@ -176,10 +175,10 @@ def group_members(
         help="Every member as CSV on standard output, streamed (recorded in the audit log).",
     ),
     after: str | None = typer.Option(None, help="The cursor printed after the previous page."),
-    limit: int = typer.Option(service.MEMBERS_PAGE, help="Members per page."),
+    limit: int = typer.Option(MEMBERS_PAGE, help=f"Members per page, 1 to {service.MAX_PAGE}."),
     as_json: bool = JsonOption,
 ) -> None:
-    """List a group's members a page at a time (oldest member first), or all of them as CSV."""
+    """List a group's members a page at a time (oldest contact first), or all of them as CSV."""
     if as_csv:
         if as_json:
             raise UsageError("--csv and --json are two outputs: give one of them.")
@@ -187,12 +186,13 @@ def group_members(
         return
     with unit_of_work(write=False) as session:
         page = service.members_page(session, name, cursor=after, limit=limit)
+        total = service.member_count(session, service.get_group(session, name).id)
     rows = [
         {
-            "guid": str(m.guid),
-            "email": m.email,
-            "first_name": m.first_name,
-            "last_name": m.last_name,
+            "guid": str(m.contact.guid),
+            "email": m.contact.email,
+            "first_name": m.contact.first_name,
+            "last_name": m.contact.last_name,
             "since": m.since.isoformat(),
         }
         for m in page.members
@@ -200,37 +200,29 @@ def group_members(
     if as_json:
         typer.echo(
             json.dumps(
-                {"members": rows, "total": page.total, "next_after": page.next_cursor},
+                {"members": rows, "total": total, "next_after": page.next_cursor},
                 indent=2,
                 ensure_ascii=False,
             )
         )
         return
     emit(rows, False, "Members")
-    console.print(f"{len(rows)} shown of {page.total}.")
+    console.print(f"{len(rows)} shown of {total}.")
     if page.next_cursor:
         console.print(f"Next page: --after {escape(page.next_cursor)}", soft_wrap=True)
 
 
 def _stream_csv(name: str) -> None:
-    """Every member as CSV, a chunk per read unit of work; the export recorded first."""
+    """Every member as CSV; the export is recorded (and committed) first, then the members
+    are read in one read-only unit of work, a chunk at a time, and written as they come."""
     with _database() as (_, database):
         with database.write() as session:
-            group_name = service.record_export(session, name, actor=CLI_ACTOR).name
-        out = csv.writer(sys.stdout, lineterminator="\r\n")
-        out.writerow(CSV_COLUMNS)
-        cursor: str | None = None
-        while True:
-            with database.read() as session:
-                page = service.members_page(session, group_name, cursor=cursor, limit=CSV_CHUNK)
-            out.writerows(
-                (str(m.guid), m.email or "", m.first_name or "", m.last_name or "", m.since)
-                for m in page.members
-            )
-            sys.stdout.flush()
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+            service.iter_members(session, name, actor=CLI_ACTOR)
+        with database.read() as session:
+            sys.stdout.write(csv_lines([CSV_COLUMNS]))
+            for member in service.iter_members(session, name):
+                sys.stdout.write(csv_lines([member_row(member)]))
+        sys.stdout.flush()
 
 
 def _contacts_of_csv(path: Path) -> list[str]:
@@ -258,62 +250,46 @@ def _change_members(
 ) -> None:
     if bool(contacts) == (csv_file is not None):
         raise UsageError("Give the contacts (GUIDs or addresses) or --csv FILE, one of the two.")
-    change = service.add_members if adding else service.remove_members
     with _database() as (_, database):
         items = list(contacts or []) if csv_file is None else _contacts_of_csv(csv_file)
         with database.read() as session:
             service.get_group(session, name)  # refuse an unknown group before drawing a bar
-        totals = {"changed": 0, "unchanged": 0, "unknown": 0}
-        results: list[dict[str, Any]] = []
+        done = same = 0
+        problems: list[service.ItemProblem] = []
         bar = _progress()
         task = bar.add_task("Adding" if adding else "Removing", total=len(items))
-        # A bar only for a file big enough to take a while.
-        if len(items) > CHUNK:
+        if len(items) > CHUNK:  # a bar only for a list long enough to take a while
             bar.start()
         try:
             for start in range(0, len(items), CHUNK):
+                chunk = items[start : start + CHUNK]
                 with database.write() as session:
-                    report = change(session, name, items[start : start + CHUNK], actor=CLI_ACTOR)
-                totals["changed"] += report.changed
-                totals["unchanged"] += report.unchanged
-                totals["unknown"] += report.unknown
-                results.extend(
-                    {"contact": i.contact, "result": i.result, "guid": i.guid} for i in report.items
-                )
-                bar.update(task, completed=min(start + CHUNK, len(items)))
+                    if adding:
+                        added = service.add_members(session, name, chunk, actor=CLI_ACTOR)
+                        done, same = done + added.added, same + added.already_members
+                        problems += added.problems
+                    else:
+                        removed = service.remove_members(session, name, chunk, actor=CLI_ACTOR)
+                        done, same = done + removed.removed, same + removed.not_members
+                        problems += removed.problems
+                bar.update(task, completed=start + len(chunk))
         finally:
             if bar.live.is_started:
                 bar.stop()
         with database.read() as session:
-            group = service.get_group(session, name)
-            members = service.member_count(session, group.id)
-    _print_change(totals, results, members, as_json, adding)
-
-
-def _print_change(
-    totals: dict[str, int],
-    results: list[dict[str, Any]],
-    members: int,
-    as_json: bool,
-    adding: bool,
-) -> None:
-    done, same = ("added", "already_member") if adding else ("removed", "not_member")
-    summary = {
-        done: totals["changed"],
-        same: totals["unchanged"],
-        "unknown_contact": totals["unknown"],
-        "members": members,
-    }
+            members = service.member_count(session, service.get_group(session, name).id)
+    done_name, same_name = ("added", "already_members") if adding else ("removed", "not_members")
+    summary = {done_name: done, same_name: same, "problems": len(problems), "members": members}
+    listed = [{"contact": p.item, "code": p.code, "error": p.message} for p in problems]
     if as_json:
-        emit({**summary, "results": results}, True)
+        emit({**summary, "problems": listed}, True)
         return
     emit(summary, False, "Members added" if adding else "Members removed")
-    unknown = [r for r in results if r["result"] == "unknown_contact"]
-    if unknown:
-        emit(unknown[:MAX_RESULTS_SHOWN], False, "Unknown contacts (skipped)")
-        if len(unknown) > MAX_RESULTS_SHOWN:
+    if listed:
+        emit(listed[:MAX_PROBLEMS_SHOWN], False, "Left out")
+        if len(listed) > MAX_PROBLEMS_SHOWN:
             console.print(
-                f"[dim]… and {len(unknown) - MAX_RESULTS_SHOWN} more (--json lists them all).[/dim]"
+                f"[dim]… and {len(listed) - MAX_PROBLEMS_SHOWN} more (--json lists them all).[/dim]"
             )
 
 
@@ -326,7 +302,7 @@ def group_add(
 ) -> None:
     """Add contacts to a static group: GUIDs or addresses, or a --csv file of them.
 
-    Unknown contacts are listed and skipped; the others are added.
+    Items that name no contact are listed and left out; the others are added.
     """
     _change_members(name, contacts, csv_file, as_json, adding=True)
 

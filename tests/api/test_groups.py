@@ -104,7 +104,7 @@ def test_members_are_paged_by_cursor(
     guids = people(database)
     create(client, api_headers, name="Everyone", conditions={"all": []})
     seen: list[str] = []
-    after = ""
+    after: Any = ""
     for _ in range(3):
         answer = client.get(
             "/api/groups/Everyone/members",
@@ -122,6 +122,8 @@ def test_members_are_paged_by_cursor(
     assert sorted(seen) == sorted(guids.values())
     bad = client.get("/api/groups/Everyone/members?limit=0", headers=api_headers)
     assert_error(bad, 400, "invalid_parameter", "limit")
+    cursor = client.get("/api/groups/Everyone/members?after=x", headers=api_headers)
+    assert_error(cursor, 400, "invalid_cursor", "after")
 
 
 def test_members_as_csv_are_streamed_and_recorded(
@@ -163,17 +165,19 @@ def test_a_static_group_takes_members_by_guid_or_address(
 
     assert answer.status_code == 200, answer.text
     added = answer.json()
-    assert (added["changed"], added["unchanged"], added["unknown"]) == (2, 0, 1)
-    assert added["members"] == 2
-    results = {r["contact"]: r["result"] for r in added["results"]}
-    assert results["nobody@example.com"] == "unknown_contact"
-    assert results[guids["ann@example.com"]] == "added"
+    assert (added["added"], added["already_members"], added["members"]) == (2, 0, 2)
+    assert [(p["contact"], p["code"]) for p in added["problems"]] == [
+        ("nobody@example.com", "unknown_contact")
+    ]
     assert audit_actions(database)[-1] == (ACTOR, "group.members_added", "VIP")
 
     again = client.post(
-        "/api/groups/VIP/members", headers=api_headers, json={"contacts": ["ann@example.com"]}
+        "/api/groups/VIP/members",
+        headers=api_headers,
+        json={"contacts": ["ann@example.com", "not a contact"]},
     ).json()
-    assert (again["changed"], again["unchanged"]) == (0, 1)
+    assert (again["added"], again["already_members"]) == (0, 1)
+    assert [p["code"] for p in again["problems"]] == ["invalid_contact"]
 
     removed = client.request(
         "DELETE",
@@ -182,7 +186,7 @@ def test_a_static_group_takes_members_by_guid_or_address(
         json={"contacts": ["ann@example.com", "cid@other.org"]},
     )
     assert removed.status_code == 200, removed.text
-    assert (removed.json()["changed"], removed.json()["unchanged"]) == (1, 1)
+    assert (removed.json()["removed"], removed.json()["not_members"]) == (1, 1)
     assert removed.json()["members"] == 1
     assert audit_actions(database)[-1] == (ACTOR, "group.members_removed", "VIP")
 
@@ -365,6 +369,12 @@ def test_bad_bodies_and_unknown_names(
     ):
         answer = client.request(method, path, headers=api_headers, json=body)
         assert_error(answer, 404, "unknown_group")
+    assert_error(
+        client.post("/api/groups/Nope/members", headers=api_headers, json={"contacts": [1]}),
+        400,
+        "invalid_body",
+        "contacts[0]",
+    )
     assert_error(
         client.get("/api/contacts/not-a-guid/groups", headers=api_headers), 404, "unknown_contact"
     )

@@ -137,18 +137,22 @@ def test_static_members_by_argument_and_by_csv(
     assert cli.json("group", "create", "VIP", "--static")["kind"] == "static"
 
     added = cli.json("group", "add", "VIP", guids["ann@example.com"], "nobody@example.com")
-    assert (added["added"], added["unknown_contact"], added["members"]) == (1, 1, 1)
+    assert (added["added"], added["members"]) == (1, 1)
+    assert [(p["contact"], p["code"]) for p in added["problems"]] == [
+        ("nobody@example.com", "unknown_contact")
+    ]
     assert last_audit(database) == ("cli", "group.members_added", "VIP")
     table = cli.ok("group", "add", "VIP", "nobody@example.com")
     assert "nobody@example.com" in table
+    assert "unknown_contact" in table
 
     listing = tmp_path / "vip.csv"
     listing.write_text("Email,name\nbob@example.com,Bob\nann@example.com,Ann\n\n", encoding="utf-8")
     from_csv = cli.json("group", "add", "VIP", "--csv", str(listing))
-    assert (from_csv["added"], from_csv["already_member"], from_csv["members"]) == (1, 1, 2)
+    assert (from_csv["added"], from_csv["already_members"], from_csv["members"]) == (1, 1, 2)
 
     removed = cli.json("group", "remove", "VIP", "ann@example.com", "cid@other.org")
-    assert (removed["removed"], removed["not_member"], removed["members"]) == (1, 1, 1)
+    assert (removed["removed"], removed["not_members"], removed["members"]) == (1, 1, 1)
     assert last_audit(database) == ("cli", "group.members_removed", "VIP")
 
 
