@@ -72,10 +72,14 @@ class _LikeIgnoringCase(ColumnElement[bool]):
     """`column LIKE pattern` ignoring case, spelled per database as the contact search spells it
     (`contacts.search._like`); the dialect is known only when the statement is compiled."""
 
-    # The pattern is a plain value, not a bound parameter that a cache key could carry.
+    # The pattern is a plain string, part of the statement cache key: `_like` makes its bound
+    # parameter only when the statement is compiled.
     inherit_cache = False
     type = Boolean()
-    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+    _traverse_internals = [  # noqa: RUF012
+        ("column", InternalTraversal.dp_clauseelement),
+        ("pattern", InternalTraversal.dp_string),
+    ]
 
     def __init__(self, column: ColumnElement[Any], pattern: str) -> None:
         self.column = column
