@@ -187,16 +187,16 @@ def group_members(
     with unit_of_work(write=False) as session:
         page = service.members_page(session, name, cursor=after, limit=limit)
         total = service.member_count(session, service.get_group(session, name).id)
-    rows = [
-        {
-            "guid": str(m.contact.guid),
-            "email": m.contact.email,
-            "first_name": m.contact.first_name,
-            "last_name": m.contact.last_name,
-            "since": m.since.isoformat(),
-        }
-        for m in page.members
-    ]
+        rows = [
+            {
+                "guid": str(m.contact.guid),
+                "email": m.contact.email,
+                "first_name": m.contact.first_name,
+                "last_name": m.contact.last_name,
+                "since": m.since.isoformat(),
+            }
+            for m in page.members
+        ]
     if as_json:
         typer.echo(
             json.dumps(

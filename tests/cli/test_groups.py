@@ -38,9 +38,12 @@ def conditions_file(tmp_path: Path, tree: Any, name: str = "conditions.json") ->
 
 def last_audit(database: Database) -> tuple[str, str, str]:
     with database.read() as session:
-        event = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
-    assert event is not None
-    return (event.actor, event.action, event.subject)
+        row = session.execute(
+            select(AuditEvent.actor, AuditEvent.action, AuditEvent.subject)
+            .order_by(AuditEvent.id.desc())
+            .limit(1)
+        ).one()
+    return (row.actor, row.action, row.subject)
 
 
 def audit_count(database: Database) -> int:
