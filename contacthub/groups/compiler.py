@@ -6,15 +6,23 @@ on PostgreSQL, an ephemeral index on SQLite), never a per-contact loop in Python
 predicate is true or false, never NULL, so that `not` means what it says (a contact without a
 city is "not in Prague").
 
+Under an `any` or a `not`, PostgreSQL cannot join: it runs an IN subquery as a "subplan", hashed
+only while the subquery's rows fit in `work_mem`, and otherwise reads them again for every
+contact (minutes, at a million activities). There the leaves are subqueries correlated with the
+contact instead (`EXISTS (… WHERE activities.contact_id = contacts.id …)`, the latest consent
+event by `ORDER BY id DESC LIMIT 1`), which both databases answer with one probe of an index
+that starts with the contact. Email leaves stay uncorrelated (no index starts with
+`subscribers.contact_id`), each contact once: a newsletter's subscribers are few enough to hash.
+
 Evaluating a few contacts (the live membership job): pass `among`, a SELECT of contact ids.
 Each subquery is then restricted to those contacts, which the indexes that lead with
 `contact_id` serve (activities, consent agreements), instead of reading a whole window of the
 activity log. The predicate then answers only for contacts in `among`.
 
 Time windows: the activity log has one index, (contact_id, id), and its ids follow time (see
-`Activity`). Given a session, a window becomes an id range too, found by a binary search on the
-primary key (`activities.log.first_id_at_or_after`, a few one-row reads), so that a window reads
-only its part of the log; `created_at` is compared as well, so the id range only narrows.
+`Activity`). Given a session, a window becomes an id range too, found by probing the primary
+key (`id_bracket`: three small queries), so that a window reads only its part of the log;
+`created_at` is compared as well, so the id range only narrows what is read.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from sqlalchemy import (
     Select,
     and_,
     case,
+    exists,
     false,
     func,
     literal,
@@ -41,7 +50,6 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from contacthub.activities.log import first_id_at_or_after
 from contacthub.contacts.search import _escape_like, _like
 from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
 from contacthub.groups.conditions import (
@@ -140,6 +148,47 @@ def count_matching(session: Session, condition: Condition, *, now: datetime) -> 
     return int(session.scalar(select(func.count()).select_from(Contact).where(predicate)) or 0)
 
 
+PROBES = 64
+PROBE_ROUNDS = 2
+
+
+def id_bracket(session: Session, moment: datetime) -> tuple[int, int | None]:
+    """Ids around `moment` in the activity log, whose ids follow time: every activity with an id
+    below the first number is older than `moment`; every one with an id from the second on
+    (None: unknown) is not.
+
+    Found by probing the primary key: `PROBES` ids spread over the range in one query, then as
+    many again between the two nearest, so three queries in all narrow the range to about
+    1/4,096 of the log (for a million activities, some 250 ids too many to read, which the
+    `created_at` comparison that goes with the range drops). A binary search would take twenty.
+    """
+    # Two subqueries: SQLite reads min() and max() off the key only when each is alone.
+    lowest, highest = session.execute(
+        select(
+            select(func.min(Activity.id)).scalar_subquery(),
+            select(func.max(Activity.id)).scalar_subquery(),
+        )
+    ).one()
+    if lowest is None:
+        return 0, None
+    low, high = lowest, highest + 1
+    for _ in range(PROBE_ROUNDS):
+        if high - low <= 1:
+            break
+        step = (high - low) / PROBES
+        probes = sorted({low + int(step * k) for k in range(PROBES)})
+        rows = session.execute(
+            select(Activity.id, Activity.created_at).where(Activity.id.in_(probes))
+        ).all()
+        older = [row.id for row in rows if row.created_at < moment]
+        newer = [row.id for row in rows if row.created_at >= moment]
+        if older:
+            low = max(low, max(older) + 1)
+        if newer:
+            high = max(low, min(high, min(newer)))
+    return low, (high if high <= highest else None)
+
+
 def _start_of(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
@@ -151,19 +200,36 @@ class _Compiler:
         self.now = now
         self.session = session
         self.among = among
-        self.first_ids: dict[datetime, int] = {}
+        self.brackets: dict[datetime, tuple[int, int | None]] = {}
+        # Under `any` and `not`: each leaf is a subquery correlated with the contact.
+        self.per_contact = False
+
+    def restricted_to(self, among: AmongContacts) -> _Compiler:
+        """A compiler for the same moment whose subqueries read only the contacts `among`."""
+        narrower = _Compiler(self.now, self.session, among)
+        narrower.brackets = self.brackets
+        narrower.per_contact = self.per_contact
+        return narrower
+
+    def correlated(self) -> _Compiler:
+        """A compiler for the items of an `any` or a `not` (see the module docstring)."""
+        if self.per_contact:
+            return self
+        inner = _Compiler(self.now, self.session, self.among)
+        inner.brackets = self.brackets
+        inner.per_contact = True
+        return inner
 
     def compile(self, condition: Condition) -> ColumnElement[bool]:
         if isinstance(condition, AllOf):
-            if not condition.items:
-                return true()
-            return and_(*(self.compile(item) for item in condition.items))
+            return self.all_of(condition)
         if isinstance(condition, AnyOf):
             if not condition.items:
                 return false()
-            return or_(*(self.compile(item) for item in condition.items))
+            inner = self.correlated()
+            return or_(*(inner.compile(item) for item in condition.items))
         if isinstance(condition, Not):
-            return not_(self.compile(condition.item))
+            return not_(self.correlated().compile(condition.item))
         if isinstance(condition, FieldCondition):
             return self.field(condition)
         if isinstance(condition, ConsentCondition):
@@ -174,7 +240,34 @@ class _Compiler:
             return self.email(condition)
         return self.group(condition)
 
+    def all_of(self, condition: AllOf) -> ColumnElement[bool]:
+        """Every item; the activity items read the log only for the contacts that the other
+        items let through.
+
+        An activity leaf costs a read of (its window of) the activity log, the other leaves
+        tables the size of the contacts'. So the others are compiled first, and the activity
+        items are restricted to the contacts they match, as `among` restricts them: the log is
+        then read through its (contact_id, id) index for those contacts only. A contact that
+        the other items refuse fails the `all` whatever the activity items answer for it.
+        """
+        if not condition.items:
+            return true()
+        light = [item for item in condition.items if not _reads_activities(item)]
+        heavy = [item for item in condition.items if _reads_activities(item)]
+        compiled = [self.compile(item) for item in light]
+        if heavy and light and not self.per_contact:
+            candidates = select(Contact.id).where(*compiled)
+            if self.among is not None:
+                candidates = candidates.where(Contact.id.in_(self.among))
+            narrower = self.restricted_to(candidates)
+            compiled += [narrower.compile(item) for item in heavy]
+        else:
+            compiled += [self.compile(item) for item in heavy]
+        return and_(*compiled)
+
     def _restricted(self, query: Select[Any], column: Any) -> Select[Any]:
+        if self.per_contact:
+            return query.where(column == Contact.id)
         return query if self.among is None else query.where(column.in_(self.among))
 
     # -- fields --
@@ -233,9 +326,15 @@ class _Compiler:
         of_consent = select(agreement.contact_id).where(
             agreement.consent_id == condition.consent_id
         )
-        of_consent = self._restricted(of_consent, agreement.contact_id)
         if condition.state == "never":
-            return not_(Contact.id.in_(of_consent))
+            # Correlated everywhere: an anti-join on PostgreSQL, an index probe on SQLite.
+            return not_(
+                exists().where(
+                    agreement.contact_id == Contact.id,
+                    agreement.consent_id == condition.consent_id,
+                )
+            )
+        of_consent = self._restricted(of_consent, agreement.contact_id)
         # The latest event (highest id) is of the wanted kind when it is also the latest event
         # of that kind.
         if condition.state == "revoked":
@@ -246,6 +345,15 @@ class _Compiler:
             )
         else:
             wanted = agreement.agreed.is_(True)
+        if self.per_contact:
+            # The contact's latest event, one probe of the (contact_id, consent_id, id) index.
+            latest_is_wanted = (
+                of_consent.with_only_columns(case((wanted, 1), else_=0))
+                .order_by(agreement.id.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+            return func.coalesce(latest_is_wanted, 0) == 1
         latest = of_consent.group_by(agreement.contact_id).having(
             func.max(agreement.id) == func.max(case((wanted, agreement.id)))
         )
@@ -253,11 +361,11 @@ class _Compiler:
 
     # -- activities --
 
-    def first_id(self, moment: datetime) -> int:
+    def bracket(self, moment: datetime) -> tuple[int, int | None]:
         assert self.session is not None
-        if moment not in self.first_ids:
-            self.first_ids[moment] = first_id_at_or_after(self.session, moment)
-        return self.first_ids[moment]
+        if moment not in self.brackets:
+            self.brackets[moment] = id_bracket(self.session, moment)
+        return self.brackets[moment]
 
     def activity(self, condition: ActivityCondition) -> ColumnElement[bool]:
         query = select(Activity.contact_id).where(Activity.type == condition.type)
@@ -279,15 +387,28 @@ class _Compiler:
         if start is not None:
             query = query.where(Activity.created_at >= start)
             if self.session is not None:
-                query = query.where(Activity.id >= self.first_id(start))
+                query = query.where(Activity.id >= self.bracket(start)[0])
         if end is not None:
             query = query.where(Activity.created_at < end)
             # Only a past end is final: activities logged after this search get higher ids.
-            if self.session is not None and end <= self.now:
-                query = query.where(Activity.id < self.first_id(end))
+            ceiling = self.bracket(end)[1] if self.session is not None and end <= self.now else None
+            if ceiling is not None:
+                query = query.where(Activity.id < ceiling)
         query = self._restricted(query, Activity.contact_id)
+        if self.per_contact:
+            if condition.at_least == 1:
+                return exists(query)
+            counted = query.with_only_columns(func.count()).scalar_subquery()
+            return counted >= condition.at_least
         if condition.at_least > 1:
-            query = query.group_by(Activity.contact_id).having(func.count() >= condition.at_least)
+            # Grouped by an expression, not the column: given the column, SQLite walks the
+            # whole (contact_id, id) index for its order instead of reading the id range.
+            contact = (Activity.contact_id + 0).label("contact_id")
+            query = (
+                query.with_only_columns(contact)
+                .group_by(contact)
+                .having(func.count() >= condition.at_least)
+            )
         return Contact.id.in_(query)
 
     # -- email --
@@ -320,10 +441,30 @@ class _Compiler:
                 query = query.where(hit.is_machine.is_(False))
             if cutoff is not None:
                 query = query.where(hit.created_at >= cutoff)
+        if self.per_contact:
+            # No index leads with subscribers.contact_id: the newsletter's (small) set of
+            # contacts, each once, which PostgreSQL hashes once under an `any` or a `not`.
+            inner = (
+                query if self.among is None else query.where(Subscriber.contact_id.in_(self.among))
+            )
+            return Contact.id.in_(inner.distinct())
         return Contact.id.in_(self._restricted(query, Subscriber.contact_id))
 
     # -- groups --
 
     def group(self, condition: GroupCondition) -> ColumnElement[bool]:
         query = select(GroupMember.contact_id).where(GroupMember.group_id == condition.group_id)
+        if self.per_contact:
+            return exists(self._restricted(query, GroupMember.contact_id))
         return Contact.id.in_(self._restricted(query, GroupMember.contact_id))
+
+
+def _reads_activities(condition: Condition) -> bool:
+    """Whether the condition reads the activity log (the one table that can be large)."""
+    if isinstance(condition, ActivityCondition):
+        return True
+    if isinstance(condition, AllOf | AnyOf):
+        return any(_reads_activities(item) for item in condition.items)
+    if isinstance(condition, Not):
+        return _reads_activities(condition.item)
+    return False

@@ -334,3 +334,48 @@ def test_groups(world: World) -> None:
     assert world.matching({"group": "Customers"}) == {"ada", "dee"}
     assert world.matching({"not": {"group": "Customers"}}) == {"bob", "cyd"}
     assert world.matching({"group": "Empty"}) == set()
+
+
+def test_id_bracket_holds_the_first_activity_of_a_moment(world: World) -> None:
+    from sqlalchemy import delete
+
+    from contacthub.groups.compiler import id_bracket
+    from contacthub.storage.models import Activity
+
+    start = days_ago(50)
+    with world.db.write() as session:
+        assert id_bracket(session, start) == (0, None)
+        insert_activities(
+            session,
+            [
+                ActivityRow(
+                    world.ids["ada"],
+                    None,
+                    "click",
+                    "c",
+                    None,
+                    None,
+                    None,
+                    start + timedelta(hours=n),
+                )
+                for n in range(0, 3000, 3)
+            ],
+        )
+        # Gaps, as erasures leave them.
+        session.execute(delete(Activity).where(Activity.id % 7 == 0))
+    with world.db.read() as session:
+        rows = session.execute(select(Activity.id, Activity.created_at).order_by(Activity.id)).all()
+        for hours in (-5, 0, 1, 2, 3, 500, 1499, 2997, 2998, 5000):
+            moment = start + timedelta(hours=hours)
+            low, high = id_bracket(session, moment)
+            assert all(row.created_at < moment for row in rows if row.id < low), hours
+            if high is not None:
+                assert all(row.created_at >= moment for row in rows if row.id >= high), hours
+            first = next((row.id for row in rows if row.created_at >= moment), None)
+            if first is not None:
+                assert high is not None
+                assert low <= first <= high, hours
+                # Narrow: a million activities would leave about 250 ids to read.
+                assert high - low <= 2, hours
+            else:
+                assert high is None
