@@ -6,7 +6,13 @@ the hub/baseline ratio, the hub's peak memory and every non-2xx answer. After ea
 counts the stored activities: a 207 promises they are committed.
 
     .venv/bin/python bench/tracking.py [--duration 10] [--connections 64] \
-        [--only sqlite|postgresql] [--sign-ins N]
+        [--only sqlite|postgresql] [--sign-ins N] [--groups N]
+
+With `--groups N`, each store is measured twice, on fresh databases: without groups, then with
+N dynamic groups that depend on activities (defined before the hub starts); the load then
+rotates over LOAD_CONTACTS contacts, so that the live membership job has several contacts to
+evaluate at each run. Meanwhile a probe makes a new contact, posts one page visit that makes
+it enter a group, and times how long until the hub shows it as a member; again and again.
 
 Exit status: 0 when every measurement is valid, whether or not the ratio targets are met (this
 is a measurement, not a test); 1 when a server answered errors or lost acknowledged activities.
@@ -21,10 +27,12 @@ import os
 import re
 import secrets
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -45,6 +53,14 @@ MAX_FAILURE_RATE = 0.001
 # Above this one-minute load average, other processes compete with the benchmark.
 # Above this share of a core taken by other processes during a measurement, its figures are low.
 BUSY_CPU = 0.10
+# --groups: what the live groups may cost ingest (with 20 groups) and how fresh they must be.
+GROUPS_TARGET_RATIO = 0.90
+GROUPS_TARGET_DELAY_S = 5.0
+LOAD_CONTACTS = 100
+PROBE_GROUP = "bench-0"
+PROBE_URL = "https://www.example.com/products/0?utm_source=probe"
+PROBE_PAUSE_S = 1.0
+PROBE_TIMEOUT_S = 30.0
 UVICORN_OPTIONS = ["--workers", "1", "--loop", "uvloop", "--http", "httptools"]
 
 
@@ -69,6 +85,118 @@ def activities_script(key: str, body: str) -> str:
     return harness.wrk_script("POST", headers, body)
 
 
+def rotating_script(key: str, bodies: list[str]) -> str:
+    """The wrk script posting `bodies` in turn (one contact each) with tracking key `key`."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    rotation = "\n".join(
+        [
+            "local bodies = {" + ", ".join(harness.lua_string(b) for b in bodies) + "}",
+            "local turn = 0",
+            "request = function()",
+            "  turn = turn % #bodies + 1",
+            "  return wrk.format(nil, nil, nil, bodies[turn])",
+            "end",
+        ]
+    )
+    return harness.wrk_script("POST", headers) + "\n" + rotation + "\n"
+
+
+def define_groups(database_url: str, count: int) -> None:
+    """`count` dynamic groups on the page visits the load posts (`bench-0` … ), through the
+    groups service, before the hub starts. Half need one visit, half two, within 30 days."""
+    from contacthub.groups import service as groups  # only --groups needs the hub's code
+    from contacthub.storage.database import Database
+
+    database = Database(database_url)
+    try:
+        with database.write() as session:
+            for n in range(count):
+                groups.create_group(
+                    session,
+                    f"bench-{n}",
+                    conditions={
+                        "activity": "pagevisit",
+                        "url_contains": f"/products/{n % 5}",
+                        "at_least": 1 + (n // 5) % 2,
+                        "within_days": 30,
+                    },
+                )
+    finally:
+        database.dispose()
+
+
+class MembershipProbe:
+    """A thread that, again and again, makes a new contact, posts one page visit that makes it
+    enter `PROBE_GROUP`, and times how long until the hub's store shows it as a member."""
+
+    def __init__(self, port: int, key: str, channel: str, database_url: str) -> None:
+        from contacthub.storage.database import Database
+
+        self.port = port
+        self.key = key
+        self.channel = channel
+        self.database = Database(database_url)
+        self.delays: list[float] = []
+        self.stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> MembershipProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self._thread.join()
+        self.database.dispose()
+
+    def _is_member(self, guid: str) -> bool:
+        from contacthub.contacts import service as contacts
+        from contacthub.groups import service as groups
+
+        with self.database.read() as session:
+            contact = contacts.get_contact(session, guid)
+            return any(
+                m.group.name == PROBE_GROUP for m in groups.contact_groups(session, contact.id)
+            )
+
+    def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
+        while not self.stop.wait(PROBE_PAUSE_S):
+            status, body = harness.request(self.port, "POST", "/Kentico.Tracking/contacts", headers)
+            if status != 200:
+                continue
+            guid = json.loads(body)["contact"]
+            visit = {"type": "pagevisit", "url": PROBE_URL}
+            payload = json.dumps({"channel": self.channel, "contact": guid, "activities": [visit]})
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                connection.request("POST", PATH, body=payload, headers=headers)
+                answer = connection.getresponse()
+                answer.read()
+            finally:
+                connection.close()
+            if answer.status != 207:
+                continue
+            posted = time.monotonic()
+            while not self._is_member(guid):
+                if time.monotonic() - posted > PROBE_TIMEOUT_S:
+                    break
+                time.sleep(0.02)
+            self.delays.append(time.monotonic() - posted)
+
+    def summary(self) -> str:
+        """The delays, e.g. `membership after 0.61 s median, 1.02 s max (12 probes)`."""
+        if not self.delays:
+            return "no membership probe completed"
+        ordered = sorted(self.delays)
+        median = statistics.median(ordered)
+        verdict = "PASS" if ordered[-1] <= GROUPS_TARGET_DELAY_S else "FAIL"
+        return (
+            f"membership after {median:.2f} s median, {ordered[-1]:.2f} s max "
+            f"({len(ordered)} probes; target <= {GROUPS_TARGET_DELAY_S:g} s {verdict})"
+        )
+
+
 @dataclass
 class Row:
     """One line of the result table."""
@@ -79,6 +207,8 @@ class Row:
     rss_kib: int | None = None
     stored_check: str = ""
     stored_ok: bool = True
+    groups: int = 0
+    probe: str = ""
 
     @property
     def valid(self) -> bool:
@@ -228,6 +358,7 @@ def bench_hub(
     store: str,
     database_url: str,
     count_activities: Callable[[], int],
+    groups: int = 0,
 ) -> Row:
     """Set up a hub on `database_url`, serve it, measure it and check what it stored."""
     env = hub_env(database_url, workdir)
@@ -239,6 +370,8 @@ def bench_hub(
     key = json.loads(
         cli(env, "apikey", "create", "--channel", "Bench", "--access", "tracking", "--json")
     )["key"]
+    if groups:
+        define_groups(database_url, groups)
 
     port = harness.free_port()
     command = [
@@ -252,10 +385,16 @@ def bench_hub(
     )
     stack.callback(harness.stop, server)
     harness.wait_ready(server)
-    contact = create_contact(server, key)
-
-    script = activities_script(key, activities_body(channel, contact))
-    with SignInLoad(port, args.sign_ins) as sign_ins:
+    if args.groups:
+        contacts = [create_contact(server, key) for _ in range(LOAD_CONTACTS)]
+        script = rotating_script(key, [activities_body(channel, c) for c in contacts])
+    else:
+        script = activities_script(key, activities_body(channel, create_contact(server, key)))
+    with ExitStack() as beside:
+        sign_ins = beside.enter_context(SignInLoad(port, args.sign_ins))
+        probe = None
+        if groups:
+            probe = beside.enter_context(MembershipProbe(port, key, channel, database_url))
         result, acknowledged = load(server, script, args, store)
     rss = harness.peak_rss(server.process.pid)
     # Counted while the hub still runs: what a 207 acknowledged must already be committed,
@@ -263,17 +402,20 @@ def bench_hub(
     stored = count_activities()
     harness.stop(server)
 
+    # The probes' own contacts and visits are not in the load's count.
     expected = 10 * acknowledged
     ok = stored >= expected
     check = f"{stored} stored >= 10 x {acknowledged} acknowledged: {'ok' if ok else 'LOST'}"
     if args.sign_ins:
         check += f"; {sign_ins.summary()}"
-    return Row(f"hub ({store})", result, store, rss, check, ok)
+    target = f"hub ({store}, {groups} groups)" if groups else f"hub ({store})"
+    summary = probe.summary() if probe is not None else ""
+    return Row(target, result, store, rss, check, ok, groups, summary)
 
 
-def sqlite_store(workdir: Path) -> tuple[str, Callable[[], int]]:
+def sqlite_store(workdir: Path, name: str = "bench.db") -> tuple[str, Callable[[], int]]:
     """A fresh SQLite file in `workdir` (removed with it) and a counter of its activities."""
-    path = workdir / "bench.db"
+    path = workdir / name
 
     def count() -> int:
         with closing(sqlite3.connect(path)) as db:
@@ -367,6 +509,22 @@ def print_table(rows: list[Row]) -> None:
     )
 
 
+def print_groups(rows: list[Row]) -> None:
+    """With --groups: each store's ingest with groups against without, and the probes."""
+    for row in rows:
+        if not row.groups:
+            continue
+        [plain] = [r for r in rows if r.store == row.store and not r.groups]
+        ratio = row.result.requests_per_s / plain.result.requests_per_s
+        cpu = plain.result.cpu_per_request_us / row.result.cpu_per_request_us
+        verdict = "PASS" if ratio >= GROUPS_TARGET_RATIO else "FAIL"
+        print(
+            f"{row.target}: ingest {ratio:.2f} x without groups (target >= "
+            f"{GROUPS_TARGET_RATIO:.2f} {verdict}; by CPU us/req {cpu:.2f}); {row.probe}"
+        )
+    print()
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10, help="seconds measured per target")
@@ -379,6 +537,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         metavar="N",
         help="N threads posting wrong admin sign-ins while the hub is measured",
+    )
+    parser.add_argument(
+        "--groups",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure each store with N dynamic groups defined, and membership delays",
     )
     harness.add_postgresql_url(parser)
     return parser.parse_args(argv)
@@ -406,14 +571,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"hub on {store}: {args.duration:g} s after {args.warmup:g} s warm-up ...",
                 flush=True,
             )
-            if store == "sqlite":
-                database_url, count = sqlite_store(workdir)
-            else:
-                database_url, count = postgresql_store(stack, args.postgresql_url)
-            rows.append(bench_hub(stack, workdir, args, store, database_url, count))
+            for groups in (0, args.groups) if args.groups else (0,):
+                if store == "sqlite":
+                    database_url, count = sqlite_store(workdir, f"bench-{groups}.db")
+                else:
+                    database_url, count = postgresql_store(stack, args.postgresql_url)
+                rows.append(bench_hub(stack, workdir, args, store, database_url, count, groups))
     print()
     print_table(rows)
     print()
+    print_groups(rows)
     for row in rows:
         if row.stored_check:
             print(f"{row.target}: {row.stored_check}")

@@ -37,6 +37,7 @@ from sqlalchemy import Select, Table, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from contacthub.activities.log import first_id_at_or_after
+from contacthub.activities.rules import DATA_INPUT
 from contacthub.analytics import rollups
 from contacthub.errors import InvalidInput
 from contacthub.groups import compiler, conditions, repository
@@ -91,34 +92,42 @@ def refresh(database: Database, *, now: datetime | None = None) -> RefreshReport
             state = repository.lock_state(session)
             low = state.last_activity_id
             upper = max(low, min(activity_high, low + CHUNK))
-            candidates = _activity_contacts(session, low, upper)
+            active = _activity_contacts(session, low, upper)
             state.last_activity_id = upper
+            # Contacts to evaluate for every group; `active` ones only where their new
+            # activities can change the answer (see `_evaluate`).
+            every = {c for c, types in active.items() if DATA_INPUT in types}
             pending: dict[int, datetime] = {}
             if first:
                 pending = _pending(session)
-                candidates |= pending.keys()
-                candidates |= _email_contacts(session, state, open_high, click_high)
+                every |= pending.keys()
+                every |= _email_contacts(session, state, open_high, click_high)
                 groups = repository.dynamic_groups(session)
-                candidates |= _time_contacts(session, groups, state.evaluated_at, now)
+                every |= _time_contacts(session, groups, state.evaluated_at, now)
                 if state.evaluated_at is None or state.evaluated_at < now:
                     state.evaluated_at = now
-            _evaluate(session, candidates, now, report)
+            _evaluate(session, every, active, now, report)
             _forget_pending(session, pending)
-            report.candidates += len(candidates)
+            report.candidates += len(every | active.keys())
             done = upper >= activity_high
         first = False
         if done:
             return report
 
 
-def _activity_contacts(session: Session, low: int, high: int) -> set[int]:
+def _activity_contacts(session: Session, low: int, high: int) -> dict[int, set[str]]:
+    """The contacts of the activities with ids in (low, high], with their types (lower case)."""
+    active: dict[int, set[str]] = {}
     if high <= low:
-        return set()
-    return set(
-        session.scalars(
-            select(Activity.contact_id).where(Activity.id > low, Activity.id <= high).distinct()
-        )
+        return active
+    rows = session.execute(
+        select(Activity.contact_id, Activity.type)
+        .where(Activity.id > low, Activity.id <= high)
+        .distinct()
     )
+    for contact_id, type_name in rows:
+        active.setdefault(contact_id, set()).add(type_name.lower())
+    return active
 
 
 def _pending(session: Session) -> dict[int, datetime]:
@@ -282,25 +291,83 @@ def dependency_order(
 
 
 def _evaluate(
-    session: Session, candidates: Collection[int], now: datetime, report: RefreshReport
+    session: Session,
+    every: Collection[int],
+    active: dict[int, set[str]],
+    now: datetime,
+    report: RefreshReport,
 ) -> None:
-    """Evaluate every dynamic group for the candidates, in dependency order; write the
-    entries and exits with history."""
-    if not candidates:
+    """Evaluate the dynamic groups, in dependency order, for `every` contact and for the
+    `active` ones (new activities, by type) whose answer the activities can change; write
+    the entries and exits with history.
+
+    A new activity only adds to what a contact did. So it cannot change the answer of a group
+    whose conditions read no activity of its type; and where every activity condition of a
+    group counts positively (not under an odd number of `not`), it can make a contact enter but
+    never leave: members need no evaluation (non-members, symmetrically, where every one counts
+    negatively). Leaving as the activities age out of a window is time's doing
+    (`_time_contacts`). This keeps a busy contact, already in its groups, from being evaluated
+    again at every run.
+    """
+    if not every and not active:
         return
-    parsed = {g.id: _condition(session, g) for g in repository.dynamic_groups(session)}
-    groups = [g for g in repository.dynamic_groups(session) if parsed[g.id] is not None]
-    references = {g.id: conditions.referenced_groups(parsed[g.id]) for g in groups}  # type: ignore[arg-type]
+    loaded = [(g, _condition(session, g)) for g in repository.dynamic_groups(session)]
+    parsed = {g.id: c for g, c in loaded if c is not None}
+    groups = [g for g, c in loaded if c is not None]
+    references = {g.id: conditions.referenced_groups(parsed[g.id]) for g in groups}
+    moved: dict[int, set[int]] = {}  # by group: the contacts that entered or left this run
     for group in dependency_order(groups, references):
         condition = parsed[group.id]
-        assert condition is not None
+        candidates = set(every)
+        for named in references[group.id]:
+            candidates |= moved.get(named, set())
+        candidates |= _affected(session, group, condition, active, candidates)
+        if not candidates:
+            continue
         matching = _matching(session, condition, candidates, now)
         current = repository.member_ids(session, group.id, candidates)
         entered, left = matching - current, current - matching
         repository.enter(session, group.id, entered, ENTERED, now)
         repository.leave(session, group.id, left, LEFT, now)
+        moved[group.id] = entered | left
         report.entered += len(entered)
         report.left += len(left)
+
+
+def _affected(
+    session: Session,
+    group: ContactGroup,
+    condition: conditions.Condition,
+    active: dict[int, set[str]],
+    already: set[int],
+) -> set[int]:
+    """The `active` contacts (not `already` chosen) whose new activities can change the
+    group's answer for them (see `_evaluate`)."""
+    types = {t.lower() for t in conditions.depends_on(condition).activity_types}
+    relevant = {c for c, done in active.items() if c not in already and done & types}
+    if not relevant:
+        return relevant
+    signs = _activity_signs(condition)
+    if signs == {True}:
+        relevant -= repository.member_ids(session, group.id, relevant)
+    elif signs == {False}:
+        relevant &= repository.member_ids(session, group.id, relevant)
+    return relevant
+
+
+def _activity_signs(condition: conditions.Condition, positive: bool = True) -> set[bool]:
+    """How the condition's activity conditions count: True where more activities can only make
+    it true (an even number of `not` above), False where they can only make it false."""
+    if isinstance(condition, conditions.ActivityCondition):
+        return {positive}
+    if isinstance(condition, conditions.Not):
+        return _activity_signs(condition.item, not positive)
+    if isinstance(condition, conditions.AllOf | conditions.AnyOf):
+        signs: set[bool] = set()
+        for item in condition.items:
+            signs |= _activity_signs(item, positive)
+        return signs
+    return set()
 
 
 def _matching(
