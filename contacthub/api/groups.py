@@ -56,8 +56,8 @@ class ConditionsIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ContactsIn(msgspec.Struct, forbid_unknown_fields=True):
-    # Contact GUIDs or email addresses (the service takes at most service.MAX_ITEMS).
-    contacts: Annotated[list[str], documented(maxItems=service.MAX_ITEMS)]
+    # Contact GUIDs or email addresses: more than the service takes is 400 `invalid_body`.
+    contacts: Annotated[list[str], msgspec.Meta(max_length=service.MAX_ITEMS)]
 
 
 class GroupOut(msgspec.Struct):

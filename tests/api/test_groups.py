@@ -377,6 +377,9 @@ def test_bad_bodies_and_unknown_names(
         "invalid_body",
         "contacts[0]",
     )
+    too_many = {"contacts": ["a@example.com"] * 10_001}
+    answer = client.post("/api/groups/Nope/members", headers=api_headers, json=too_many)
+    assert_error(answer, 400, "invalid_body", "contacts")
     assert_error(
         client.get("/api/contacts/not-a-guid/groups", headers=api_headers), 404, "unknown_contact"
     )
