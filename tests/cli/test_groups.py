@@ -271,3 +271,25 @@ def test_usage_errors_exit_2(cli: Cli, tmp_path: Path) -> None:
     result = cli("group", "add", "X", "--json")
     assert result.exit_code == 2
     assert json.loads(result.stderr)["code"] == "usage_error"
+
+
+def test_a_big_csv_is_added_a_chunk_at_a_time(cli: Cli, database: Database, tmp_path: Path) -> None:
+    guids = people(database)
+    cli.ok("group", "create", "VIP", "--static")
+    unknown = [f"nobody{n}@example.com" for n in range(2_100)]
+    listing = tmp_path / "big.csv"
+    rows = ["contact", guids["ann@example.com"], *unknown, "bob@example.com"]
+    listing.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+    added = cli.json("group", "add", "VIP", "--csv", str(listing))
+
+    assert (added["added"], added["members"]) == (2, 2)
+    assert [p["contact"] for p in added["problems"]] == unknown
+    table = cli.ok("group", "add", "VIP", "--csv", str(listing))
+    assert "and 2050 more" in table
+    with database.read() as session:
+        recorded = session.scalars(
+            select(AuditEvent.details).where(AuditEvent.action == "group.members_added")
+        ).all()
+    # One entry per chunk that added someone: ann in the first thousand, bob in the third.
+    assert [json.loads(d or "{}")["added"] for d in recorded] == [1, 1]
