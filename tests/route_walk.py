@@ -61,8 +61,8 @@ def walked_routes(app: object, prefix: str, skip: str) -> list[Walked]:
 
 def world(database: Database) -> dict[str, dict[str, str]]:
     """A channel with a key, a consent, a custom type, a contact, a newsletter with a
-    subscriber and an issue, a user with a token, an allowed origin, a static group: the path
-    values of each,
+    subscriber and an issue, a user with a token, an allowed origin, a dynamic group and a
+    static one with the contact in it: the path values of each,
     by path prefix and then by parameter name."""
     factories.consent(database, "Consent")
     factories.activity_type(database, "custom", "Custom")
@@ -78,7 +78,9 @@ def world(database: Database) -> dict[str, dict[str, str]]:
         user = users.create_user(session, "walker@example.com", "a long enough password")
         token = users.create_token(session, user, "walk").record
         origin = cors.add_origin(session, "https://shop.example.com")
+        groups.create_group(session, "Everyone", conditions={"all": []})
         group = groups.create_group(session, "Walkers", kind="static")
+        groups.add_members(session, "Walkers", ["anna@example.com"])
         session.flush()
         common = {
             "key_id": str(key.id),
@@ -93,6 +95,7 @@ def world(database: Database) -> dict[str, dict[str, str]]:
         values = {
             "/api/channels": {**common, "name": "Web"},
             "/api/newsletters": {**common, "name": "Weekly"},
+            "/api/groups": {**common, "name": "Walkers"},
             "/api/consents": {**common, "code": "Consent"},
             "/api/activity-types": {**common, "code": "custom"},
             "/api/contacts": {**common, "guid": str(contact.guid)},

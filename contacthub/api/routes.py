@@ -16,6 +16,7 @@ from contacthub.api import (
     cors,
     dashboard,
     email,
+    groups,
     openapi,
     users,
 )
@@ -32,6 +33,7 @@ ROUTERS: list[ApiRouter] = [
     activity_types.router,
     activities.router,
     contacts.router,
+    groups.router,
     audit.router,
     email.router,
 ]

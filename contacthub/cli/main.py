@@ -12,6 +12,7 @@ from contacthub.cli.contacts import contact_app
 from contacthub.cli.cors import cors_app
 from contacthub.cli.demo import demo
 from contacthub.cli.email import issue_app, newsletter_app, subscriber_app
+from contacthub.cli.groups import group_app
 from contacthub.cli.output import Commands
 from contacthub.cli.users import token_app, user_app
 
@@ -32,6 +33,7 @@ app.add_typer(cors_app, name="cors")
 app.add_typer(consent_app, name="consent")
 app.add_typer(activity_type_app, name="activity-type")
 app.add_typer(contact_app, name="contact")
+app.add_typer(group_app, name="group")
 app.add_typer(newsletter_app, name="newsletter")
 app.add_typer(subscriber_app, name="subscriber")
 app.add_typer(issue_app, name="issue")

@@ -19,7 +19,12 @@ NUL = "a\x00b"
 ID_PARAMS = {"user_id", "token_id", "key_id", "origin_id", "number"}
 # Lists whose cursors refuse 2**31 too: ids of integer columns (past their last row), and the
 # contact search's opaque cursor (which no number is).
-REFUSING_2_31 = {"/api/newsletters/{name}/subscribers", "/api/issues", "/api/contacts"}
+REFUSING_2_31 = {
+    "/api/newsletters/{name}/subscribers",
+    "/api/issues",
+    "/api/contacts",
+    "/api/groups/{name}/members",
+}
 
 
 def cursor_names(path: str, method: str) -> set[str]:

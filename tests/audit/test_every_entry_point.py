@@ -211,6 +211,14 @@ def _draft_guid(entry: Entry) -> str:
         return str(draft.guid)
 
 
+def _export_group_from_api(entry: Entry) -> None:
+    assert entry.client is not None
+    assert entry.headers is not None
+    answer = entry.client.get("/api/groups/First names/members?format=csv", headers=entry.headers)
+    assert answer.status_code == 200, answer.text
+    assert len(answer.text.splitlines()) == 3  # the header and two members
+
+
 def _create_static_group(entry: Entry) -> None:
     with entry.database.write() as session:
         groups.create_group(session, "VIP", kind="static")
@@ -602,9 +610,8 @@ STEPS: list[Step] = [
         cli=None,
         direct=_unsubscribe_bob,
     ),
-    # Contact groups. The entry points are built by h-api-cli (api=, cli=) and h-admin-groups
-    # (admin=): each replaces its `None` by a lambda doing the same as `direct` (which stays,
-    # for an entry point that lacks the action); docs/admin.md already lists all three.
+    # Contact groups. h-admin-groups fills in admin= (`direct` stays, for an entry point that
+    # lacks the action); docs/admin.md already lists all three.
     Step(
         "group.created",
         "Readers",
@@ -616,8 +623,16 @@ STEPS: list[Step] = [
             conditions=json.dumps(FIRST_NAME_ANNA),
         ),
         direct=_create_group,
-        api=None,
-        cli=None,
+        api=lambda e: e.call(
+            "POST", "/api/groups", {"name": "Readers", "conditions": FIRST_NAME_ANNA}
+        ),
+        cli=lambda e: e.run(
+            "group",
+            "create",
+            "Readers",
+            "--conditions-file",
+            e.file("anna.json", json.dumps(FIRST_NAME_ANNA)),
+        ),
     ),
     Step(
         "group.updated",
@@ -630,8 +645,20 @@ STEPS: list[Step] = [
             conditions=json.dumps(FIRST_NAME_ANNA_OR_BOB),
         ),
         direct=_update_group,
-        api=None,
-        cli=None,
+        api=lambda e: e.call(
+            "PATCH",
+            "/api/groups/Readers",
+            {"name": "First names", "conditions": FIRST_NAME_ANNA_OR_BOB},
+        ),
+        cli=lambda e: e.run(
+            "group",
+            "update",
+            "Readers",
+            "--name",
+            "First names",
+            "--conditions-file",
+            e.file("anna-or-bob.json", json.dumps(FIRST_NAME_ANNA_OR_BOB)),
+        ),
     ),
     Step(
         "group.rebuilt",
@@ -639,8 +666,8 @@ STEPS: list[Step] = [
         {"entered": 0, "left": 0, "members": 2},
         admin=lambda e: e.form("/admin/groups/First%20names/rebuild"),
         direct=_rebuild_group,
-        api=None,
-        cli=None,
+        api=lambda e: e.call("POST", "/api/groups/First names/rebuild"),
+        cli=lambda e: e.run("group", "rebuild", "First names"),
     ),
     Step(
         "group.exported",
@@ -648,8 +675,8 @@ STEPS: list[Step] = [
         {"members": 2},
         admin=lambda e: e.form("/admin/groups/First%20names/export"),
         direct=_export_group,
-        api=None,
-        cli=None,
+        api=_export_group_from_api,
+        cli=lambda e: e.run("group", "members", "First names", "--csv"),
     ),
     Step(
         "issue.group_set",
@@ -669,8 +696,10 @@ STEPS: list[Step] = [
             "/admin/groups/VIP/members", contacts=f"{ANNA}\n{BOB}\nnobody@example.com"
         ),
         direct=_add_to_group,
-        api=None,
-        cli=None,
+        api=lambda e: e.call(
+            "POST", "/api/groups/VIP/members", {"contacts": [ANNA, BOB, "nobody@example.com"]}
+        ),
+        cli=lambda e: e.run("group", "add", "VIP", ANNA, BOB, "nobody@example.com"),
     ),
     Step(
         "group.members_removed",
@@ -678,8 +707,8 @@ STEPS: list[Step] = [
         {"removed": 1, "not_members": 0, "unknown": 0},
         admin=lambda e: e.form("/admin/groups/VIP/members/remove", contacts=BOB),
         direct=_remove_from_group,
-        api=None,
-        cli=None,
+        api=lambda e: e.call("DELETE", "/api/groups/VIP/members", {"contacts": [BOB]}),
+        cli=lambda e: e.run("group", "remove", "VIP", BOB),
     ),
     Step(
         "group.deleted",
@@ -687,8 +716,8 @@ STEPS: list[Step] = [
         {"guid": ANY_GUID, "members": 1},
         admin=lambda e: e.form("/admin/groups/VIP/delete"),
         direct=_delete_group,
-        api=None,
-        cli=None,
+        api=lambda e: e.call("DELETE", "/api/groups/VIP"),
+        cli=lambda e: e.run("group", "delete", "VIP"),
     ),
     Step(
         "contact.exported",

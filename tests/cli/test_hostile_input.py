@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from contacthub.cli.main import app
 from contacthub.storage.database import Database
-from contacthub.storage.models import Channel, EmailIssue
+from contacthub.storage.models import Channel, ContactGroup, EmailIssue, GroupMember
 from tests.cli.conftest import Cli
 
 NUL = "a\x00b"
@@ -66,3 +66,20 @@ def test_nul_in_an_issue_file_is_refused(cli: Cli, database: Database, tmp_path:
     assert "(nul_character)" in error
     with database.read() as session:
         assert session.scalar(select(func.count()).select_from(EmailIssue)) == 0
+
+
+def test_nul_in_a_group_file_is_refused(cli: Cli, database: Database, tmp_path: Path) -> None:
+    conditions = tmp_path / "conditions.json"
+    conditions.write_text('{"field": "email", "op": "equals", "value": "a\\u0000b"}', "utf-8")
+    raw = tmp_path / "raw.json"
+    raw.write_text('{"all": []}\x00', encoding="utf-8")
+    for path in (conditions, raw):
+        error = cli.fails("group", "create", "Nul", "--conditions-file", str(path))
+        assert "(nul_character)" in error, error
+    cli.ok("group", "create", "VIP", "--static")
+    listing = tmp_path / "vip.csv"
+    listing.write_text("email\nann\x00@example.com\n", encoding="utf-8")
+    assert "(nul_character)" in cli.fails("group", "add", "VIP", "--csv", str(listing))
+    with database.read() as session:
+        assert session.scalar(select(func.count()).select_from(ContactGroup)) == 1
+        assert session.scalar(select(func.count()).select_from(GroupMember)) == 0
