@@ -165,6 +165,8 @@ class IssueOut(IssueSummaryOut):
     deliveries: dict[str, int]
     subscribed: int
     group: str | None
+    # True when `group` was deleted after the issue was sent: it may not be sent again.
+    group_deleted: bool
     audience: int
     not_members: int
     sending: bool
@@ -567,7 +569,8 @@ def _issue_out(session: Session, issue: EmailIssue, run: SendRun | None) -> Issu
         ],
         deliveries=dict(progress.deliveries),
         subscribed=progress.subscribed,
-        group=progress.group,
+        group=progress.group or progress.deleted_group,
+        group_deleted=progress.deleted_group is not None,
         audience=progress.audience,
         not_members=progress.not_members,
         sending=run is not None and run.running,
@@ -618,7 +621,8 @@ async def send_issue(call: ApiCall, body: SendIn) -> IssueOut:
     """Start sending the issue in the background to every subscriber who has not had it.
 
     Answers 202 at once; `GET /api/issues/{guid}` shows the progress. 409 `issue_sending`
-    while this server sends the issue already. The body is `{}`, or
+    while this server sends the issue already; 409 `group_deleted` for an issue sent to a group
+    that has since been deleted (sending it again would reach every subscriber). The body is `{}`, or
     `{"retry_in_doubt": true}` to also send again the messages a crashed run left in doubt.
     """
     registry = background.registry_of(call.request)

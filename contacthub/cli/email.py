@@ -274,7 +274,8 @@ def issue_record(session: Session, issue: EmailIssue) -> dict[str, Any]:
         "guid": issue.guid,
         "newsletter": summary.newsletter_name,
         "subject": issue.subject,
-        "group": summary.group_name,
+        "group": summary.group_name or summary.deleted_group,
+        "group_deleted": summary.deleted_group is not None,
         "status": issue.status,
         "links": len([link for link in summary.links if not link.hidden]),
         "created_at": issue.created_at,
@@ -354,7 +355,8 @@ def issue_send(
     with _database() as (settings, database):
         signer = signing.link_signer(settings)
         with database.read() as session:
-            service.get_issue(session, issue)  # refuse a bad GUID before drawing a progress bar
+            # Refuse a bad GUID, or an issue whose group is gone, before drawing a progress bar.
+            service.refuse_if_group_deleted(service.get_issue(session, issue))
         with sending.smtp_mailer(settings) as mailer, _progress() as bar:
             task = bar.add_task("Sending", total=None)
 

@@ -172,7 +172,10 @@ async def start_send(
     """
     guid = parse_guid(issue_guid.strip(), "Issue")
     # An unknown issue is refused here, in the request, rather than by the run.
-    await hub.read(lambda session: service.get_issue(session, guid).id)
+    # So is one whose group was deleted (`group_deleted`); the run checks it again, locked.
+    await hub.read(
+        lambda session: service.refuse_if_group_deleted(service.get_issue(session, guid))
+    )
     run = registry.begin(guid, actor)
 
     def work(run: SendRun) -> SendReport:

@@ -334,6 +334,9 @@ class SendProgress:
     group: str | None = None
     audience: int = 0
     not_members: int = 0
+    # The name of the group the issue was sent to, if that group has been deleted since: the
+    # issue may not be sent again (`service.refuse_if_group_deleted`).
+    deleted_group: str | None = None
 
     @property
     def total(self) -> int:
@@ -373,6 +376,7 @@ def send_progress(session: Session, issue: EmailIssue) -> SendProgress:
         service.group_name_of(session, issue),
         audience,
         not_members,
+        service.deleted_group_of(issue),
     )
 
 

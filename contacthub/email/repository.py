@@ -378,3 +378,11 @@ def delivery_of(session: Session, issue_id: int, subscriber_id: int) -> Delivery
             Delivery.issue_id == issue_id, Delivery.subscriber_id == subscriber_id
         )
     )
+
+
+def keep_group_name(session: Session, group_id: int, name: str) -> None:
+    """Write the group's current name into the issues sent to it, before it is deleted: the
+    name they keep shows which group they lost (and that they may not be sent again)."""
+    session.execute(
+        update(EmailIssue).where(EmailIssue.group_id == group_id).values(group_name=name)
+    )

@@ -163,6 +163,7 @@ def send_issue(
     """Send the issue to every subscriber who has not had it yet (see the module docstring)."""
     with database.write() as session:
         issue = repository.lock_issue(session, service.get_issue(session, issue_guid).id)
+        service.refuse_if_group_deleted(issue)
         report = SendReport(issue_guid=str(issue.guid))
         prepared, sender = _prepare(session, issue)
         if retry_in_doubt:

@@ -316,6 +316,8 @@ class IssueSummary:
     newsletter_name: str
     links: Sequence[IssueLink]
     group_name: str | None = None
+    # The name of the issue's group if it was deleted (the issue may not be sent again).
+    deleted_group: str | None = None
 
 
 def create_issue(
@@ -351,6 +353,7 @@ def create_issue(
         text_body=text_body,
         status="draft",
         group_id=target.id if target is not None else None,
+        group_name=target.name if target is not None else None,
     )
     session.add(issue)
     session.flush()
@@ -394,6 +397,7 @@ def set_issue_group(
         )
     target = _target_group(session, group)
     issue.group_id = target.id if target is not None else None
+    issue.group_name = target.name if target is not None else None
     session.flush()
     if actor is not None:
         audit.record(
@@ -418,10 +422,29 @@ def _target_group(session: Session, name: str | None) -> ContactGroup | None:
 
 
 def group_name_of(session: Session, issue: EmailIssue) -> str | None:
-    """The name of the group the issue is sent to, or None (every subscriber)."""
+    """The name of the group the issue is sent to, or None (every subscriber, or its group was
+    deleted: see `deleted_group_of`)."""
     if issue.group_id is None:
         return None
     return session.get_one(ContactGroup, issue.group_id).name
+
+
+def deleted_group_of(issue: EmailIssue) -> str | None:
+    """The name of the group the issue was sent to if that group has since been deleted."""
+    return issue.group_name if issue.group_id is None else None
+
+
+def refuse_if_group_deleted(issue: EmailIssue) -> None:
+    """Conflict (`group_deleted`) for an issue whose group is gone: sending it again would
+    reach every subscriber rather than the group's members."""
+    lost = deleted_group_of(issue)
+    if lost is not None:
+        raise Conflict(
+            f"This issue was sent to the group {lost!r}, which has since been deleted: it"
+            " cannot be sent again (it would go to every subscriber). Create a new issue"
+            " instead.",
+            code="group_deleted",
+        )
 
 
 def get_issue(session: Session, guid: str | uuid.UUID) -> EmailIssue:
@@ -441,6 +464,7 @@ def describe_issue(session: Session, issue: EmailIssue) -> IssueSummary:
         newsletter.name,
         repository.links_of(session, issue.id),
         group_name_of(session, issue),
+        deleted_group_of(issue),
     )
 
 

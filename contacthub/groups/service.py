@@ -341,6 +341,7 @@ def delete_group(session: Session, name: str, *, actor: str | None = None) -> No
     members = repository.member_ids(session, group.id)
     if group.kind == DYNAMIC:
         repository.lock_state(session)
+    email_repository.keep_group_name(session, group.id, group.name)
     session.delete(group)
     session.flush()
     # Groups that refer to it cannot exist; but its members may have been the reason of

@@ -211,7 +211,8 @@ class Subscriber(Base):
     """An address subscribed to a newsletter, linked to a contact. `email` is stored lower-cased."""
 
     __tablename__ = "subscribers"
-    __table_args__ = (UniqueConstraint("newsletter_id", "email"),)
+    # contact_id: email conditions of groups and sending to a group look subscribers up by contact.
+    __table_args__ = (UniqueConstraint("newsletter_id", "email"), Index(None, "contact_id"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     newsletter_id: Mapped[int] = mapped_column(ForeignKey("newsletters.id", ondelete="CASCADE"))
@@ -241,10 +242,13 @@ class EmailIssue(Base):
     text_body: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="draft")
     # Sent only to the subscribers who are members of this group, when set. A group is not
-    # deleted while an unsent issue names it (groups/service.py); a sent issue forgets it.
+    # deleted while an unsent issue names it (groups/service.py); a sent issue loses it.
     group_id: Mapped[int | None] = mapped_column(
         ForeignKey("contact_groups.id", ondelete="SET NULL")
     )
+    # The group's name, set with group_id: when group_id is NULL but this is set, the group was
+    # deleted, and the issue must never be sent again (it would go to every subscriber).
+    group_name: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -92,3 +92,26 @@ def test_an_unknown_group_is_shown_next_to_the_field(admin: TestClient, database
     assert field_error(answer.text, "group") == "No group named 'Gone'."
     with database.read() as session:
         assert service.list_issues(session, "Weekly") == []
+
+
+def test_an_issue_whose_group_was_deleted_says_so_and_cannot_be_sent(
+    admin: TestClient, database: Database
+) -> None:
+    weekly_and_vip(database)
+    with database.write() as session:
+        issue = service.create_issue(session, "Weekly", "Hi", HTML, group="VIP")
+        issue.status = "sent"  # as a finished send leaves it: the group may be deleted now
+        guid = str(issue.guid)
+    with database.write() as session:
+        groups.delete_group(session, "VIP")
+    path = f"/admin/issues/{guid}"
+
+    page = text_of(admin.get(path).text)
+    assert "Sent to Members of group VIP (deleted)" in page
+    assert "Sent to group VIP (deleted)" in page
+    assert "Cannot be sent again" in page
+    assert "Send to new subscribers" not in page
+
+    refused = post(admin, f"{path}/send")
+    assert refused.status_code == 409
+    assert "the group &#39;VIP&#39;, which has since been deleted" in refused.text

@@ -301,6 +301,35 @@ def test_the_api_creates_changes_and_sends_an_issue_for_a_group(
     assert (answer.status_code, answer.json()["code"]) == (404, "unknown_group")
 
 
+def sent_then_group_deleted(database: Database, settings: Settings, port: int) -> str:
+    """A VIP issue sent to Anna, VIP deleted since, and Erin subscribed since."""
+    issue = vip_issue(database)
+    assert send(database, settings, issue, port).status == "sent"
+    with database.write() as session:
+        groups.delete_group(session, VIP)
+    add(database, ERIN, "Erin")
+    return issue
+
+
+def test_the_api_refuses_to_send_an_issue_whose_group_was_deleted(
+    client: TestClient,
+    api_headers: dict[str, str],
+    database: Database,
+    settings: Settings,
+    smtp: SmtpServer,
+) -> None:
+    issue = sent_then_group_deleted(database, settings, smtp.port)
+    path = f"/api/issues/{issue}"
+
+    answer = client.post(f"{path}/send", json={}, headers=api_headers)
+
+    assert (answer.status_code, answer.json()["code"]) == (409, "group_deleted"), answer.text
+    assert "'VIP'" in answer.json()["error"]
+    shown = client.get(path, headers=api_headers).json()
+    assert (shown["group"], shown["group_deleted"]) == (VIP, True)
+    assert smtp.recipients() == [ANNA]
+
+
 # -- the command line -----------------------------------------------------------------------------
 
 
@@ -335,6 +364,27 @@ def test_the_cli_creates_changes_and_sends_an_issue_for_a_group(
     assert "Only a draft issue may change its group" in cli.fails("issue", "set-group", guid)
 
 
+def test_the_cli_refuses_to_send_an_issue_whose_group_was_deleted(
+    database: Database, settings: Settings, database_url: str, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    issue = sent_then_group_deleted(database, settings, smtp.port)
+    cli: Cli = cli_on(
+        database_url,
+        tmp_path,
+        COLUMNS="200",
+        CONTACTHUB_SMTP_PORT=str(smtp.port),
+        CONTACTHUB_SECRET_KEY="test-secret",
+    )
+
+    refused = cli.fails("issue", "send", issue)
+
+    assert "'VIP'" in refused
+    assert "deleted" in refused
+    assert smtp.recipients() == [ANNA]
+    [listed] = cli.json("issue", "list", "--newsletter", NEWS)
+    assert (listed["group"], listed["group_deleted"]) == (VIP, True)
+
+
 # -- deleting the group ---------------------------------------------------------------------------
 
 
@@ -365,6 +415,30 @@ def test_a_group_is_not_deleted_while_an_issue_not_sent_yet_targets_it(
     with database.read() as session:
         found = service.get_issue(session, issue)
         assert (found.group_id, service.group_name_of(session, found)) == (None, None)
+        # The issue knows it lost its group, and says which.
+        assert service.deleted_group_of(found) == VIP
+        assert service.describe_issue(session, found).deleted_group == VIP
+        assert overview.send_progress(session, found).deleted_group == VIP
+
+
+def test_an_issue_whose_group_was_deleted_is_never_sent_again(
+    database: Database, settings: Settings, smtp: SmtpServer
+) -> None:
+    issue = vip_issue(database)
+    with database.write() as session:  # renamed after it was chosen: the last name is kept
+        groups.update_group(session, VIP, new_name="Gold")
+    assert send(database, settings, issue, smtp.port).status == "sent"
+    with database.write() as session:
+        groups.delete_group(session, "Gold")
+    add(database, ERIN, "Erin")  # a new subscriber, not in any group
+
+    with pytest.raises(Conflict) as error:
+        send(database, settings, issue, smtp.port)
+
+    assert error.value.code == "group_deleted"
+    assert "'Gold'" in error.value.message
+    assert smtp.recipients() == [ANNA]  # nobody else: not Carl, not Erin
+    assert set(deliveries(database, issue)) == {ANNA}
 
 
 def test_the_preview_shows_the_issue_as_a_member_receives_it(database: Database) -> None:

@@ -61,3 +61,14 @@ def test_upgrade_is_idempotent(database_url: str) -> None:
     upgrade(database_url)
     upgrade(database_url)
     assert table_names(database_url) == before
+
+
+def test_subscribers_are_indexed_by_contact(database_url: str) -> None:
+    # Email conditions of groups and sending to a group look subscribers up by contact.
+    database = Database(database_url)
+    try:
+        with database.read() as session:
+            indexes = inspect(session.connection()).get_indexes("subscribers")
+    finally:
+        database.dispose()
+    assert any(index["column_names"] == ["contact_id"] for index in indexes)

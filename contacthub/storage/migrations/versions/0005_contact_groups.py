@@ -113,6 +113,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table("email_issues", schema=None) as batch_op:
         batch_op.add_column(sa.Column("group_id", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("group_name", sa.String(length=100), nullable=True))
         batch_op.create_foreign_key(
             batch_op.f("fk_email_issues_group_id_contact_groups"),
             "contact_groups",
@@ -121,12 +122,19 @@ def upgrade() -> None:
             ondelete="SET NULL",
         )
 
+    with op.batch_alter_table("subscribers", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_subscribers_contact_id"), ["contact_id"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("subscribers", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_subscribers_contact_id"))
+
     with op.batch_alter_table("email_issues", schema=None) as batch_op:
         batch_op.drop_constraint(
             batch_op.f("fk_email_issues_group_id_contact_groups"), type_="foreignkey"
         )
+        batch_op.drop_column("group_name")
         batch_op.drop_column("group_id")
 
     with op.batch_alter_table("group_membership_events", schema=None) as batch_op:
