@@ -622,8 +622,8 @@ async def send_issue(call: ApiCall, body: SendIn) -> IssueOut:
 
     Answers 202 at once; `GET /api/issues/{guid}` shows the progress. 409 `issue_sending`
     while this server sends the issue already; 409 `group_deleted` for an issue sent to a group
-    that has since been deleted (sending it again would reach every subscriber). The body is `{}`, or
-    `{"retry_in_doubt": true}` to also send again the messages a crashed run left in doubt.
+    that has since been deleted (sending it again would reach every subscriber). The body is
+    `{}`, or `{"retry_in_doubt": true}` to also send again the messages a crashed run left in doubt.
     """
     registry = background.registry_of(call.request)
     run = await background.start_send(
