@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -99,26 +100,48 @@ async def health(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
-async def keep_rollups_fresh(hub: Hub) -> None:
+async def run_every(
+    interval: float, stopping: asyncio.Event, job: Callable[[], object], failure: str
+) -> None:
+    """Run the blocking `job` in a worker thread every `interval` seconds until `stopping` is
+    set; a failed run is logged (`failure`) and the next one tries again.
+
+    Stopping is a signal, never a cancellation: a cancelled `to_thread.run_sync` returns at
+    once while its thread runs on, a connection checked out, into the engine's disposal (the
+    connection then goes back to a dead pool and is closed only by the garbage collector). So
+    the current run always finishes first, and the caller awaits this coroutine.
+    """
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval)
+        if stopping.is_set():
+            return
+        try:
+            await anyio.to_thread.run_sync(job)
+        except Exception:
+            logger.exception(failure)
+
+
+def keep_rollups_fresh(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, None]:
     """Count new activities into the dashboard's rollups every `rollup_interval` seconds."""
-    while True:
-        await asyncio.sleep(hub.settings.rollup_interval)
-        try:
-            await anyio.to_thread.run_sync(rollups.refresh, hub.database)
-        except Exception:
-            # The dashboard counts what is not rolled up live: a failed run only costs speed.
-            logger.exception("Counting activities into the rollups failed; retrying later.")
+    return run_every(
+        hub.settings.rollup_interval,
+        stopping,
+        lambda: rollups.refresh(hub.database),
+        # The dashboard counts what is not rolled up live: a failed run only costs speed.
+        "Counting activities into the rollups failed; retrying later.",
+    )
 
 
-async def keep_groups_live(hub: Hub) -> None:
+def keep_groups_live(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, None]:
     """Bring dynamic groups' members up to date every `group_refresh_interval` seconds."""
-    while True:
-        await asyncio.sleep(hub.settings.group_refresh_interval)
-        try:
-            await anyio.to_thread.run_sync(membership.refresh, hub.database)
-        except Exception:
-            # The next run takes up what this one could not: nothing is lost, only delayed.
-            logger.exception("Updating the members of dynamic groups failed; retrying later.")
+    return run_every(
+        hub.settings.group_refresh_interval,
+        stopping,
+        lambda: membership.refresh(hub.database),
+        # The next run takes up what this one could not: nothing is lost, only delayed.
+        "Updating the members of dynamic groups failed; retrying later.",
+    )
 
 
 def admin_aware(handler: ExceptionHandler) -> ExceptionHandler:
@@ -144,18 +167,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         hub.activity_writer.start()
         hub.email_writer.start()
-        rollups = asyncio.create_task(keep_rollups_fresh(hub))
-        groups = asyncio.create_task(keep_groups_live(hub))
+        stopping = asyncio.Event()
+        jobs = [
+            asyncio.create_task(keep_rollups_fresh(hub, stopping)),
+            asyncio.create_task(keep_groups_live(hub, stopping)),
+        ]
         freeze_startup_objects()
         try:
             yield
         finally:
-            rollups.cancel()
-            groups.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await rollups
-            with contextlib.suppress(asyncio.CancelledError):
-                await groups
+            # Each job finishes its current run (see `run_every`) before the store closes.
+            stopping.set()
+            await asyncio.gather(*jobs)
             # Send runs stop after their current message; the rest stays pending, to resume.
             await anyio.to_thread.run_sync(sends.stop_all)
             # Finish what was accepted before closing the store.
