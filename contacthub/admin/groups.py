@@ -40,10 +40,12 @@ from contacthub.admin.web import Admin, form_errors, page
 from contacthub.channels import service as channels
 from contacthub.consents import service as consents
 from contacthub.contacts import profile
+from contacthub.csv_export import MEDIA_TYPE
 from contacthub.email import service as email
 from contacthub.errors import HubError, InvalidInput
 from contacthub.groups import conditions
 from contacthub.groups import service as groups
+from contacthub.groups.output import csv_header, member_line
 from contacthub.storage.models import ContactGroup
 
 LIST_PATH = "/admin/groups"
@@ -530,27 +532,14 @@ async def group_export(admin: Admin) -> Response:
     group = (await _group(admin)).group
 
     def work(session: Session) -> str:
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["guid", "email", "first_name", "last_name", "since"])
-        for member in groups.iter_members(session, group.name, actor=admin.actor):
-            contact = member.contact
-            writer.writerow(
-                [
-                    contact.guid,
-                    contact.email or "",
-                    contact.first_name or "",
-                    contact.last_name or "",
-                    member.since.isoformat(),
-                ]
-            )
-        return out.getvalue()
+        members = groups.iter_members(session, group.name, actor=admin.actor)
+        return csv_header() + "".join(member_line(member) for member in members)
 
     text = await admin.hub.write(work)
     filename = quote(f"group-{group.name}.csv")
     return Response(
         text,
-        media_type="text/csv; charset=utf-8",
+        media_type=MEDIA_TYPE,
         headers={"Content-Disposition": f"attachment; filename*=UTF-8''{filename}"},
     )
 

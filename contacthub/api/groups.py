@@ -18,9 +18,10 @@ from starlette.responses import Response, StreamingResponse
 
 from contacthub.api.routing import ApiCall, ApiRouter, QueryParam, documented
 from contacthub.contacts import profile
+from contacthub.csv_export import MEDIA_TYPE, attachment
 from contacthub.errors import InvalidInput
 from contacthub.groups import service
-from contacthub.groups.output import CSV_COLUMNS, csv_lines, member_row, shown_conditions
+from contacthub.groups.output import csv_header, member_line, shown_conditions
 from contacthub.identifiers import MAX_ID, parse_cursor
 from contacthub.storage.models import ContactGroup
 
@@ -349,29 +350,29 @@ async def _members_csv(call: ApiCall, name: str) -> Response:
     group = await call.hub.write(record)
 
     async def rows() -> AsyncIterator[str]:
-        yield csv_lines([CSV_COLUMNS])
+        yield csv_header()
         cursor: str | None = None
         while True:
             page = await call.hub.read(partial(_members_chunk, name=group.name, cursor=cursor))
-            rows, cursor = page
-            yield csv_lines(rows)
+            lines, cursor = page
+            yield "".join(lines)
             if cursor is None:
                 return
 
     filename = f"group-{group.guid}.csv"
     return StreamingResponse(
         rows(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        media_type=MEDIA_TYPE,
+        headers=attachment(filename),
     )
 
 
 def _members_chunk(
     session: Session, *, name: str, cursor: str | None
-) -> tuple[list[tuple[str, ...]], str | None]:
-    # Rows made inside the unit of work: its rollback at the end expires the contacts.
+) -> tuple[list[str], str | None]:
+    # Lines made inside the unit of work: its rollback at the end expires the contacts.
     page = service.members_page(session, name, cursor=cursor, limit=CSV_CHUNK)
-    return [member_row(m) for m in page.members], page.next_cursor
+    return [member_line(m) for m in page.members], page.next_cursor
 
 
 @router.post("/api/groups/{name}/members", body=ContactsIn, response=MembersAddedOut)

@@ -19,7 +19,7 @@ from contacthub.cli.email import _database, _progress, _read_text
 from contacthub.cli.output import JsonOption, console, emit, unit_of_work
 from contacthub.errors import InvalidInput
 from contacthub.groups import service
-from contacthub.groups.output import CSV_COLUMNS, csv_lines, member_row, shown_conditions
+from contacthub.groups.output import csv_header, member_line, member_row, shown_conditions
 from contacthub.identifiers import refuse_nul, refuse_nul_within
 from contacthub.storage.models import ContactGroup
 
@@ -187,16 +187,7 @@ def group_members(
     with unit_of_work(write=False) as session:
         page = service.members_page(session, name, cursor=after, limit=limit)
         total = service.member_count(session, service.get_group(session, name).id)
-        rows = [
-            {
-                "guid": str(m.contact.guid),
-                "email": m.contact.email,
-                "first_name": m.contact.first_name,
-                "last_name": m.contact.last_name,
-                "since": m.since.isoformat(),
-            }
-            for m in page.members
-        ]
+        rows = [member_row(m) for m in page.members]
     if as_json:
         typer.echo(
             json.dumps(
@@ -219,9 +210,9 @@ def _stream_csv(name: str) -> None:
         with database.write() as session:
             service.iter_members(session, name, actor=CLI_ACTOR)
         with database.read() as session:
-            sys.stdout.write(csv_lines([CSV_COLUMNS]))
+            sys.stdout.write(csv_header())
             for member in service.iter_members(session, name):
-                sys.stdout.write(csv_lines([member_row(member)]))
+                sys.stdout.write(member_line(member))
         sys.stdout.flush()
 
 

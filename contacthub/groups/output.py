@@ -1,15 +1,14 @@
-"""How groups are written out, the same from the management API and the CLI: conditions as
-people write them (groups by name), members as CSV."""
+"""How groups are written out, the same from the admin, the management API and the CLI:
+conditions as people write them (groups by name), members as CSV (through the one formula-safe
+writer, contacthub/csv_export.py)."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from contacthub.csv_export import csv_line
 from contacthub.groups import conditions as language
 from contacthub.groups.service import Member
 from contacthub.storage.models import ContactGroup
@@ -17,23 +16,26 @@ from contacthub.storage.models import ContactGroup
 CSV_COLUMNS = ("guid", "email", "first_name", "last_name", "since")
 
 
-def member_row(member: Member) -> tuple[str, str, str, str, str]:
-    """A member as a row of the CSV export (CSV_COLUMNS)."""
+def member_row(member: Member) -> dict[str, str | None]:
+    """A member as a record (CSV_COLUMNS) of the CLI's and the API's listings."""
     contact = member.contact
-    return (
-        str(contact.guid),
-        contact.email or "",
-        contact.first_name or "",
-        contact.last_name or "",
-        member.since.isoformat(),
-    )
+    return {
+        "guid": str(contact.guid),
+        "email": contact.email,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "since": member.since.isoformat(),
+    }
 
 
-def csv_lines(rows: Iterable[tuple[str, ...]]) -> str:
-    """Rows as CSV text (RFC 4180: CRLF line ends, quotes where needed)."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
-    return buffer.getvalue()
+def csv_header() -> str:
+    """The header line of the members' CSV."""
+    return csv_line(CSV_COLUMNS)
+
+
+def member_line(member: Member) -> str:
+    """A member as one line of the members' CSV, each cell formula-safe."""
+    return csv_line(member_row(member).values())
 
 
 def shown_conditions(session: Session, group: ContactGroup) -> dict[str, Any] | None:

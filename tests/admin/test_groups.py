@@ -22,6 +22,7 @@ from contacthub.storage.models import ContactGroup
 from tests import factories
 from tests.admin.conftest import EMAIL
 from tests.admin.reading import audit_actions, field_error
+from tests.groups.support import FORMULA_GROUP, assert_formula_safe, formula_member
 
 ANNAS = {"field": "first_name", "op": "equals", "value": "Anna"}
 EXAMPLE_ADDRESSES = {"field": "email", "op": "ends_with", "value": "@example.com"}
@@ -571,3 +572,12 @@ def test_a_groups_page_says_its_conditions_in_words(
     assert "Every contact (no conditions)" in text_of(
         admin.get(f"/admin/groups/{everyone.guid}").text
     )
+
+
+def test_export_is_formula_safe(admin: TestClient, database: Database) -> None:
+    formula_member(database)
+    with database.read() as session:
+        path = f"/admin/groups/{groups.get_group(session, FORMULA_GROUP).guid}"
+    answer = post(admin, f"{path}/export")
+    assert answer.status_code == 200
+    assert_formula_safe(answer.text)

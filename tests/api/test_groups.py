@@ -15,6 +15,7 @@ from contacthub.storage.database import Database
 from contacthub.storage.models import AuditEvent, ContactGroup
 from tests import factories
 from tests.api.test_channels import assert_error, audit_actions
+from tests.groups.support import FORMULA_GROUP, assert_formula_safe, formula_member
 
 ACTOR = "api@example.com"
 EXAMPLE = {"field": "email", "op": "ends_with", "value": "@example.com"}
@@ -397,3 +398,12 @@ def test_the_openapi_document_lists_the_group_operations(client: TestClient) -> 
     assert "/api/contacts/{guid}/groups" in paths
     members = paths["/api/groups/{name}/members"]["get"]["responses"]["200"]["content"]
     assert set(members) == {"application/json", "text/csv"}
+
+
+def test_members_csv_is_formula_safe(
+    client: TestClient, api_headers: dict[str, str], database: Database
+) -> None:
+    formula_member(database)
+    answer = client.get(f"/api/groups/{FORMULA_GROUP}/members?format=csv", headers=api_headers)
+    assert answer.status_code == 200, answer.text
+    assert_formula_safe(answer.text)

@@ -18,6 +18,7 @@ from contacthub.storage.database import Database
 from contacthub.storage.models import AuditEvent, ContactGroup
 from tests import factories
 from tests.cli.conftest import Cli
+from tests.groups.support import FORMULA_GROUP, assert_formula_safe, formula_member
 
 EXAMPLE = {"field": "email", "op": "ends_with", "value": "@example.com"}
 
@@ -293,3 +294,8 @@ def test_a_big_csv_is_added_a_chunk_at_a_time(cli: Cli, database: Database, tmp_
         ).all()
     # One entry per chunk that added someone: ann in the first thousand, bob in the third.
     assert [json.loads(d or "{}")["added"] for d in recorded] == [1, 1]
+
+
+def test_members_csv_is_formula_safe(cli: Cli, database: Database) -> None:
+    formula_member(database)
+    assert_formula_safe(cli.ok("group", "members", FORMULA_GROUP, "--csv"))

@@ -3,11 +3,15 @@ channel, a newsletter with an issue, and groups."""
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from contacthub.contacts import service as contacts
 from contacthub.email import service as email
+from contacthub.groups import service as groups
 from contacthub.storage.database import Database
 from contacthub.storage.models import ContactGroup
 from tests import factories
@@ -48,3 +52,28 @@ def references(db: Database, groups: tuple[str, ...] = ("Customers",)) -> Refere
         issue = email.create_issue(session, NEWSLETTER, "Spring", "<p>Hi</p>")
         group_ids = {name: add_group(session, name) for name in groups}
         return References(str(issue.guid), group_ids)
+
+
+# A contact whose name a spreadsheet would run as a formula, in a static group: every members'
+# export (admin, API, CLI) must write it as text (contacthub/csv_export.py).
+FORMULA_GROUP = "Formulas"
+FORMULA_NAME = '=HYPERLINK("https://evil.example.com/","Click")'
+
+
+def formula_member(db: Database) -> None:
+    with db.write() as session:
+        contacts.create_contact(
+            session, email="eve@example.com", first_name=FORMULA_NAME, last_name="-2+3"
+        )
+        groups.create_group(session, FORMULA_GROUP, kind="static")
+        groups.add_members(session, FORMULA_GROUP, ["eve@example.com"])
+
+
+def assert_formula_safe(exported: str) -> None:
+    """The export has the formula member's row, its name cells made text by a leading `'`."""
+    [row] = list(csv.DictReader(io.StringIO(exported)))
+    assert (row["email"], row["first_name"], row["last_name"]) == (
+        "eve@example.com",
+        "'" + FORMULA_NAME,
+        "'-2+3",
+    )
