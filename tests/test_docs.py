@@ -157,6 +157,15 @@ def test_relative_links_resolve() -> None:
     assert not broken, f"broken links: {broken}"
 
 
+def test_the_readme_lists_every_docs_page() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    listed = readme.split("## Documentation", 1)[1].split("\n## ", 1)[0]
+    missing = [
+        page.name for page in sorted(DOCS.glob("*.md")) if f"](docs/{page.name})" not in listed
+    ]
+    assert not missing, f"docs pages not in the README's Documentation list: {missing}"
+
+
 def test_readme_and_scripts_give_the_same_demo_time() -> None:
     said = {
         name: set(
