@@ -556,6 +556,10 @@ async def change_issue(call: ApiCall, body: IssueChange) -> IssueOut:
 
 
 def _issue_out(session: Session, issue: EmailIssue, run: SendRun | None) -> IssueOut:
+    # Whether the run is going, taken before the issue is read (again): a run that ends in
+    # between must not answer "not sending" with the status it had before its last commit.
+    sending = run is not None and run.running
+    session.refresh(issue)
     [row] = overview.issue_rows(session, [issue])
     progress = overview.send_progress(session, issue)
     summary = service.describe_issue(session, issue)
@@ -573,7 +577,7 @@ def _issue_out(session: Session, issue: EmailIssue, run: SendRun | None) -> Issu
         group_deleted=progress.deleted_group is not None,
         audience=progress.audience,
         not_members=progress.not_members,
-        sending=run is not None and run.running,
+        sending=sending,
         last_run=run_out(run) if run is not None else None,
     )
 
