@@ -15,13 +15,22 @@ DIGITS = re.compile(r"[0-9]+")
 MAX_BASE_URL = 500
 
 
-def parse_guid(text: object, what: str) -> uuid.UUID:
-    """A GUID in any of the usual spellings (with or without braces and dashes)."""
+def guid_or_none(text: object) -> uuid.UUID | None:
+    """The GUID `text` spells (with or without braces and dashes), or None if it spells none:
+    for keys that may be a GUID or a name."""
     if isinstance(text, str) and 32 <= len(text) <= 38:
         try:
             return uuid.UUID(text)
         except ValueError:
-            pass
+            return None
+    return None
+
+
+def parse_guid(text: object, what: str) -> uuid.UUID:
+    """A GUID in any of the usual spellings (with or without braces and dashes)."""
+    guid = guid_or_none(text)
+    if guid is not None:
+        return guid
     raise InvalidInput(
         f"{what} must be a GUID, e.g. 06b035b8-6658-4a1b-b1de-5994e4975fb1.",
         code=f"invalid_{what.lower().replace(' ', '_')}",

@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -46,6 +45,7 @@ from contacthub.errors import HubError, InvalidInput
 from contacthub.groups import conditions
 from contacthub.groups import service as groups
 from contacthub.groups.output import csv_header, member_line
+from contacthub.identifiers import guid_or_none
 from contacthub.storage.models import ContactGroup
 
 LIST_PATH = "/admin/groups"
@@ -78,15 +78,11 @@ def _key(admin: Admin) -> str:
 
 def find_group(session: Session, key: str) -> ContactGroup:
     """The group with this GUID or, failing that, this name (NotFound otherwise)."""
-    if 32 <= len(key) <= 38:
-        try:
-            guid = uuid.UUID(key)
-        except ValueError:
-            pass
-        else:
-            found = session.scalar(select(ContactGroup).where(ContactGroup.guid == guid))
-            if found is not None:
-                return found
+    guid = guid_or_none(key)
+    if guid is not None:
+        found = session.scalar(select(ContactGroup).where(ContactGroup.guid == guid))
+        if found is not None:
+            return found
     return groups.get_group(session, key)
 
 

@@ -19,7 +19,6 @@ from starlette.responses import Response, StreamingResponse
 from contacthub.api.routing import ApiCall, ApiRouter, QueryParam, documented
 from contacthub.contacts import profile
 from contacthub.csv_export import MEDIA_TYPE, attachment
-from contacthub.errors import InvalidInput
 from contacthub.groups import service
 from contacthub.groups.output import csv_header, member_line, shown_conditions
 from contacthub.identifiers import MAX_ID, parse_cursor
@@ -168,18 +167,6 @@ def member_out(member: service.Member) -> MemberOut:
     )
 
 
-def _wants_csv(call: ApiCall) -> bool:
-    wanted = call.query("format").lower()
-    if wanted:
-        if wanted not in ("json", "csv"):
-            raise InvalidInput(
-                "format must be json or csv.", code="invalid_parameter", field="format"
-            )
-        return wanted == "csv"
-    accept = call.request.headers.get("accept", "")
-    return any(part.partition(";")[0].strip().lower() == "text/csv" for part in accept.split(","))
-
-
 # -- groups --------------------------------------------------------------------------------------
 
 
@@ -318,7 +305,7 @@ async def list_members(call: ApiCall) -> Any:
     Pass `next_after` back as `after` for the next page; it is null on the last page.
     """
     name = call.path("name")
-    if _wants_csv(call):
+    if call.wants_csv():
         return await _members_csv(call, name)
     after = parse_cursor(call.query("after"), "after")
     limit = call.query_int("limit", MEMBERS_PAGE, maximum=MAX_MEMBERS_PAGE)

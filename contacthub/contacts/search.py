@@ -68,7 +68,7 @@ from contacthub.groups.conditions import (
     FieldCondition,
     GroupCondition,
 )
-from contacthub.identifiers import MAX_ID, refuse_nul, whole_number
+from contacthub.identifiers import MAX_ID, guid_or_none, refuse_nul, whole_number
 from contacthub.storage.models import Activity, Contact, ContactGroup
 from contacthub.storage.types import utcnow
 
@@ -137,15 +137,6 @@ def check_query(q: str | None) -> str:
     return refuse_nul(text, "q")
 
 
-def _as_guid(text: str) -> uuid.UUID | None:
-    if 32 <= len(text) <= 38:
-        try:
-            return uuid.UUID(text)
-        except ValueError:
-            return None
-    return None
-
-
 def _escape_like(text: str) -> str:
     return (
         text.replace(_LIKE_ESCAPE, _LIKE_ESCAPE * 2)
@@ -169,7 +160,7 @@ def _matches(q: str, dialect: str) -> ColumnElement[bool] | None:
     """The condition for the search text; None when it is empty (every contact matches)."""
     if not q:
         return None
-    guid = _as_guid(q)
+    guid = guid_or_none(q)
     if guid is not None:
         return Contact.guid == guid
     escaped = _escape_like(q)

@@ -30,6 +30,7 @@ from contacthub.email.repository import (
     UNSUBSCRIBED,
 )
 from contacthub.errors import InvalidInput, NotFound
+from contacthub.identifiers import guid_or_none
 from contacthub.storage.models import (
     Contact,
     Delivery,
@@ -109,15 +110,11 @@ class NewsletterSummary:
 def find_newsletter(session: Session, key: str, *, field: str | None = None) -> Newsletter:
     """The newsletter with this GUID or, failing that, this name; NotFound otherwise."""
     key = key.strip()
-    if 32 <= len(key) <= 38:
-        try:
-            guid = uuid.UUID(key)
-        except ValueError:
-            pass
-        else:
-            found = session.scalar(select(Newsletter).where(Newsletter.guid == guid))
-            if found is not None:
-                return found
+    guid = guid_or_none(key)
+    if guid is not None:
+        found = session.scalar(select(Newsletter).where(Newsletter.guid == guid))
+        if found is not None:
+            return found
     return service.get_newsletter(session, key, field=field)
 
 
