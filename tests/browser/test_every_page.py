@@ -100,7 +100,8 @@ def admin_links(tab: Tab) -> list[str]:
     return found
 
 
-# A dynamic group with a nested condition, and a static one, so that every group page is reached.
+# A dynamic group with a nested condition, and a static one, so that every group page is reached
+# (named apart from the demo's own groups).
 ENGAGED = {
     "all": [
         {"field": "email", "op": "contains", "value": "@"},
@@ -121,7 +122,7 @@ def fill_the_hub(database: Database) -> None:
         cors.add_origin(session, "https://partners.example.net", actor=EMAIL)
         groups.create_group(
             session,
-            "Engaged visitors",
+            "Frequent visitors",
             conditions=ENGAGED,
             description="Seen often lately",
             actor=EMAIL,
