@@ -333,17 +333,22 @@ def test_the_api_refuses_to_send_an_issue_whose_group_was_deleted(
 # -- the command line -----------------------------------------------------------------------------
 
 
-def test_the_cli_creates_changes_and_sends_an_issue_for_a_group(
-    database: Database, database_url: str, smtp: SmtpServer, tmp_path: Path
-) -> None:
-    vip_issue(database)
-    cli: Cli = cli_on(
+def sending_cli(database_url: str, tmp_path: Path, smtp: SmtpServer) -> Cli:
+    """The command line, sending through the loopback SMTP server."""
+    return cli_on(
         database_url,
         tmp_path,
         COLUMNS="200",
         CONTACTHUB_SMTP_PORT=str(smtp.port),
         CONTACTHUB_SECRET_KEY="test-secret",
     )
+
+
+def test_the_cli_creates_changes_and_sends_an_issue_for_a_group(
+    database: Database, database_url: str, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    vip_issue(database)
+    cli = sending_cli(database_url, tmp_path, smtp)
     html = tmp_path / "issue.html"
     html.write_text(HTML, encoding="utf-8")
     args = ("issue", "create", "--newsletter", NEWS, "--subject", "Hi", "--html-file", str(html))
@@ -368,13 +373,7 @@ def test_the_cli_refuses_to_send_an_issue_whose_group_was_deleted(
     database: Database, settings: Settings, database_url: str, smtp: SmtpServer, tmp_path: Path
 ) -> None:
     issue = sent_then_group_deleted(database, settings, smtp.port)
-    cli: Cli = cli_on(
-        database_url,
-        tmp_path,
-        COLUMNS="200",
-        CONTACTHUB_SMTP_PORT=str(smtp.port),
-        CONTACTHUB_SECRET_KEY="test-secret",
-    )
+    cli = sending_cli(database_url, tmp_path, smtp)
 
     refused = cli.fails("issue", "send", issue)
 
