@@ -312,17 +312,23 @@ def _evaluate(
     parsed = {g.id: c for g, c in loaded if c is not None}
     groups = [g for g, c in loaded if c is not None]
     references = {g.id: conditions.referenced_groups(parsed[g.id]) for g in groups}
+    # The memberships of every contact the run can look at, in one query: each group is
+    # evaluated once, after the groups it names, so its members are read before it changes
+    # them; every candidate is one of these contacts (`moved` ones come from them too).
+    members = repository.memberships(session, set(every) | active.keys())
+    brackets: compiler.Brackets = {}  # one search of the log per window edge, for every group
     moved: dict[int, set[int]] = {}  # by group: the contacts that entered or left this run
     for group in dependency_order(groups, references):
         condition = parsed[group.id]
+        current_members = members.get(group.id, set())
         candidates = set(every)
         for named in references[group.id]:
             candidates |= moved.get(named, set())
-        candidates |= _affected(session, group, condition, active, candidates)
+        candidates |= _affected(condition, current_members, active, candidates)
         if not candidates:
             continue
-        matching = _matching(session, condition, candidates, now)
-        current = repository.member_ids(session, group.id, candidates)
+        matching = _matching(session, condition, candidates, now, brackets)
+        current = current_members & candidates
         entered, left = matching - current, current - matching
         repository.enter(session, group.id, entered, ENTERED, now)
         repository.leave(session, group.id, left, LEFT, now)
@@ -332,23 +338,22 @@ def _evaluate(
 
 
 def _affected(
-    session: Session,
-    group: ContactGroup,
     condition: conditions.Condition,
+    members: set[int],
     active: dict[int, set[str]],
     already: set[int],
 ) -> set[int]:
     """The `active` contacts (not `already` chosen) whose new activities can change the
-    group's answer for them (see `_evaluate`)."""
+    group's answer for them (see `_evaluate`); `members`: the group's members among them."""
     types = {t.lower() for t in conditions.depends_on(condition).activity_types}
     relevant = {c for c, done in active.items() if c not in already and done & types}
     if not relevant:
         return relevant
     signs = _activity_signs(condition)
     if signs == {True}:
-        relevant -= repository.member_ids(session, group.id, relevant)
+        relevant -= members
     elif signs == {False}:
-        relevant &= repository.member_ids(session, group.id, relevant)
+        relevant &= members
     return relevant
 
 
@@ -368,16 +373,19 @@ def _activity_signs(condition: conditions.Condition, positive: bool = True) -> s
 
 
 def _matching(
-    session: Session, condition: conditions.Condition, among: Iterable[int], now: datetime
+    session: Session,
+    condition: conditions.Condition,
+    among: Iterable[int],
+    now: datetime,
+    brackets: compiler.Brackets,
 ) -> set[int]:
     found: set[int] = set()
     for part in repository.chunks(among):
         candidates = select(Contact.id).where(Contact.id.in_(part))
-        found.update(
-            session.scalars(
-                compiler.matching_ids_query(condition, now=now, among=candidates, session=session)
-            )
+        query = compiler.matching_ids_query(
+            condition, now=now, among=candidates, session=session, brackets=brackets
         )
+        found.update(session.scalars(query))
     return found
 
 

@@ -77,6 +77,20 @@ def member_ids(session: Session, group_id: int, among: Collection[int] | None = 
     return found
 
 
+def memberships(session: Session, contact_ids: Collection[int]) -> dict[int, set[int]]:
+    """The groups of `contact_ids` (by the contact_id index): their member ids, by group."""
+    found: dict[int, set[int]] = {}
+    for part in chunks(contact_ids):
+        rows = session.execute(
+            select(GroupMember.group_id, GroupMember.contact_id).where(
+                GroupMember.contact_id.in_(part)
+            )
+        )
+        for group_id, contact_id in rows:
+            found.setdefault(group_id, set()).add(contact_id)
+    return found
+
+
 def existing_contact_ids(session: Session, contact_ids: Collection[int]) -> set[int]:
     """Those of `contact_ids` that name a contact (erased ones do not)."""
     found: set[int] = set()
