@@ -627,7 +627,8 @@ def _recompute(
     state = repository.lock_state(session)
     if state.evaluated_at is None or state.evaluated_at > now:
         state.evaluated_at = now
-    desired = set(session.scalars(compiler.matching_ids_query(condition, now=now)))
+    query = compiler.matching_ids_query(condition, now=now, session=session)
+    desired = set(session.scalars(query))
     current = repository.member_ids(session, group.id)
     entered, left = desired - current, current - desired
     repository.enter(session, group.id, entered, f"conditions met ({why}{_by(actor)})", now)
