@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from contacthub.activities.ingest import IngestJob, process_batch
@@ -423,6 +424,75 @@ def test_cursors_move_and_the_queue_empties(world: World) -> None:
     with world.database.read() as session:
         history = groups.membership_history(session, world.person(0)[0])
         assert (history[0].entered, history[0].reason) == (False, "conditions no longer met")
+
+
+def test_the_first_dynamic_group_moves_the_cursors_past_the_history(world: World) -> None:
+    # History recorded while no dynamic group exists: activities, an open and a click.
+    for city in ("Prague", "Brno"):
+        world.new_contact(city)
+    world.apply(("subscribe", 0))
+    for index in (0, 1):
+        world.ingest(world.person(index)[1], ActivityInput(PAGE_VISIT, None, URLS[0], None))
+    world.apply(("open", 0, False))
+    world.apply(("click", 0, False))
+    with world.database.write() as session:
+        groups.create_group(session, "Static", kind="static")
+        groups.create_group(
+            session, "Pricing", conditions={"activity": PAGE_VISIT, "url_contains": "/pricing"}
+        )
+    with world.database.read() as session:
+        state = session.scalars(select(GroupMembershipState)).one()
+        highs = [
+            session.scalar(select(func.max(c))) for c in (Activity.id, EmailOpen.id, EmailClick.id)
+        ]
+        # Everything so far is in the group's computation: the job does not read it again.
+        assert [
+            state.last_activity_id,
+            state.last_email_open_id,
+            state.last_email_click_id,
+        ] == highs
+        assert repository.member_ids(session, _group_id(session, "Pricing")) == {
+            world.person(0)[0],
+            world.person(1)[0],
+        }
+    assert membership.refresh(world.database).candidates == 0
+    # What comes later is the job's.
+    world.new_contact(None)
+    world.ingest(world.person(2)[1], ActivityInput(PAGE_VISIT, None, URLS[0], None))
+    report = membership.refresh(world.database)
+    assert (report.candidates, report.entered) == (1, 1)
+    # A second dynamic group leaves the cursors where the job has them.
+    world.ingest(world.person(0)[1], ActivityInput(PAGE_VISIT, None, URLS[1], None))
+    with world.database.write() as session:
+        groups.create_group(
+            session, "Blog", conditions={"activity": PAGE_VISIT, "url_contains": "/blog"}
+        )
+    assert membership.refresh(world.database).candidates == 1
+
+
+def test_creating_the_first_dynamic_group_does_not_hold_ingest_back(world: World) -> None:
+    if world.database.is_sqlite:
+        pytest.skip("SQLite has one writer at a time: ingest waits for any write transaction")
+    world.new_contact(None)
+    with world.database.write() as session:
+        groups.create_group(
+            session, "Pricing", conditions={"activity": PAGE_VISIT, "url_contains": "/pricing"}
+        )
+        # The SHARE lock that made the high ids final was released with its savepoint: an
+        # insert in another transaction goes through while this one is still open.
+        with world.database.write() as other:
+            other.execute(text("SET LOCAL lock_timeout = '2s'"))
+            other.execute(
+                insert(Activity).values(
+                    contact_id=world.person(0)[0], type=PAGE_VISIT, title="Visit", url=URLS[0]
+                )
+            )
+
+
+def _group_id(session: Session, name: str) -> int:
+    group = repository.group_by_name(session, name)
+    assert group is not None
+    return group.id
 
 
 def test_a_running_hub_moves_a_contact_within_seconds(
