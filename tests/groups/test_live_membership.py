@@ -489,6 +489,41 @@ def test_creating_the_first_dynamic_group_does_not_hold_ingest_back(world: World
             )
 
 
+@pytest.mark.parametrize("change", ["rebuild", "conditions"])
+def test_a_run_evaluated_before_its_write_is_redone_if_what_it_read_changed(
+    world: World, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    if not world.database.is_sqlite:
+        pytest.skip("on PostgreSQL a run evaluates inside its write transaction")
+    world.new_contact(None)
+    pricing = {"activity": PAGE_VISIT, "url_contains": "/pricing"}
+    with world.database.write() as session:
+        groups.create_group(session, "Pricing", conditions=pricing, now=world.clock)
+    membership.refresh(world.database, now=world.clock)
+    world.ingest(world.person(0)[1], ActivityInput(PAGE_VISIT, None, URLS[0], None))
+    plan = membership._plan
+    changed: list[bool] = []
+
+    def plan_then_change(*args: Any, write: bool) -> Any:
+        # Between the run's read transaction and its write transaction, the group's members
+        # are computed in full (the contact enters) or from new conditions (it does not).
+        run = plan(*args, write=write)
+        if not write and not changed:
+            changed.append(True)
+            with world.database.write() as session:
+                if change == "rebuild":
+                    groups.rebuild_group(session, "Pricing", now=world.clock)
+                else:
+                    blog = {"activity": PAGE_VISIT, "url_contains": "/blog"}
+                    groups.update_group(session, "Pricing", conditions=blog, now=world.clock)
+        return run
+
+    monkeypatch.setattr(membership, "_plan", plan_then_change)
+    membership.refresh(world.database, now=world.clock)
+    assert changed
+    world.assert_exact()
+
+
 def _group_id(session: Session, name: str) -> int:
     group = repository.group_by_name(session, name)
     assert group is not None
