@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -111,14 +112,19 @@ async def keep_rollups_fresh(hub: Hub) -> None:
 
 
 async def keep_groups_live(hub: Hub) -> None:
-    """Bring dynamic groups' members up to date every `group_refresh_interval` seconds."""
+    """Bring dynamic groups' members up to date every `group_refresh_interval` seconds (less
+    often while runs are slow: `membership.pause_after`)."""
+    interval = hub.settings.group_refresh_interval
+    pause = interval
     while True:
-        await asyncio.sleep(hub.settings.group_refresh_interval)
+        await asyncio.sleep(pause)
+        started = time.monotonic()
         try:
             await anyio.to_thread.run_sync(membership.refresh, hub.database)
         except Exception:
             # The next run takes up what this one could not: nothing is lost, only delayed.
             logger.exception("Updating the members of dynamic groups failed; retrying later.")
+        pause = membership.pause_after(interval, time.monotonic() - started)
 
 
 def admin_aware(handler: ExceptionHandler) -> ExceptionHandler:

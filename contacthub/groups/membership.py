@@ -58,6 +58,12 @@ from contacthub.storage.types import utcnow
 # big hub) commits its progress as it goes.
 CHUNK = 100_000
 logger = logging.getLogger(__name__)
+# Under load a run costs the hub's process CPU (and SQLite's write lock) mostly per run, not per
+# activity: the pause after a run is at least (1 - BUSY_SHARE) / BUSY_SHARE times as long as the
+# run took, so the job takes about BUSY_SHARE of the time at most; but never above MAX_PAUSE
+# seconds (or the configured interval, if longer), so that membership stays within seconds.
+BUSY_SHARE = 0.05
+MAX_PAUSE = 3.0
 ENTERED = "conditions met"
 LEFT = "conditions no longer met"
 
@@ -168,6 +174,12 @@ def refresh(database: Database, *, now: datetime | None = None) -> RefreshReport
         first = False
         if run.moved_to.activity >= highs[0]:
             return report
+
+
+def pause_after(interval: float, took: float) -> float:
+    """Seconds to wait before the next run, after a run that took `took` seconds: the
+    configured `interval`, longer when runs are slow (see `BUSY_SHARE`)."""
+    return max(interval, min(took * (1 - BUSY_SHARE) / BUSY_SHARE, MAX_PAUSE))
 
 
 def _plan(
@@ -495,4 +507,4 @@ def _matching(
     return found
 
 
-__all__ = ["CHUNK", "RefreshReport", "dependency_order", "refresh"]
+__all__ = ["CHUNK", "RefreshReport", "dependency_order", "pause_after", "refresh"]
