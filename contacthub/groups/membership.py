@@ -1,6 +1,7 @@
 """Live membership: the job that keeps every dynamic group's members exact as things happen.
 
-Each hub process runs `refresh` every `group_refresh_interval` seconds (app.py). A run
+Each hub process runs `refresh` every `group_refresh_interval` seconds (app.py; less often
+while runs are slow, `pause_after`). A run
 evaluates again only the contacts whose answer may have changed since the last run (the
 candidates):
 - the contacts queued in `group_pending_contacts` by a change that is not an activity
@@ -21,7 +22,9 @@ Each dynamic group is evaluated for the candidates only (its compiled condition 
 IN candidates), compared with its members, and entries and exits are written with history.
 The run holds the state row FOR UPDATE (on PostgreSQL; SQLite has one writer at a time), so
 several hub processes can run the job at once: they take turns, and the cursors move once.
-The queue rows it evaluated are removed only if no change queued them again meanwhile.
+The queue rows it evaluated are removed only if no change queued them again meanwhile. On
+SQLite a run evaluates in a read transaction and only writes under the write lock, after
+checking that what it read is unchanged (`refresh`).
 
 No dynamic group: one query, nothing else.
 """

@@ -550,3 +550,13 @@ def test_a_running_hub_moves_a_contact_within_seconds(
                 break
         assert time.monotonic() - posted < 10, "the contact did not enter the group"
         time.sleep(0.05)
+
+
+def test_the_job_pauses_longer_after_slow_runs() -> None:
+    # Fast runs: the configured interval.
+    assert membership.pause_after(1.0, 0.01) == 1.0
+    # Slow runs: 19 times the run (the job takes about 5 % of the time), at most 3 s.
+    assert membership.pause_after(1.0, 0.1) == pytest.approx(1.9)
+    assert membership.pause_after(1.0, 1.0) == 3.0
+    # A configured interval longer than that is kept.
+    assert membership.pause_after(10.0, 1.0) == 10.0
