@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -101,25 +102,35 @@ async def health(request: Request) -> Response:
 
 
 async def run_every(
-    interval: float, stopping: asyncio.Event, job: Callable[[], object], failure: str
+    interval: float,
+    stopping: asyncio.Event,
+    job: Callable[[], object],
+    failure: str,
+    *,
+    pause_after: Callable[[float, float], float] | None = None,
 ) -> None:
     """Run the blocking `job` in a worker thread every `interval` seconds until `stopping` is
-    set; a failed run is logged (`failure`) and the next one tries again.
+    set; a failed run is logged (`failure`) and the next one tries again. With `pause_after`,
+    the wait after a run is `pause_after(interval, seconds the run took)`.
 
     Stopping is a signal, never a cancellation: a cancelled `to_thread.run_sync` returns at
     once while its thread runs on, a connection checked out, into the engine's disposal (the
     connection then goes back to a dead pool and is closed only by the garbage collector). So
     the current run always finishes first, and the caller awaits this coroutine.
     """
+    pause = interval
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), interval)
+            await asyncio.wait_for(stopping.wait(), pause)
         if stopping.is_set():
             return
+        started = time.monotonic()
         try:
             await anyio.to_thread.run_sync(job)
         except Exception:
             logger.exception(failure)
+        if pause_after is not None:
+            pause = pause_after(interval, time.monotonic() - started)
 
 
 def keep_rollups_fresh(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, None]:
@@ -134,13 +145,15 @@ def keep_rollups_fresh(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any,
 
 
 def keep_groups_live(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, None]:
-    """Bring dynamic groups' members up to date every `group_refresh_interval` seconds."""
+    """Bring dynamic groups' members up to date every `group_refresh_interval` seconds (less
+    often while runs are slow: `membership.pause_after`)."""
     return run_every(
         hub.settings.group_refresh_interval,
         stopping,
         lambda: membership.refresh(hub.database),
         # The next run takes up what this one could not: nothing is lost, only delayed.
         "Updating the members of dynamic groups failed; retrying later.",
+        pause_after=membership.pause_after,
     )
 
 

@@ -83,14 +83,40 @@ def final_high_ids(
     try:
         with database.write() as session:
             if not database.is_sqlite:
-                tables = ", ".join(column.class_.__tablename__ for column in columns)
-                session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-                session.execute(text(f"LOCK TABLE {tables} IN SHARE MODE"))
+                _lock_in_share_mode(session, columns)
             return [session.scalar(select(func.max(column))) or 0 for column in columns]
     except OperationalError as error:
         if getattr(error.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
             return None
         raise
+
+
+def final_high_ids_now(
+    session: Session, columns: Sequence[InstrumentedAttribute[int]]
+) -> list[int] | None:
+    """`final_high_ids`, inside the caller's write transaction: on SQLite it holds the one
+    write lock, so every id is final; on PostgreSQL the SHARE lock is taken in a savepoint and
+    released with it at once (rolling a savepoint back releases the locks taken in it), so the
+    caller's transaction does not hold ingest back for the rest of its work. None when the lock
+    was not granted in time."""
+    if session.get_bind().dialect.name == "sqlite":
+        return [session.scalar(select(func.max(column))) or 0 for column in columns]
+    savepoint = session.begin_nested()
+    try:
+        _lock_in_share_mode(session, columns)
+        return [session.scalar(select(func.max(column))) or 0 for column in columns]
+    except OperationalError as error:
+        if getattr(error.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            return None
+        raise
+    finally:
+        savepoint.rollback()
+
+
+def _lock_in_share_mode(session: Session, columns: Sequence[InstrumentedAttribute[int]]) -> None:
+    tables = ", ".join(column.class_.__tablename__ for column in columns)
+    session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    session.execute(text(f"LOCK TABLE {tables} IN SHARE MODE"))
 
 
 def final_high_id(database: Database) -> int | None:

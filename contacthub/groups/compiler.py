@@ -74,6 +74,9 @@ from contacthub.storage.models import (
 )
 
 AmongContacts = Select[int]
+# Ids around moments of the activity log (`id_bracket`), shared by the compilations of one
+# transaction: the live job compiles every group for the same `now`, so one search serves all.
+Brackets = dict[datetime, tuple[int, int | None]]
 
 
 class _LikeIgnoringCase(ColumnElement[bool]):
@@ -116,14 +119,20 @@ def compile_condition(
     now: datetime,
     session: Session | None = None,
     among: AmongContacts | None = None,
+    brackets: Brackets | None = None,
 ) -> ColumnElement[bool]:
     """The condition as a predicate over `Contact.id`, for `now` (the relative windows' end).
 
     `session`, when given, turns activity time windows into id ranges (cheaper; see the module
-    docstring). `among` restricts every subquery to those contact ids: the predicate is then
-    meaningful only for them (`matching_ids_query` adds the restriction itself).
+    docstring); `brackets`, a dict kept for the same session's transaction, shares those
+    searches between compilations. `among` restricts every subquery to those contact ids: the
+    predicate is then meaningful only for them (`matching_ids_query` adds the restriction
+    itself).
     """
-    return _Compiler(now, session, among).compile(condition)
+    compiler = _Compiler(now, session, among)
+    if brackets is not None:
+        compiler.brackets = brackets
+    return compiler.compile(condition)
 
 
 def matching_ids_query(
@@ -132,10 +141,11 @@ def matching_ids_query(
     now: datetime,
     among: AmongContacts | None = None,
     session: Session | None = None,
+    brackets: Brackets | None = None,
 ) -> Select[int]:
     """SELECT the ids of the contacts that match (among `among`, when given)."""
     query: Select[int] = select(Contact.id).where(
-        compile_condition(condition, now=now, session=session, among=among)
+        compile_condition(condition, now=now, session=session, among=among, brackets=brackets)
     )
     if among is not None:
         query = query.where(Contact.id.in_(among))
@@ -200,7 +210,7 @@ class _Compiler:
         self.now = now
         self.session = session
         self.among = among
-        self.brackets: dict[datetime, tuple[int, int | None]] = {}
+        self.brackets: Brackets = {}
         # Under `any` and `not`: each leaf is a subquery correlated with the contact.
         self.per_contact = False
 

@@ -1,6 +1,7 @@
 """Live membership: the job that keeps every dynamic group's members exact as things happen.
 
-Each hub process runs `refresh` every `group_refresh_interval` seconds (app.py). A run
+Each hub process runs `refresh` every `group_refresh_interval` seconds (app.py; less often
+while runs are slow, `pause_after`). A run
 evaluates again only the contacts whose answer may have changed since the last run (the
 candidates):
 - the contacts queued in `group_pending_contacts` by a change that is not an activity
@@ -21,7 +22,9 @@ Each dynamic group is evaluated for the candidates only (its compiled condition 
 IN candidates), compared with its members, and entries and exits are written with history.
 The run holds the state row FOR UPDATE (on PostgreSQL; SQLite has one writer at a time), so
 several hub processes can run the job at once: they take turns, and the cursors move once.
-The queue rows it evaluated are removed only if no change queued them again meanwhile.
+The queue rows it evaluated are removed only if no change queued them again meanwhile. On
+SQLite a run evaluates in a read transaction and only writes under the write lock, after
+checking that what it read is unchanged (`refresh`).
 
 No dynamic group: one query, nothing else.
 """
@@ -58,6 +61,12 @@ from contacthub.storage.types import utcnow
 # big hub) commits its progress as it goes.
 CHUNK = 100_000
 logger = logging.getLogger(__name__)
+# Under load a run costs the hub's process CPU (and SQLite's write lock) mostly per run, not per
+# activity: the pause after a run is at least (1 - BUSY_SHARE) / BUSY_SHARE times as long as the
+# run took, so the job takes about BUSY_SHARE of the time at most; but never above MAX_PAUSE
+# seconds (or the configured interval, if longer), so that membership stays within seconds.
+BUSY_SHARE = 0.05
+MAX_PAUSE = 3.0
 ENTERED = "conditions met"
 LEFT = "conditions no longer met"
 
@@ -73,8 +82,62 @@ class RefreshReport:
     skipped: bool = False
 
 
+@dataclass(slots=True)
+class _Cursors:
+    """The state row's values: how far the job has looked."""
+
+    activity: int = 0
+    email_open: int = 0
+    email_click: int = 0
+    evaluated_at: datetime | None = None
+
+    @classmethod
+    def of(cls, state: GroupMembershipState | None) -> _Cursors:
+        if state is None:
+            return cls()
+        return cls(
+            state.last_activity_id,
+            state.last_email_open_id,
+            state.last_email_click_id,
+            state.evaluated_at,
+        )
+
+
+@dataclass(slots=True)
+class _Run:
+    """What one transaction of a run found: the cursors it started from and moves to, the
+    queue rows it evaluated, its candidates, what it read of the groups and memberships, and
+    the entries and exits it decided."""
+
+    seen: _Cursors
+    moved_to: _Cursors
+    pending: dict[int, datetime]
+    contacts: set[int]
+    groups: list[tuple[int, str | None]]
+    memberships: dict[int, set[int]]
+    changes: list[tuple[int, set[int], set[int]]]  # group id, entered, left
+
+    def still_true(self, session: Session, state: GroupMembershipState) -> bool:
+        """Whether what this run read is still so (the caller holds the write lock): the state
+        row, the dynamic groups and every candidate's memberships are unchanged."""
+        if _Cursors.of(state) != self.seen:
+            return False
+        if _group_signature(repository.dynamic_groups(session)) != self.groups:
+            return False
+        return repository.memberships(session, self.contacts) == self.memberships
+
+
 def refresh(database: Database, *, now: datetime | None = None) -> RefreshReport:
-    """Bring every dynamic group's members up to date with what happened since the last run."""
+    """Bring every dynamic group's members up to date with what happened since the last run.
+
+    On SQLite, where a write transaction holds the hub's one write lock (and ingest waits for
+    it), each part of the run is evaluated in a read transaction first; the write transaction
+    then only checks that nothing it read has changed (the state row, the dynamic groups, the
+    candidates' memberships: one query each) and writes the entries, exits and cursors. If
+    something changed, or a group names a group whose members the run changes (its SQL must
+    see them written), the part is evaluated again inside the write transaction, as on
+    PostgreSQL, where the job's transaction does not hold ingest back.
+    """
     now = now or utcnow()
     report = RefreshReport()
     with database.read() as session:
@@ -84,34 +147,86 @@ def refresh(database: Database, *, now: datetime | None = None) -> RefreshReport
     if highs is None:
         report.skipped = True
         return report
-    activity_high, open_high, click_high = highs
     first = True
     while True:
+        planned = None
+        if database.is_sqlite:
+            with database.read() as session:
+                seen = _Cursors.of(session.get(GroupMembershipState, repository.STATE_ID))
+                planned = _plan(session, seen, highs, now, first, write=False)
         with database.write() as session:
             state = repository.lock_state(session)
-            low = state.last_activity_id
-            upper = max(low, min(activity_high, low + CHUNK))
-            active = _activity_contacts(session, low, upper)
-            state.last_activity_id = upper
-            # Contacts to evaluate for every group; `active` ones only where their new
-            # activities can change the answer (see `_evaluate`).
-            every = {c for c, types in active.items() if DATA_INPUT in types}
-            pending: dict[int, datetime] = {}
-            if first:
-                pending = _pending(session)
-                every |= pending.keys()
-                every |= _email_contacts(session, state, open_high, click_high)
-                groups = repository.dynamic_groups(session)
-                every |= _time_contacts(session, groups, state.evaluated_at, now)
-                if state.evaluated_at is None or state.evaluated_at < now:
-                    state.evaluated_at = now
-            _evaluate(session, every, active, now, report)
-            _forget_pending(session, pending)
-            report.candidates += len(every | active.keys())
-            done = upper >= activity_high
+            if planned is not None and planned.still_true(session, state):
+                for group_id, entered, left in planned.changes:
+                    repository.enter(session, group_id, entered, ENTERED, now)
+                    repository.leave(session, group_id, left, LEFT, now)
+                run = planned
+            else:
+                written = _plan(session, _Cursors.of(state), highs, now, first, write=True)
+                assert written is not None  # None only without `write`
+                run = written
+            state.last_activity_id = run.moved_to.activity
+            state.last_email_open_id = run.moved_to.email_open
+            state.last_email_click_id = run.moved_to.email_click
+            state.evaluated_at = run.moved_to.evaluated_at
+            _forget_pending(session, run.pending)
+        report.candidates += len(run.contacts)
+        for _, entered, left in run.changes:
+            report.entered += len(entered)
+            report.left += len(left)
         first = False
-        if done:
+        if run.moved_to.activity >= highs[0]:
             return report
+
+
+def pause_after(interval: float, took: float) -> float:
+    """Seconds to wait before the next run, after a run that took `took` seconds: the
+    configured `interval`, longer when runs are slow (see `BUSY_SHARE`)."""
+    return max(interval, min(took * (1 - BUSY_SHARE) / BUSY_SHARE, MAX_PAUSE))
+
+
+def _plan(
+    session: Session,
+    seen: _Cursors,
+    highs: Sequence[int],
+    now: datetime,
+    first: bool,
+    *,
+    write: bool,
+) -> _Run | None:
+    """One part of a run, from the cursors `seen`: the activities of the next chunk up to the
+    final high ids, and (the `first` part) the queue, opens, clicks and time. With `write`,
+    entries and exits are written as each group is evaluated; without, they are only decided,
+    and None means the part must be evaluated in a write transaction (see `_evaluate`)."""
+    activity_high, open_high, click_high = highs
+    low = seen.activity
+    upper = max(low, min(activity_high, low + CHUNK))
+    moved_to = _Cursors(upper, seen.email_open, seen.email_click, seen.evaluated_at)
+    active = _activity_contacts(session, low, upper)
+    # Contacts to evaluate for every group; `active` ones only where their new activities can
+    # change the answer (see `_evaluate`).
+    every = {c for c, types in active.items() if DATA_INPUT in types}
+    pending: dict[int, datetime] = {}
+    groups = repository.dynamic_groups(session)
+    if first:
+        pending = _pending(session)
+        every |= pending.keys()
+        every |= _email_contacts(session, seen, open_high, click_high)
+        moved_to.email_open = max(seen.email_open, open_high)
+        moved_to.email_click = max(seen.email_click, click_high)
+        every |= _time_contacts(session, groups, seen.evaluated_at, now)
+        if seen.evaluated_at is None or seen.evaluated_at < now:
+            moved_to.evaluated_at = now
+    contacts = every | active.keys()
+    memberships = repository.memberships(session, contacts) if contacts else {}
+    changes = _evaluate(session, groups, every, active, memberships, now, write=write)
+    if changes is None:
+        return None
+    return _Run(seen, moved_to, pending, contacts, _group_signature(groups), memberships, changes)
+
+
+def _group_signature(groups: Sequence[ContactGroup]) -> list[tuple[int, str | None]]:
+    return [(g.id, g.conditions) for g in groups]
 
 
 def _activity_contacts(session: Session, low: int, high: int) -> dict[int, set[str]]:
@@ -149,16 +264,13 @@ def _forget_pending(session: Session, pending: dict[int, datetime]) -> None:
     )
 
 
-def _email_contacts(
-    session: Session, state: GroupMembershipState, open_high: int, click_high: int
-) -> set[int]:
-    """Contacts of the opens and clicks recorded since the last run; moves both cursors."""
+def _email_contacts(session: Session, seen: _Cursors, open_high: int, click_high: int) -> set[int]:
+    """Contacts of the opens and clicks recorded after the cursors `seen`, up to the highs."""
     found: set[int] = set()
-    for model, attribute, high in (
-        (EmailOpen, "last_email_open_id", open_high),
-        (EmailClick, "last_email_click_id", click_high),
+    for model, low, high in (
+        (EmailOpen, seen.email_open, open_high),
+        (EmailClick, seen.email_click, click_high),
     ):
-        low = getattr(state, attribute)
         if high > low:
             found.update(
                 session.scalars(
@@ -168,7 +280,6 @@ def _email_contacts(
                     .distinct()
                 )
             )
-            setattr(state, attribute, high)
     return found
 
 
@@ -289,14 +400,20 @@ def dependency_order(
 
 def _evaluate(
     session: Session,
+    dynamic: Sequence[ContactGroup],
     every: Collection[int],
     active: dict[int, set[str]],
+    members: dict[int, set[int]],
     now: datetime,
-    report: RefreshReport,
-) -> None:
-    """Evaluate the dynamic groups, in dependency order, for `every` contact and for the
-    `active` ones (new activities, by type) whose answer the activities can change; write
-    the entries and exits with history.
+    *,
+    write: bool,
+) -> list[tuple[int, set[int], set[int]]] | None:
+    """Evaluate the `dynamic` groups, in dependency order, for `every` contact and for the
+    `active` ones (new activities, by type) whose answer the activities can change; returns
+    the entries and exits, by group. `members`: the memberships of all those contacts, by
+    group. With `write`, each group's entries and exits are written (with history) before the
+    groups that name it are evaluated, whose SQL reads them; without, None as soon as a group
+    names one whose members change.
 
     A new activity only adds to what a contact did. So it cannot change the answer of a group
     whose conditions read no activity of its type; and where every activity condition of a
@@ -306,49 +423,58 @@ def _evaluate(
     (`_time_contacts`). This keeps a busy contact, already in its groups, from being evaluated
     again at every run.
     """
+    changes: list[tuple[int, set[int], set[int]]] = []
     if not every and not active:
-        return
-    loaded = [(g, _condition(session, g)) for g in repository.dynamic_groups(session)]
+        return changes
+    loaded = [(g, _condition(session, g)) for g in dynamic]
     parsed = {g.id: c for g, c in loaded if c is not None}
     groups = [g for g, c in loaded if c is not None]
     references = {g.id: conditions.referenced_groups(parsed[g.id]) for g in groups}
+    # Each group is evaluated once, after the groups it names, so `members` (read before the
+    # run changes any) holds its members; every candidate is one of those contacts (`moved`
+    # ones come from them too).
+    brackets: compiler.Brackets = {}  # one search of the log per window edge, for every group
     moved: dict[int, set[int]] = {}  # by group: the contacts that entered or left this run
     for group in dependency_order(groups, references):
         condition = parsed[group.id]
+        current_members = members.get(group.id, set())
         candidates = set(every)
         for named in references[group.id]:
+            if moved.get(named) and not write:
+                return None
             candidates |= moved.get(named, set())
-        candidates |= _affected(session, group, condition, active, candidates)
+        candidates |= _affected(condition, current_members, active, candidates)
         if not candidates:
             continue
-        matching = _matching(session, condition, candidates, now)
-        current = repository.member_ids(session, group.id, candidates)
+        matching = _matching(session, condition, candidates, now, brackets)
+        current = current_members & candidates
         entered, left = matching - current, current - matching
-        repository.enter(session, group.id, entered, ENTERED, now)
-        repository.leave(session, group.id, left, LEFT, now)
+        if write:
+            repository.enter(session, group.id, entered, ENTERED, now)
+            repository.leave(session, group.id, left, LEFT, now)
         moved[group.id] = entered | left
-        report.entered += len(entered)
-        report.left += len(left)
+        if entered or left:
+            changes.append((group.id, entered, left))
+    return changes
 
 
 def _affected(
-    session: Session,
-    group: ContactGroup,
     condition: conditions.Condition,
+    members: set[int],
     active: dict[int, set[str]],
     already: set[int],
 ) -> set[int]:
     """The `active` contacts (not `already` chosen) whose new activities can change the
-    group's answer for them (see `_evaluate`)."""
+    group's answer for them (see `_evaluate`); `members`: the group's members among them."""
     types = {t.lower() for t in conditions.depends_on(condition).activity_types}
     relevant = {c for c, done in active.items() if c not in already and done & types}
     if not relevant:
         return relevant
     signs = _activity_signs(condition)
     if signs == {True}:
-        relevant -= repository.member_ids(session, group.id, relevant)
+        relevant -= members
     elif signs == {False}:
-        relevant &= repository.member_ids(session, group.id, relevant)
+        relevant &= members
     return relevant
 
 
@@ -368,17 +494,20 @@ def _activity_signs(condition: conditions.Condition, positive: bool = True) -> s
 
 
 def _matching(
-    session: Session, condition: conditions.Condition, among: Iterable[int], now: datetime
+    session: Session,
+    condition: conditions.Condition,
+    among: Iterable[int],
+    now: datetime,
+    brackets: compiler.Brackets,
 ) -> set[int]:
     found: set[int] = set()
     for part in repository.chunks(among):
         candidates = select(Contact.id).where(Contact.id.in_(part))
-        found.update(
-            session.scalars(
-                compiler.matching_ids_query(condition, now=now, among=candidates, session=session)
-            )
+        query = compiler.matching_ids_query(
+            condition, now=now, among=candidates, session=session, brackets=brackets
         )
+        found.update(session.scalars(query))
     return found
 
 
-__all__ = ["CHUNK", "RefreshReport", "dependency_order", "refresh"]
+__all__ = ["CHUNK", "RefreshReport", "dependency_order", "pause_after", "refresh"]

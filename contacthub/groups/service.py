@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from contacthub.analytics import rollups
 from contacthub.audit import service as audit
 from contacthub.contacts import repository as contact_repository
 from contacthub.email import repository as email_repository
@@ -34,7 +35,7 @@ from contacthub.groups import conditions as language
 from contacthub.groups.queue import enqueue_contacts, has_dynamic_group
 from contacthub.groups.repository import DYNAMIC, STATIC
 from contacthub.identifiers import check_label, parse_cursor, parse_guid, refuse_nul
-from contacthub.storage.models import Contact, ContactGroup
+from contacthub.storage.models import Activity, Contact, ContactGroup, EmailClick, EmailOpen
 from contacthub.storage.types import utcnow
 
 __all__ = [
@@ -223,6 +224,8 @@ def create_group(
             code="invalid_conditions",
             field="conditions",
         )
+    # The first dynamic group: nothing was queued for the live job while there was none.
+    first_dynamic = kind == DYNAMIC and not has_dynamic_group(session)
     group = ContactGroup(
         name=name,
         kind=kind,
@@ -235,7 +238,15 @@ def create_group(
     session.flush()
     members = 0
     if condition is not None:
-        report = _recompute(session, group, condition, now=now, why="group created", actor=actor)
+        report = _recompute(
+            session,
+            group,
+            condition,
+            now=now,
+            why="group created",
+            actor=actor,
+            first_dynamic=first_dynamic,
+        )
         members = report.entered
     if actor is not None:
         audit.record(
@@ -618,17 +629,31 @@ def _recompute(
     now: datetime,
     why: str,
     actor: str | None,
+    first_dynamic: bool = False,
 ) -> RebuildReport:
     """Compute a dynamic group's members in full and write the difference, with history.
 
     Takes the live job's state row first (so the job does not run meanwhile) and moves its
     time mark back to `now` if it is later: the job then re-checks time windows from the moment
     these members were computed for.
+
+    For the `first_dynamic` group, the job's cursors move first to the final high ids of the
+    activities, opens and clicks (`rollups.final_high_ids_now`), so that the job does not read
+    the whole history the group has just been computed from: every record up to them is in
+    this computation, which comes after; later ones are the job's.
     """
     state = repository.lock_state(session)
     if state.evaluated_at is None or state.evaluated_at > now:
         state.evaluated_at = now
-    desired = set(session.scalars(compiler.matching_ids_query(condition, now=now)))
+    if first_dynamic:
+        highs = rollups.final_high_ids_now(session, [Activity.id, EmailOpen.id, EmailClick.id])
+        if highs is not None:  # else the job reads them (the lock was not granted in time)
+            activity_high, open_high, click_high = highs
+            state.last_activity_id = max(state.last_activity_id, activity_high)
+            state.last_email_open_id = max(state.last_email_open_id, open_high)
+            state.last_email_click_id = max(state.last_email_click_id, click_high)
+    query = compiler.matching_ids_query(condition, now=now, session=session)
+    desired = set(session.scalars(query))
     current = repository.member_ids(session, group.id)
     entered, left = desired - current, current - desired
     repository.enter(session, group.id, entered, f"conditions met ({why}{_by(actor)})", now)

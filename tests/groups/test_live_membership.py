@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from contacthub.activities.ingest import IngestJob, process_batch
@@ -425,6 +426,110 @@ def test_cursors_move_and_the_queue_empties(world: World) -> None:
         assert (history[0].entered, history[0].reason) == (False, "conditions no longer met")
 
 
+def test_the_first_dynamic_group_moves_the_cursors_past_the_history(world: World) -> None:
+    # History recorded while no dynamic group exists: activities, an open and a click.
+    for city in ("Prague", "Brno"):
+        world.new_contact(city)
+    world.apply(("subscribe", 0))
+    for index in (0, 1):
+        world.ingest(world.person(index)[1], ActivityInput(PAGE_VISIT, None, URLS[0], None))
+    world.apply(("open", 0, False))
+    world.apply(("click", 0, False))
+    with world.database.write() as session:
+        groups.create_group(session, "Static", kind="static")
+        groups.create_group(
+            session, "Pricing", conditions={"activity": PAGE_VISIT, "url_contains": "/pricing"}
+        )
+    with world.database.read() as session:
+        state = session.scalars(select(GroupMembershipState)).one()
+        highs = [
+            session.scalar(select(func.max(c))) for c in (Activity.id, EmailOpen.id, EmailClick.id)
+        ]
+        # Everything so far is in the group's computation: the job does not read it again.
+        assert [
+            state.last_activity_id,
+            state.last_email_open_id,
+            state.last_email_click_id,
+        ] == highs
+        assert repository.member_ids(session, _group_id(session, "Pricing")) == {
+            world.person(0)[0],
+            world.person(1)[0],
+        }
+    assert membership.refresh(world.database).candidates == 0
+    # What comes later is the job's.
+    world.new_contact(None)
+    world.ingest(world.person(2)[1], ActivityInput(PAGE_VISIT, None, URLS[0], None))
+    report = membership.refresh(world.database)
+    assert (report.candidates, report.entered) == (1, 1)
+    # A second dynamic group leaves the cursors where the job has them.
+    world.ingest(world.person(0)[1], ActivityInput(PAGE_VISIT, None, URLS[1], None))
+    with world.database.write() as session:
+        groups.create_group(
+            session, "Blog", conditions={"activity": PAGE_VISIT, "url_contains": "/blog"}
+        )
+    assert membership.refresh(world.database).candidates == 1
+
+
+def test_creating_the_first_dynamic_group_does_not_hold_ingest_back(world: World) -> None:
+    if world.database.is_sqlite:
+        pytest.skip("SQLite has one writer at a time: ingest waits for any write transaction")
+    world.new_contact(None)
+    with world.database.write() as session:
+        groups.create_group(
+            session, "Pricing", conditions={"activity": PAGE_VISIT, "url_contains": "/pricing"}
+        )
+        # The SHARE lock that made the high ids final was released with its savepoint: an
+        # insert in another transaction goes through while this one is still open.
+        with world.database.write() as other:
+            other.execute(text("SET LOCAL lock_timeout = '2s'"))
+            other.execute(
+                insert(Activity).values(
+                    contact_id=world.person(0)[0], type=PAGE_VISIT, title="Visit", url=URLS[0]
+                )
+            )
+
+
+@pytest.mark.parametrize("change", ["rebuild", "conditions"])
+def test_a_run_evaluated_before_its_write_is_redone_if_what_it_read_changed(
+    world: World, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    if not world.database.is_sqlite:
+        pytest.skip("on PostgreSQL a run evaluates inside its write transaction")
+    world.new_contact(None)
+    pricing = {"activity": PAGE_VISIT, "url_contains": "/pricing"}
+    with world.database.write() as session:
+        groups.create_group(session, "Pricing", conditions=pricing, now=world.clock)
+    membership.refresh(world.database, now=world.clock)
+    world.ingest(world.person(0)[1], ActivityInput(PAGE_VISIT, None, URLS[0], None))
+    plan = membership._plan
+    changed: list[bool] = []
+
+    def plan_then_change(*args: Any, write: bool) -> Any:
+        # Between the run's read transaction and its write transaction, the group's members
+        # are computed in full (the contact enters) or from new conditions (it does not).
+        run = plan(*args, write=write)
+        if not write and not changed:
+            changed.append(True)
+            with world.database.write() as session:
+                if change == "rebuild":
+                    groups.rebuild_group(session, "Pricing", now=world.clock)
+                else:
+                    blog = {"activity": PAGE_VISIT, "url_contains": "/blog"}
+                    groups.update_group(session, "Pricing", conditions=blog, now=world.clock)
+        return run
+
+    monkeypatch.setattr(membership, "_plan", plan_then_change)
+    membership.refresh(world.database, now=world.clock)
+    assert changed
+    world.assert_exact()
+
+
+def _group_id(session: Session, name: str) -> int:
+    group = repository.group_by_name(session, name)
+    assert group is not None
+    return group.id
+
+
 def test_a_running_hub_moves_a_contact_within_seconds(
     client: TestClient, database: Database
 ) -> None:
@@ -445,3 +550,13 @@ def test_a_running_hub_moves_a_contact_within_seconds(
                 break
         assert time.monotonic() - posted < 10, "the contact did not enter the group"
         time.sleep(0.05)
+
+
+def test_the_job_pauses_longer_after_slow_runs() -> None:
+    # Fast runs: the configured interval.
+    assert membership.pause_after(1.0, 0.01) == 1.0
+    # Slow runs: 19 times the run (the job takes about 5 % of the time), at most 3 s.
+    assert membership.pause_after(1.0, 0.1) == pytest.approx(1.9)
+    assert membership.pause_after(1.0, 1.0) == 3.0
+    # A configured interval longer than that is kept.
+    assert membership.pause_after(10.0, 1.0) == 10.0
