@@ -257,7 +257,7 @@ def test_a_contacts_page_shows_the_activities_posted_for_it(
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Contacts").click()
     page.get_by_role("searchbox", name="Search").fill("hopper")
-    page.get_by_role("button", name="Search").click()
+    page.get_by_role("button", name="Filter").click()
     results = page.get_by_role("table")
     expect(results.get_by_role("row")).to_have_count(2)  # the header and Grace
     expect(results).to_contain_text("grace@example.com")
