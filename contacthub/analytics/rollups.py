@@ -80,15 +80,8 @@ def final_high_ids(
     `LOCK_TIMEOUT` rather than stall ingest, and tries again at its next run. On SQLite there
     is one writer at a time: every committed id is final.
     """
-    try:
-        with database.write() as session:
-            if not database.is_sqlite:
-                _lock_in_share_mode(session, columns)
-            return [session.scalar(select(func.max(column))) or 0 for column in columns]
-    except OperationalError as error:
-        if getattr(error.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-            return None
-        raise
+    with database.write() as session:
+        return final_high_ids_now(session, columns)
 
 
 def final_high_ids_now(
