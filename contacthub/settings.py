@@ -134,6 +134,109 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(
         default=30.0, gt=0, description="Seconds to wait for the SMTP server before giving up."
     )
+    send_rate_limit: str | None = Field(
+        default=None,
+        description="Most messages the SMTP server (or provider) accepts from the hub, e.g. "
+        "`14/s` or `600/min`; enforced across every worker process and machine (in the "
+        "database). Default: no limit.",
+    )
+    send_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Tries of a message that meets temporary failures (SMTP 4xx, timeouts) "
+        "before it is marked failed.",
+    )
+    send_retry_delay: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds before a deferred message is tried again; doubled after each "
+        "try, with jitter.",
+    )
+    schedule_grace: float = Field(
+        default=900.0,
+        ge=0,
+        description="Seconds a scheduled send may start late (e.g. the hub was down); a "
+        "schedule missed by more waits for confirmation instead of firing late.",
+    )
+    bounce_domain: str | None = Field(
+        default=None,
+        description="Domain of the per-delivery return path (VERP), e.g. `bounces.example.com`:"
+        " bounces come back to `bounces+<delivery>@` it. Default: no VERP; the return path is "
+        "the sender's address.",
+    )
+    bounce_imap_host: str | None = Field(
+        default=None,
+        description="IMAP server of the bounce mailbox the hub polls for DSNs. Default: none.",
+    )
+    bounce_imap_port: int = Field(
+        default=993, ge=1, le=65535, description="Port of the bounce mailbox's IMAP server."
+    )
+    bounce_imap_tls: Literal["none", "starttls", "ssl"] = Field(
+        default="ssl",
+        description="Transport security of the IMAP connection: `ssl` (port 993), `starttls` "
+        "or `none` (a local server only).",
+    )
+    bounce_imap_username: str | None = Field(default=None, description="IMAP user name.")
+    bounce_imap_password: SecretStr | None = Field(default=None, description="IMAP password.")
+    bounce_imap_folder: str = Field(
+        default="INBOX", description="Mailbox folder the DSNs arrive in."
+    )
+    bounce_imap_interval: float = Field(
+        default=60.0, gt=0, description="Seconds between two polls of the bounce mailbox."
+    )
+    bounce_smtp_host: str = Field(
+        default="127.0.0.1",
+        description="Address `contacthub bounces serve` (the SMTP listener for the bounce "
+        "domain) binds.",
+    )
+    bounce_smtp_port: int = Field(
+        default=2525, ge=1, le=65535, description="Port `contacthub bounces serve` listens on."
+    )
+    soft_bounce_limit: int = Field(
+        default=3,
+        ge=1,
+        description="Soft bounces of one address within `soft_bounce_window_days` that "
+        "suppress it.",
+    )
+    soft_bounce_window_days: int = Field(
+        default=30, ge=1, description="Days over which soft bounces are counted."
+    )
+    ses_topic_arns: list[str] = Field(
+        default_factory=list,
+        description="Amazon SNS topic ARNs whose notifications (SES bounces, complaints, "
+        "deliveries) are accepted; others are refused. Empty: SES webhooks are off.",
+    )
+    sns_certificate_hosts: str = Field(
+        default=r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$",
+        description="Regular expression the host of an SNS message's `SigningCertURL` must "
+        "match (https only); the certificate is fetched from there and cached.",
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None,
+        description="SendGrid's Event Webhook verification key (base64 ECDSA public key). "
+        "Unset: SendGrid webhooks are off.",
+    )
+    postmark_webhook_username: str | None = Field(
+        default=None, description="User name of the HTTP basic auth Postmark's webhooks carry."
+    )
+    postmark_webhook_password: SecretStr | None = Field(
+        default=None,
+        description="Password of that basic auth. Unset: Postmark webhooks are off.",
+    )
+    mailgun_webhook_signing_key: SecretStr | None = Field(
+        default=None,
+        description="Mailgun's HTTP webhook signing key. Unset: Mailgun webhooks are off.",
+    )
+    webhook_max_age: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds a signed provider webhook's timestamp may be old (replay window).",
+    )
+    unconfirmed_subscriber_hours: float = Field(
+        default=168.0,
+        gt=0,
+        description="Hours a double opt-in subscription may stay unconfirmed before it is deleted.",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses or CIDR ranges of the reverse proxies in front of the hub, e.g. "

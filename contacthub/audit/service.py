@@ -66,6 +66,8 @@ ACTIONS = frozenset(
         "group.members_removed",
         "group.rebuilt",
         "group.exported",
+        "suppression.added",
+        "suppression.lifted",
     }
 )
 

@@ -39,6 +39,8 @@ from typing import TypeGuard
 _DOMAIN = b"contacthub-email-v1"
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _HASH_LENGTH = 64  # hex digits of a SHA-256 digest
+_DELIVERY_DOMAIN = b"contacthub-delivery-v1"
+_DELIVERY_TAG_LENGTH = 16  # hex digits: 64 bits, short enough for an address's local part
 
 
 class Purpose(StrEnum):
@@ -127,6 +129,29 @@ class LinkSigner:
                 if hmac.compare_digest(expected, given):
                     return True
         return False
+
+    def sign_delivery(self, delivery_id: int) -> str:
+        """A short tag (16 hex digits) proving that the hub made a reference to this delivery.
+
+        It goes into the per-delivery return path (VERP) and provider headers, so that a forged
+        bounce cannot suppress an address or count against an issue (bounces/verp.py).
+        """
+        return self._delivery_digest(self._keys[0], delivery_id)
+
+    def verify_delivery(self, delivery_id: int, tag: str) -> bool:
+        """True when `tag` was made for this delivery with any of the secrets."""
+        if not isinstance(tag, str) or len(tag) != _DELIVERY_TAG_LENGTH or not tag.isascii():
+            return False
+        given = tag.lower().encode("ascii")
+        return any(
+            hmac.compare_digest(self._delivery_digest(key, delivery_id).encode("ascii"), given)
+            for key in self._keys
+        )
+
+    @staticmethod
+    def _delivery_digest(key: bytes, delivery_id: int) -> str:
+        message = b"\0".join((_DELIVERY_DOMAIN, str(delivery_id).encode("ascii")))
+        return hmac.digest(key, message, "sha256").hex()[:_DELIVERY_TAG_LENGTH]
 
     @staticmethod
     def _digest(key: bytes, purpose: Purpose, guid: str, email: str) -> str:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -150,6 +151,10 @@ class ConsentAgreement(Base):
     revision_id: Mapped[int] = mapped_column(ForeignKey("consent_revisions.id"))
     agreed: Mapped[bool] = mapped_column(Boolean)
     channel_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id", ondelete="SET NULL"))
+    # Evidence of how the agreement was given, where known (double opt-in confirmations).
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    evidence: Mapped[str | None] = mapped_column(Text)  # JSON: what was confirmed, and how
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -204,6 +209,16 @@ class Newsletter(Base):
     sender_name: Mapped[str] = mapped_column(String(200))
     sender_email: Mapped[str] = mapped_column(String(254))
     base_url: Mapped[str] = mapped_column(String(500))
+    # Double opt-in: a subscription made through the public form or API stays `unconfirmed`
+    # until the link of the confirmation email is followed (subscriptions/optin.py).
+    double_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The newsletter's consent: a confirmation is stored as an agreement to it (legal evidence).
+    consent_id: Mapped[int | None] = mapped_column(ForeignKey("consents.id", ondelete="SET NULL"))
+    # Consent-gated tracking: when set, opens and clicks are tracked per person only for
+    # subscribers whose contact agreed to this consent; the others get no pixel, aggregate links.
+    tracking_consent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("consents.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -220,8 +235,16 @@ class Subscriber(Base):
     email: Mapped[str] = mapped_column(String(254))
     first_name: Mapped[str | None] = mapped_column(String(100))
     last_name: Mapped[str | None] = mapped_column(String(100))
+    # subscribed, unsubscribed, or unconfirmed (double opt-in: never mailed but the confirmation)
     status: Mapped[str] = mapped_column(String(20), default="subscribed")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Double opt-in: when the confirmation email went out and when its link was followed; the
+    # agreement it stored (consent, revision shown, time, IP, user agent).
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmation_agreement_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("consent_agreements.id", ondelete="SET NULL")
+    )
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The issue whose unsubscribe link was used, for per-issue statistics.
     unsubscribed_issue_id: Mapped[int | None] = mapped_column(
@@ -249,6 +272,9 @@ class EmailIssue(Base):
     # The group's name, set with group_id: when group_id is NULL but this is set, the group was
     # deleted, and the issue must never be sent again (it would go to every subscriber).
     group_name: Mapped[str | None] = mapped_column(String(100))
+    # Scheduled sending (email/schedule.py): when, and who scheduled it (the audit log's actor).
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scheduled_by: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -281,6 +307,10 @@ class Delivery(Base):
     status: Mapped[str] = mapped_column(String(20), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # A deferred delivery (temporary failure) is not tried again before this time (backoff).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # False: the copy went out without per-person tracking (consent-gated tracking).
+    tracked: Mapped[bool] = mapped_column(Boolean, default=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
@@ -518,3 +548,86 @@ class GroupMembershipState(Base):
     last_email_open_id: Mapped[int] = mapped_column(BigInteger, default=0)
     last_email_click_id: Mapped[int] = mapped_column(BigInteger, default=0)
     evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Suppression(Base):
+    """An address nothing is sent to, across all newsletters, with why and the evidence.
+
+    `reason`: hard_bounce, complaint, soft_bounces (repeated soft bounces) or manual. `email` is
+    stored lower-cased. Lifting a suppression deletes the row (the audit log keeps it).
+    """
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    reason: Mapped[str] = mapped_column(String(20))
+    evidence: Mapped[str] = mapped_column(Text, default="")
+    # Where it came from: imap, smtp, ses, sendgrid, postmark, mailgun, admin, api, cli.
+    source: Mapped[str] = mapped_column(String(20))
+    delivery_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("deliveries.id", ondelete="SET NULL")
+    )
+    created_by: Mapped[str | None] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeliveryEvent(Base):
+    """What happened to a delivery after it left: a bounce (hard, soft), a complaint, delivered.
+
+    Written by the feedback processor (bounces/processor.py) from DSNs and provider webhooks.
+    `(source, event_id)` is unique: a replayed DSN or webhook is recognised and not counted again.
+    """
+
+    __tablename__ = "delivery_events"
+    __table_args__ = (
+        UniqueConstraint("source", "event_id"),
+        Index(None, "delivery_id"),
+        Index(None, "issue_id", "kind"),
+        Index(None, "email", "kind", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("deliveries.id", ondelete="CASCADE")
+    )
+    issue_id: Mapped[int] = mapped_column(ForeignKey("email_issues.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(254))
+    kind: Mapped[str] = mapped_column(String(20))  # hard_bounce, soft_bounce, complaint, delivered
+    status_code: Mapped[str | None] = mapped_column(String(20))  # e.g. 5.1.1
+    diagnostic: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(20))  # imap, smtp, ses, sendgrid, postmark, mailgun
+    event_id: Mapped[str] = mapped_column(String(200))
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FeedbackRejection(Base):
+    """A DSN or provider webhook call that was refused or could not be used, and why.
+
+    Counted and listed in the admin, so that nothing is dropped silently (bad signatures,
+    malformed reports, unknown deliveries).
+    """
+
+    __tablename__ = "feedback_rejections"
+    __table_args__ = (Index(None, "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(50))
+    detail: Mapped[str] = mapped_column(Text, default="")  # cut to 2,000 characters
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SendRateBucket(Base):
+    """A token bucket of the send-rate limit of one SMTP server or provider (`name`).
+
+    Kept in the database so that the limit holds across worker processes and machines
+    (email/ratelimit.py). `updated_at` is Unix time in seconds.
+    """
+
+    __tablename__ = "send_rate_buckets"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,1 @@
+"""Feedback about sent email: bounces (DSNs by IMAP or SMTP), provider webhooks, complaints."""

@@ -1,0 +1,1 @@
+"""The suppression list: addresses nothing is sent to, across all newsletters."""
