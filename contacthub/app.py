@@ -157,6 +157,20 @@ def keep_groups_live(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, N
     )
 
 
+def keep_retrying_deferred(
+    hub: Hub, sends: background.SendRegistry, stopping: asyncio.Event
+) -> Coroutine[Any, Any, None]:
+    """Resume the issues whose deferred messages are due for their next try (temporary SMTP
+    failures, backed off), every `background.retry_interval` seconds."""
+    return run_every(
+        background.retry_interval(hub.settings),
+        stopping,
+        lambda: background.retry_due(hub, sends, stopping.is_set),
+        # Deferred messages wait in the store: the next run sends them.
+        "Retrying deferred messages failed; retrying later.",
+    )
+
+
 def admin_aware(handler: ExceptionHandler) -> ExceptionHandler:
     """Errors under /admin answer an HTML page; everywhere else, `handler`'s JSON."""
 
@@ -184,6 +198,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         jobs = [
             asyncio.create_task(keep_rollups_fresh(hub, stopping)),
             asyncio.create_task(keep_groups_live(hub, stopping)),
+            asyncio.create_task(keep_retrying_deferred(hub, sends, stopping)),
         ]
         freeze_startup_objects()
         try:

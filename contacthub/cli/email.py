@@ -357,16 +357,16 @@ def issue_send(
         with database.read() as session:
             # Refuse a bad GUID, or an issue whose group is gone, before drawing a progress bar.
             service.refuse_if_group_deleted(service.get_issue(session, issue))
-        with sending.smtp_mailer(settings) as mailer, _progress() as bar:
+        with _progress() as bar:
             task = bar.add_task("Sending", total=None)
 
             def advance(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            report = sending.send_issue(
+            report = sending.send_with_settings(
                 database,
+                settings,
                 issue,
-                mailer,
                 signer=signer,
                 progress=advance,
                 chunk_size=chunk_size,

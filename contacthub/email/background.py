@@ -12,6 +12,11 @@ run of an issue while one runs in the same process (Conflict `issue_sending`). R
 processes at once are not refused, and need not be: `send_issue` claims each delivery for one
 run only, so nobody gets the issue twice.
 
+The hub's retry job (`retry_due`, every `retry_interval` seconds) resumes the issues being sent
+that have deferred messages due for their next try, as runs of the same registry: their page
+shows the progress, and nobody clicking "Resume sending" meanwhile starts a second run. Every
+hub process runs the job; each delivery is claimed by one run, so two processes are safe.
+
 `SendRegistry.stop_all` asks the runs to stop after the message each is sending and waits for
 them: what was sent is recorded, the rest goes back to pending, and sending the issue again
 resumes. Threads are not daemons, so a process that exits without calling it waits for its runs.
@@ -29,15 +34,17 @@ from datetime import datetime
 
 from starlette.requests import Request
 
-from contacthub.email import sending, service
+from contacthub.email import repository, sending, service
 from contacthub.email.sending import SendReport
 from contacthub.errors import Conflict
 from contacthub.hub import Hub
 from contacthub.identifiers import parse_guid
+from contacthub.settings import Settings
 from contacthub.storage.types import utcnow
 
 logger = logging.getLogger(__name__)
 STATE_ATTRIBUTE = "email_sends"
+RETRY_ACTOR = "the hub (deferred messages due)"  # who the issue page says started a retry run
 
 
 class StopSending(Exception):
@@ -112,6 +119,10 @@ class SendRegistry:
         )
         run.thread.start()
 
+    def run_here(self, run: SendRun, work: Work) -> None:
+        """Run `work` for a reserved run in the calling thread (the hub's jobs)."""
+        self._run(run, work)
+
     @staticmethod
     def _run(run: SendRun, work: Work) -> None:
         try:
@@ -179,16 +190,54 @@ async def start_send(
     run = registry.begin(guid, actor)
 
     def work(run: SendRun) -> SendReport:
-        with sending.smtp_mailer(hub.settings) as mailer:
-            return sending.send_issue(
-                hub.database,
-                str(guid),
-                mailer,
-                signer=hub.link_signer,
-                progress=run.progress,
-                retry_in_doubt=retry_in_doubt,
-                actor=actor,
-            )
+        return sending.send_with_settings(
+            hub.database,
+            hub.settings,
+            str(guid),
+            signer=hub.link_signer,
+            progress=run.progress,
+            retry_in_doubt=retry_in_doubt,
+            actor=actor,
+        )
 
     registry.launch(run, work)
     return run
+
+
+def retry_interval(settings: Settings) -> float:
+    """Seconds between two runs of the retry job: the first retry delay, at most a minute."""
+    return max(1.0, min(settings.send_retry_delay, 60.0))
+
+
+def retry_due(hub: Hub, registry: SendRegistry, stopping: Callable[[], bool]) -> int:
+    """Resume every `sending` issue that has a deferred delivery due (the hub's retry job).
+
+    Runs in the job's thread, one issue after the other; an issue this process is sending
+    already is left to that run. `stopping()` true ends the current run after its message
+    (the rest is resumed later). Returns the number of issues resumed.
+    """
+    settings = hub.settings
+    with hub.database.read() as session:
+        due = repository.issues_with_due_retries(session, utcnow(), settings.send_max_attempts)
+    resumed = 0
+    for guid in due:
+        if stopping():
+            break
+        try:
+            run = registry.begin(guid, RETRY_ACTOR)
+        except Conflict:
+            continue  # being sent by this process right now
+
+        def progress(handled: int, to_send: int, run: SendRun = run) -> None:
+            if stopping():
+                run.stop.set()
+            run.progress(handled, to_send)
+
+        def work(run: SendRun, guid: uuid.UUID = guid) -> SendReport:
+            return sending.send_with_settings(
+                hub.database, settings, str(guid), signer=hub.link_signer, progress=progress
+            )
+
+        registry.run_here(run, work)
+        resumed += 1
+    return resumed

@@ -9,9 +9,22 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from contacthub.storage.models import (
     Contact,
@@ -21,6 +34,7 @@ from contacthub.storage.models import (
     IssueLink,
     Newsletter,
     Subscriber,
+    Suppression,
 )
 
 SUBSCRIBED = "subscribed"
@@ -31,11 +45,15 @@ UNSUBSCRIBED = "unsubscribed"
 PENDING = "pending"
 SENDING = "sending"
 SENT = "sent"
-DEFERRED = "deferred"  # a temporary failure: the next `issue send` tries again
+# A temporary failure: tried again once `next_attempt_at` has come (by a run, or the hub's job).
+DEFERRED = "deferred"
 FAILED = "failed"  # a permanent failure, or a temporary one that ran out of attempts
-SKIPPED = "skipped"  # the subscriber unsubscribed (or left the group) before it went out
+# The subscriber unsubscribed (or left the group) before it went out, or the address is
+# suppressed (`error` is then "suppressed: <reason>").
+SKIPPED = "skipped"
 UNSUBSCRIBED_REASON = "unsubscribed before sending"
 LEFT_GROUP_REASON = "left the group before sending"
+SUPPRESSED_PREFIX = "suppressed: "
 DELIVERY_STATES = (PENDING, SENDING, SENT, DEFERRED, FAILED, SKIPPED)
 
 
@@ -168,9 +186,24 @@ class ClaimedDelivery:
     attempts: int
 
 
-def _sendable(max_attempts: int) -> ColumnElement[bool]:
-    return (Delivery.status == PENDING) | and_(
-        Delivery.status == DEFERRED, Delivery.attempts < max_attempts
+def not_suppressed(email: InstrumentedAttribute[str]) -> ColumnElement[bool]:
+    """The suppression list's own rule (`suppressions.service.not_suppressed`), imported when
+    used: that module uses email/service.py, which uses this one."""
+    from contacthub.suppressions.service import not_suppressed as rule
+
+    return rule(email)
+
+
+def _sendable(max_attempts: int, now: datetime) -> ColumnElement[bool]:
+    """Pending, or deferred with attempts left and its next try due; never to a suppressed
+    address (the rule is part of every claim, so a suppression made mid-run holds at once)."""
+    due = or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)
+    return and_(
+        or_(
+            Delivery.status == PENDING,
+            and_(Delivery.status == DEFERRED, Delivery.attempts < max_attempts, due),
+        ),
+        not_suppressed(Delivery.email),
     )
 
 
@@ -192,20 +225,33 @@ def in_audience(issue: EmailIssue) -> ColumnElement[bool]:
 
 
 def create_missing_deliveries(session: Session, issue: EmailIssue) -> int:
-    """A pending delivery for every subscriber in the issue's audience (`in_audience`) without one.
+    """A delivery for every subscriber in the issue's audience (`in_audience`) without one:
+    pending, or skipped ("suppressed: <reason>") when the address is suppressed.
 
     One INSERT … SELECT, so that 100,000 subscribers cost one statement, not 100,000 objects;
-    the group is intersected in the same statement (a semi-join on `group_members`).
+    the group is intersected in the same statement (a semi-join on `group_members`), and the
+    suppression list is joined in it too (by its unique address).
     """
     already = exists().where(Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id)
-    candidates = select(
-        literal(issue.id), Subscriber.id, Subscriber.email, literal(PENDING), literal(0)
-    ).where(in_audience(issue), ~already)
+    suppressed = Suppression.id.is_not(None)
+    candidates = (
+        select(
+            literal(issue.id),
+            Subscriber.id,
+            Subscriber.email,
+            case((suppressed, literal(SKIPPED)), else_=literal(PENDING)),
+            case((suppressed, literal(SUPPRESSED_PREFIX) + Suppression.reason), else_=null()),
+            literal(0),
+        )
+        .select_from(Subscriber)
+        .outerjoin(Suppression, Suppression.email == Subscriber.email)
+        .where(in_audience(issue), ~already)
+    )
     count = select(func.count()).where(Delivery.issue_id == issue.id)
     before = session.scalar(count) or 0
     session.execute(
         insert(Delivery).from_select(
-            ["issue_id", "subscriber_id", "email", "status", "attempts"], candidates
+            ["issue_id", "subscriber_id", "email", "status", "error", "attempts"], candidates
         )
     )
     # Counted, not read from rowcount: psycopg does not always report it for INSERT … SELECT.
@@ -226,6 +272,104 @@ def skip_unsubscribed_deliveries(session: Session, issue_id: int) -> int:
     """Mark the issue's unsent deliveries to subscribers who have since unsubscribed as skipped."""
     gone = exists().where(Subscriber.id == Delivery.subscriber_id, Subscriber.status != SUBSCRIBED)
     return _skip(session, issue_id, gone, UNSUBSCRIBED_REASON)
+
+
+def skip_suppressed_deliveries(session: Session, issue_id: int) -> int:
+    """Mark the issue's unsent deliveries to addresses suppressed since they were made as
+    skipped, with the suppression's reason ("suppressed: hard_bounce")."""
+    reason = (
+        select(literal(SUPPRESSED_PREFIX) + Suppression.reason)
+        .where(Suppression.email == Delivery.email)
+        .scalar_subquery()
+    )
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.issue_id == issue_id,
+            Delivery.status.in_((PENDING, DEFERRED)),
+            ~not_suppressed(Delivery.email),
+        )
+        .values(status=SKIPPED, error=reason, next_attempt_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+
+def suppressed_counts(session: Session, issue_id: int) -> dict[str, int]:
+    """The issue's deliveries skipped because their address is suppressed, per reason."""
+    rows = session.execute(
+        select(Delivery.error, func.count())
+        .where(
+            Delivery.issue_id == issue_id,
+            Delivery.status == SKIPPED,
+            Delivery.error.startswith(SUPPRESSED_PREFIX, autoescape=True),
+        )
+        .group_by(Delivery.error)
+    )
+    return {str(error).removeprefix(SUPPRESSED_PREFIX): count for error, count in rows.all()}
+
+
+def skipped_counts(session: Session, issue_id: int) -> dict[str, int]:
+    """The issue's skipped deliveries per reason (the `error` they were skipped with)."""
+    rows = session.execute(
+        select(Delivery.error, func.count())
+        .where(Delivery.issue_id == issue_id, Delivery.status == SKIPPED)
+        .group_by(Delivery.error)
+    )
+    return {str(error or "skipped"): count for error, count in rows.all()}
+
+
+def fail_exhausted(session: Session, issue_id: int, max_attempts: int) -> int:
+    """Mark deferred deliveries that have no attempt left (the limit was lowered) failed;
+    they keep their last reason."""
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.issue_id == issue_id,
+            Delivery.status == DEFERRED,
+            Delivery.attempts >= max_attempts,
+        )
+        .values(status=FAILED, next_attempt_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+
+def next_deferred(session: Session, issue_id: int) -> tuple[int, datetime | None]:
+    """(deferred deliveries of the issue, the earliest time one of them is tried again)."""
+    row = session.execute(
+        select(func.count(), func.min(Delivery.next_attempt_at)).where(
+            Delivery.issue_id == issue_id, Delivery.status == DEFERRED
+        )
+    ).one()
+    return int(row[0] or 0), row[1]
+
+
+def deferred_of(session: Session, issue_id: int, *, limit: int) -> Sequence[Delivery]:
+    """The issue's deferred deliveries, the next to be tried first."""
+    return session.scalars(
+        select(Delivery)
+        .where(Delivery.issue_id == issue_id, Delivery.status == DEFERRED)
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+    ).all()
+
+
+def issues_with_due_retries(session: Session, now: datetime, max_attempts: int) -> list[uuid.UUID]:
+    """Issues being sent (`sending`) that have a deferred delivery due for its next try."""
+    due = exists().where(
+        Delivery.issue_id == EmailIssue.id,
+        Delivery.status == DEFERRED,
+        Delivery.attempts < max_attempts,
+        or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+    )
+    return list(
+        session.scalars(
+            select(EmailIssue.guid)
+            .where(EmailIssue.status == "sending", due)
+            .order_by(EmailIssue.id)
+        )
+    )
 
 
 def skip_non_member_deliveries(session: Session, issue: EmailIssue) -> int:
@@ -263,11 +407,17 @@ def audience_count(session: Session, issue: EmailIssue) -> int:
 
 
 def next_sendable_ids(
-    session: Session, issue_id: int, *, after_id: int, limit: int, max_attempts: int
+    session: Session,
+    issue_id: int,
+    *,
+    after_id: int,
+    limit: int,
+    max_attempts: int,
+    now: datetime,
 ) -> list[int]:
-    """The next deliveries (by id, above `after_id`) that may be sent: pending, or deferred
-    with attempts left."""
-    sendable = _sendable(max_attempts)
+    """The next deliveries (by id, above `after_id`) that may be sent now: pending, or
+    deferred with attempts left and due; not to suppressed addresses."""
+    sendable = _sendable(max_attempts, now)
     return list(
         session.scalars(
             select(Delivery.id)
@@ -278,21 +428,27 @@ def next_sendable_ids(
     )
 
 
-def sendable_count(session: Session, issue_id: int, max_attempts: int) -> int:
-    """Deliveries a send run would try now: pending, or deferred with attempts left."""
-    sendable = _sendable(max_attempts)
+def sendable_count(session: Session, issue_id: int, max_attempts: int, now: datetime) -> int:
+    """Deliveries a send run would try now: pending, or deferred with attempts left and due."""
+    sendable = _sendable(max_attempts, now)
     query = select(func.count()).where(Delivery.issue_id == issue_id, sendable)
     return session.scalar(query) or 0
 
 
 def unskip_returned(session: Session, issue: EmailIssue) -> int:
     """Make skipped deliveries pending again where the subscriber is back in the issue's
-    audience: subscribed again and, for a group's issue, a member again."""
+    audience (subscribed again and, for a group's issue, a member again) and the address is
+    not suppressed (any more: its suppression was lifted)."""
     back = exists().where(Subscriber.id == Delivery.subscriber_id, in_audience(issue))
     result = session.execute(
         update(Delivery)
-        .where(Delivery.issue_id == issue.id, Delivery.status == SKIPPED, back)
-        .values(status=PENDING, error=None)
+        .where(
+            Delivery.issue_id == issue.id,
+            Delivery.status == SKIPPED,
+            back,
+            not_suppressed(Delivery.email),
+        )
+        .values(status=PENDING, error=None, next_attempt_at=None)
         .execution_options(synchronize_session=False)
     )
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
@@ -310,9 +466,10 @@ def reset_in_doubt(session: Session, issue_id: int) -> int:
 
 
 def claim_deliveries(
-    session: Session, ids: Collection[int], max_attempts: int
+    session: Session, ids: Collection[int], max_attempts: int, now: datetime
 ) -> list[ClaimedDelivery]:
-    """Mark these deliveries `sending` and count the attempt, if they are still sendable.
+    """Mark these deliveries `sending` and count the attempt, if they are still sendable (and
+    not suppressed meanwhile: `_sendable`).
 
     The UPDATE re-checks the status, and RETURNING answers only the rows this transaction changed:
     two senders running at once (SQLite serialises them; PostgreSQL re-evaluates the condition
@@ -320,7 +477,7 @@ def claim_deliveries(
     """
     if not ids:
         return []
-    sendable = _sendable(max_attempts)
+    sendable = _sendable(max_attempts, now)
     claimed = session.execute(
         update(Delivery)
         .where(Delivery.id.in_(ids), sendable)

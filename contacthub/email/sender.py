@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.errors import MessageError
 from email.headerregistry import Address
@@ -47,8 +48,12 @@ class MailerUnavailable(SendError):
 class Mailer(Protocol):
     """Something that sends email messages."""
 
-    def send(self, message: EmailMessage) -> None:
-        """Send one message, or raise `SendError`."""
+    def send(self, message: EmailMessage, *, envelope_from: str | None = None) -> None:
+        """Send one message, or raise `SendError`.
+
+        `envelope_from` is the envelope sender (SMTP MAIL FROM, the Return-Path the receiver
+        writes, where bounces go); None: the message's From address.
+        """
         ...
 
 
@@ -57,19 +62,24 @@ class MemoryMailer:
 
     def __init__(self) -> None:
         self.sent: list[EmailMessage] = []
+        self.envelope_froms: list[str | None] = []
 
-    def send(self, message: EmailMessage) -> None:
-        """Keep the message."""
+    def send(self, message: EmailMessage, *, envelope_from: str | None = None) -> None:
+        """Keep the message and its envelope sender."""
         self.sent.append(message)
+        self.envelope_froms.append(envelope_from)
 
 
 # --- Building messages -----------------------------------------------------------------------
 
-_UNFOLDED_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+# The providers' metadata headers carry JSON that their parsers may not unfold: kept whole too.
+_UNFOLDED_HEADERS = frozenset(
+    {"list-unsubscribe", "list-unsubscribe-post", "x-smtpapi", "x-mailgun-variables"}
+)
 
 
 class _MailPolicy(EmailPolicy):
-    """The SMTP policy, but List-Unsubscribe headers are written as they are.
+    """The SMTP policy, but List-Unsubscribe and the JSON metadata headers are written whole.
 
     The standard policy folds a header at 78 characters and, to do so, turns a long URL with no
     space in it into RFC 2047 encoded words, which no mail client reads as a URL any more. RFC
@@ -114,11 +124,14 @@ def build_message(
     *,
     message_id: str | None = None,
     date: datetime | None = None,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> EmailMessage:
     """A multipart/alternative message (plain text, then HTML) for one recipient.
 
     From carries the sender's display name, To the recipient's names when known. Message-ID is
-    made in the sender's domain unless given. ValueError when an address cannot be used.
+    made in the sender's domain unless given. `extra_headers` are added after the rendered
+    ones (the delivery's references, `sending.delivery_headers`). ValueError when an address
+    cannot be used.
     """
     message = EmailMessage(policy=MAIL_POLICY)
     try:
@@ -133,6 +146,8 @@ def build_message(
     domain = sender_email.strip().rpartition("@")[2] or None
     message["Message-ID"] = message_id or make_msgid(domain=domain)
     for name, value in rendered.headers.items():
+        message[name] = value
+    for name, value in (extra_headers or {}).items():
         message[name] = value
     message.set_content(rendered.text, cte=_transfer_encoding(rendered.text))
     message.add_alternative(rendered.html, subtype="html", cte=_transfer_encoding(rendered.html))
@@ -236,13 +251,16 @@ class SmtpMailer:
         self.connections_opened += 1
         return connection
 
-    def send(self, message: EmailMessage) -> None:
-        """Send one message; `SendError` (or `MailerUnavailable`) when it was not accepted."""
+    def send(self, message: EmailMessage, *, envelope_from: str | None = None) -> None:
+        """Send one message; `SendError` (or `MailerUnavailable`) when it was not accepted.
+
+        `envelope_from` goes in MAIL FROM (the VERP return path); None: the From address.
+        """
         for attempt in (1, 2):
             if self._connection is None:
                 self._connection = self._connect()
             try:
-                refused = self._connection.send_message(message)
+                refused = self._connection.send_message(message, from_addr=envelope_from)
             except (smtplib.SMTPServerDisconnected, ConnectionError) as error:
                 # The server dropped us, most often after an idle timeout, before it accepted
                 # the message: reconnect and try once more.

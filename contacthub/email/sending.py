@@ -9,13 +9,30 @@ A run:
    part of the same INSERT … SELECT (`group_members`, kept live by groups/membership.py), and
    is taken again by every later run, so a contact who joined the group (and subscribed) since
    gets it, and the unsent deliveries of those who left it are `skipped` ("left the group
-   before sending"; un-skipped if they come back before the issue is sent to them);
-2. then, chunk by chunk: claims the next deliveries (pending, or deferred with attempts left) by
-   marking them `sending` and commits; renders and sends each copy with no transaction open
-   (SMTP is slow; on SQLite an open write transaction would block every other writer); records
-   each result, `sent` (with the time the server accepted it), `deferred` (a temporary failure,
-   tried again by the next run, up to `max_attempts`) or `failed` (a permanent one), and commits;
-3. marks the issue `sent` once no delivery is left to send.
+   before sending"; un-skipped if they come back before the issue is sent to them).
+   Deliveries to suppressed addresses (suppressions/service.py) are made `skipped` with
+   "suppressed: <reason>" in the same INSERT … SELECT, or skipped when the address was
+   suppressed since (and un-skipped when the suppression was lifted before it went out);
+2. then, chunk by chunk: claims the next deliveries (pending, or deferred whose next try is
+   due) by marking them `sending` and commits; the claim's UPDATE re-checks the suppression list,
+   so an address suppressed mid-run gets nothing. With a send-rate limit (email/ratelimit.py)
+   the same short transaction takes a token per claimed delivery, and the run sleeps when the
+   bucket is empty. Then it renders and sends each copy with no transaction open (SMTP is slow;
+   on SQLite an open write transaction would block every other writer), and records each
+   result, `sent` (with the time the server accepted it), `deferred` (a temporary failure: SMTP
+   4xx, a timeout, a dropped connection) or `failed` (a permanent one), and commits;
+3. marks the issue `sent` once no delivery is left to send: while deferred ones wait for their
+   next try the issue stays `sending`.
+
+Temporary failures. A deferred delivery is tried again after `retry_delay × 2^(attempts − 1)`
+seconds, ±20 % jitter (so that a server's many deferrals do not all come back at once), by the
+next run or by the hub's retry job (`retry_due`), up to `max_attempts` tries; then it is
+`failed` with the last reason. The report lists the deferred recipients with their next try.
+
+Every copy names its delivery: `X-Contacthub-Delivery: <id>-<tag>` and the metadata headers of
+the providers whose webhooks echo them (`delivery_headers`), and, with a bounce domain, the
+envelope sender is the delivery's VERP address `bounces+<id>-<tag>@<bounce domain>`
+(bounces/verp.py), so that a bounce or a provider's event finds its delivery.
 
 At most once. A delivery is marked `sent` only after the SMTP server accepted the message, in a
 commit after the SMTP exchange. If the process dies between the two, the deliveries of that
@@ -34,8 +51,11 @@ unit of work of step 1, which moves the issue to `sending`.
 
 from __future__ import annotations
 
+import json
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -43,9 +63,18 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from contacthub.audit import service as audit
-from contacthub.email import compose, repository, service
+from contacthub.bounces import verp
+from contacthub.email import compose, ratelimit, repository, service
 from contacthub.email.hashing import LinkSigner
-from contacthub.email.repository import DEFERRED, FAILED, PENDING, SENDING, SENT, ClaimedDelivery
+from contacthub.email.ratelimit import RateLimiter
+from contacthub.email.repository import (
+    DEFERRED,
+    FAILED,
+    PENDING,
+    SENDING,
+    SENT,
+    ClaimedDelivery,
+)
 from contacthub.email.sender import (
     Mailer,
     MailerUnavailable,
@@ -59,11 +88,56 @@ from contacthub.storage.models import Delivery, EmailIssue, Newsletter
 from contacthub.storage.types import utcnow
 
 DEFAULT_CHUNK_SIZE = 100
-MAX_ATTEMPTS = 3
 MAX_REPORTED_FAILURES = 10_000
+RETRY_JITTER = 0.2  # a deferred delivery's delay is stretched or shrunk by up to 20 %
 
 Progress = Callable[[int, int], None]
 """Called with (messages handled in this run, messages this run has to handle)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendPolicy:
+    """How a run retries temporary failures and which envelope its copies carry.
+
+    The settings' values (`policy_of`): `send_max_attempts`, `send_retry_delay`,
+    `bounce_domain`.
+    """
+
+    max_attempts: int = 5
+    retry_delay: float = 60.0
+    bounce_domain: str | None = None
+
+    def next_attempt_at(
+        self, attempts: int, now: datetime, jitter: Callable[[], float] = random.random
+    ) -> datetime:
+        """When a delivery deferred after its `attempts`-th try is tried again."""
+        delay = self.retry_delay * 2 ** max(0, attempts - 1)
+        delay *= 1 + RETRY_JITTER * (2 * jitter() - 1)
+        return now + timedelta(seconds=delay)
+
+
+def policy_of(settings: Settings) -> SendPolicy:
+    """The send policy the settings describe."""
+    return SendPolicy(
+        max_attempts=settings.send_max_attempts,
+        retry_delay=settings.send_retry_delay,
+        bounce_domain=settings.bounce_domain or None,
+    )
+
+
+def delivery_headers(token: str) -> dict[str, str]:
+    """The headers that tie a copy to its delivery (`token`: `verp.delivery_token`).
+
+    Ours, and the metadata headers of the providers whose webhooks echo them back: Amazon SES
+    (message tags), SendGrid (unique arguments), Postmark (metadata), Mailgun (variables).
+    """
+    return {
+        verp.HEADER: token,
+        "X-SES-MESSAGE-TAGS": f"contacthub_delivery={token}",
+        "X-SMTPAPI": json.dumps({"unique_args": {"contacthub_delivery": token}}),
+        "X-PM-Metadata-contacthub-delivery": token,
+        "X-Mailgun-Variables": json.dumps({"contacthub_delivery": token}),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +145,9 @@ class Failure:
     """A recipient whose copy did not go out in this run, and why."""
 
     email: str
-    status: str  # deferred (tried again by the next run) or failed
+    status: str  # deferred (tried again at `next_attempt_at`) or failed
     reason: str
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -87,6 +162,10 @@ class SendReport:
     failed: int = 0
     new_deliveries: int = 0
     skipped_unsubscribed: int = 0
+    # Deliveries this run skipped because their address is suppressed, per suppression reason
+    # (hard_bounce, complaint, soft_bounces, manual).
+    skipped_suppressed: int = 0
+    suppressed_reasons: dict[str, int] = field(default_factory=dict)
     # The group the issue is sent to (None: every subscriber); `skipped_left_group` counts the
     # deliveries this run skipped because their contact left it, `not_members` the subscribed
     # subscribers left out because they are not members (and have not had the issue).
@@ -94,6 +173,11 @@ class SendReport:
     skipped_left_group: int = 0
     not_members: int = 0
     in_doubt: int = 0
+    # Deferred deliveries of the issue after the run (this run's and earlier ones), and the
+    # earliest next try among them: the hub's retry job (or the next run) sends them then.
+    waiting_deferred: int = 0
+    next_attempt_at: datetime | None = None
+    rate_limit_wait: float = 0.0  # seconds this run waited for the send-rate limit
     stopped: str | None = None
     failures: list[Failure] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=dict)
@@ -109,16 +193,31 @@ class SendReport:
             "failed": self.failed,
             "new_deliveries": self.new_deliveries,
             "skipped_unsubscribed": self.skipped_unsubscribed,
+            "skipped_suppressed": self.skipped_suppressed,
+            "suppressed_reasons": dict(self.suppressed_reasons),
             "group": self.group,
             "skipped_left_group": self.skipped_left_group,
             "not_members": self.not_members,
             "in_doubt": self.in_doubt,
+            "waiting_deferred": self.waiting_deferred,
+            "next_attempt_at": _iso(self.next_attempt_at),
+            "rate_limit_wait": round(self.rate_limit_wait, 3),
             "stopped": self.stopped,
             "failures": [
-                {"email": f.email, "status": f.status, "reason": f.reason} for f in self.failures
+                {
+                    "email": f.email,
+                    "status": f.status,
+                    "reason": f.reason,
+                    "next_attempt_at": _iso(f.next_attempt_at),
+                }
+                for f in self.failures
             ],
             "totals": dict(self.totals),
         }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +225,7 @@ class _Outcome:
     delivery_id: int
     status: str  # sent, deferred or failed
     reason: str | None = None
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,19 +248,56 @@ def smtp_mailer(settings: Settings) -> SmtpMailer:
     )
 
 
+def rate_limiter_of(database: Database, settings: Settings) -> RateLimiter | None:
+    """The send-rate limiter of the settings' SMTP server (None: no limit set)."""
+    return ratelimit.limiter_for(
+        database, settings.send_rate_limit, settings.smtp_host, settings.smtp_port
+    )
+
+
+def send_with_settings(
+    database: Database,
+    settings: Settings,
+    issue_guid: str,
+    *,
+    signer: LinkSigner,
+    progress: Progress | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    retry_in_doubt: bool = False,
+    actor: str | None = None,
+) -> SendReport:
+    """`send_issue` through the settings' SMTP server, with their retry policy, bounce domain
+    and send-rate limit: what the CLI, the admin, the API and the hub's jobs run."""
+    with smtp_mailer(settings) as mailer:
+        return send_issue(
+            database,
+            issue_guid,
+            mailer,
+            signer=signer,
+            policy=policy_of(settings),
+            rate_limiter=rate_limiter_of(database, settings),
+            progress=progress,
+            chunk_size=chunk_size,
+            retry_in_doubt=retry_in_doubt,
+            actor=actor,
+        )
+
+
 def send_issue(
     database: Database,
     issue_guid: str,
     mailer: Mailer,
     *,
     signer: LinkSigner,
+    policy: SendPolicy = SendPolicy(),
+    rate_limiter: RateLimiter | None = None,
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    max_attempts: int = MAX_ATTEMPTS,
     retry_in_doubt: bool = False,
     actor: str | None = None,
 ) -> SendReport:
     """Send the issue to every subscriber who has not had it yet (see the module docstring)."""
+    max_attempts = policy.max_attempts
     with database.write() as session:
         issue = repository.lock_issue(session, service.get_issue(session, issue_guid).id)
         service.refuse_if_group_deleted(issue)
@@ -169,12 +306,15 @@ def send_issue(
         if retry_in_doubt:
             repository.reset_in_doubt(session, issue.id)
         report.group = service.group_name_of(session, issue)
+        suppressed_before = repository.suppressed_counts(session, issue.id)
         report.new_deliveries = repository.create_missing_deliveries(session, issue)
         repository.unskip_returned(session, issue)
         report.skipped_unsubscribed = repository.skip_unsubscribed_deliveries(session, issue.id)
+        repository.skip_suppressed_deliveries(session, issue.id)
         report.skipped_left_group = repository.skip_non_member_deliveries(session, issue)
+        repository.fail_exhausted(session, issue.id, max_attempts)
         report.not_members = repository.left_out_count(session, issue)
-        report.to_send = repository.sendable_count(session, issue.id, max_attempts)
+        report.to_send = repository.sendable_count(session, issue.id, max_attempts, utcnow())
         issue.status = "sending"
         issue_id = issue.id
         if actor is not None:
@@ -188,28 +328,52 @@ def send_issue(
 
     after_id = 0
     while report.stopped is None:
+        wait = 0.0
         with database.write() as session:
+            now = utcnow()
             ids = repository.next_sendable_ids(
-                session, issue_id, after_id=after_id, limit=chunk_size, max_attempts=max_attempts
+                session,
+                issue_id,
+                after_id=after_id,
+                limit=chunk_size,
+                max_attempts=max_attempts,
+                now=now,
             )
-            claimed = repository.claim_deliveries(session, ids, max_attempts)
+            if ids and rate_limiter is not None:
+                # A token per message, taken in the claim's own transaction (no extra commit).
+                allowed, wait = rate_limiter.take(session, len(ids))
+                ids = ids[:allowed]
+            claimed = repository.claim_deliveries(session, ids, max_attempts, now)
+        if wait and rate_limiter is not None:
+            report.rate_limit_wait += wait
+            rate_limiter.sleep(wait)
+            continue
         if not ids:
             break
         after_id = ids[-1]
-        _send_chunk(
-            database, claimed, prepared, sender, mailer, signer, report, max_attempts, progress
-        )
+        _send_chunk(database, claimed, prepared, sender, mailer, signer, report, policy, progress)
 
     with database.write() as session:
         issue = repository.lock_issue(session, issue_id)
+        # Addresses suppressed during the run were not claimed: say why they got nothing.
+        repository.skip_suppressed_deliveries(session, issue_id)
         counts = repository.delivery_counts(session, issue_id)
-        left = repository.sendable_count(session, issue_id, max_attempts)
-        if left == 0 and counts[SENDING] == 0:
+        if counts[PENDING] == counts[DEFERRED] == counts[SENDING] == 0:
             issue.status = "sent"
             issue.sent_at = issue.sent_at or utcnow()
         report.status = issue.status
         report.in_doubt = counts[SENDING]
         report.totals = counts
+        suppressed_after = repository.suppressed_counts(session, issue_id)
+        report.waiting_deferred, report.next_attempt_at = repository.next_deferred(
+            session, issue_id
+        )
+    report.suppressed_reasons = {
+        reason: count - suppressed_before.get(reason, 0)
+        for reason, count in sorted(suppressed_after.items())
+        if count > suppressed_before.get(reason, 0)
+    }
+    report.skipped_suppressed = sum(report.suppressed_reasons.values())
     return report
 
 
@@ -221,7 +385,7 @@ def _send_chunk(
     mailer: Mailer,
     signer: LinkSigner,
     report: SendReport,
-    max_attempts: int,
+    policy: SendPolicy,
     progress: Progress | None,
 ) -> None:
     """Send the claimed deliveries, then record what happened, whatever stopped the loop.
@@ -234,16 +398,21 @@ def _send_chunk(
     try:
         for recipient in claimed:
             started += 1
+            token = verp.delivery_token(signer, recipient.delivery_id)
+            envelope_from = (
+                verp.return_path(signer, recipient.delivery_id, policy.bounce_domain)
+                if policy.bounce_domain
+                else None
+            )
             try:
-                mailer.send(_message(prepared, sender, recipient, signer))
+                message = _message(prepared, sender, recipient, signer, token)
+                mailer.send(message, envelope_from=envelope_from)
             except MailerUnavailable as error:
                 started -= 1  # not tried: the server was not there
                 report.stopped = error.reason
                 break
             except SendError as error:
-                give_up = error.permanent or recipient.attempts >= max_attempts
-                status = FAILED if give_up else DEFERRED
-                outcome = _Outcome(recipient.delivery_id, status, error.reason)
+                outcome = _failed(recipient, error, policy)
             except ValueError as error:  # an address no message can carry
                 outcome = _Outcome(recipient.delivery_id, FAILED, str(error))
             else:
@@ -256,6 +425,14 @@ def _send_chunk(
         with database.write() as session:
             _record(session, outcomes)
             _release(session, claimed[started:])
+
+
+def _failed(recipient: ClaimedDelivery, error: SendError, policy: SendPolicy) -> _Outcome:
+    """A permanent failure, or the last try: failed; else deferred until its next try."""
+    if error.permanent or recipient.attempts >= policy.max_attempts:
+        return _Outcome(recipient.delivery_id, FAILED, error.reason)
+    next_try = policy.next_attempt_at(recipient.attempts, utcnow())
+    return _Outcome(recipient.delivery_id, DEFERRED, error.reason, next_try)
 
 
 def _prepare(session: Session, issue: EmailIssue) -> tuple[compose.PreparedIssue, _Sender]:
@@ -272,13 +449,24 @@ def _prepare(session: Session, issue: EmailIssue) -> tuple[compose.PreparedIssue
 
 
 def _message(
-    prepared: compose.PreparedIssue, sender: _Sender, recipient: ClaimedDelivery, signer: LinkSigner
+    prepared: compose.PreparedIssue,
+    sender: _Sender,
+    recipient: ClaimedDelivery,
+    signer: LinkSigner,
+    token: str,
 ) -> EmailMessage:
     who = compose.Recipient(recipient.email, recipient.first_name, recipient.last_name)
     rendered = prepared.render(who, signer)
     # One Message-ID per delivery, the same if it is ever sent again (see the module docstring).
     message_id = f"<{prepared.issue.guid}.{recipient.delivery_id}@{sender.domain}>"
-    return build_message(rendered, sender.name, sender.email, who, message_id=message_id)
+    return build_message(
+        rendered,
+        sender.name,
+        sender.email,
+        who,
+        message_id=message_id,
+        extra_headers=delivery_headers(token),
+    )
 
 
 def _count(report: SendReport, outcome: _Outcome, recipient: ClaimedDelivery) -> None:
@@ -290,7 +478,9 @@ def _count(report: SendReport, outcome: _Outcome, recipient: ClaimedDelivery) ->
     else:
         report.failed += 1
     if len(report.failures) < MAX_REPORTED_FAILURES:
-        report.failures.append(Failure(recipient.email, outcome.status, outcome.reason or ""))
+        report.failures.append(
+            Failure(recipient.email, outcome.status, outcome.reason or "", outcome.next_attempt_at)
+        )
 
 
 def _record(session: Session, outcomes: Sequence[_Outcome]) -> None:
@@ -303,6 +493,7 @@ def _record(session: Session, outcomes: Sequence[_Outcome]) -> None:
                 "status": status,
                 "error": o.reason,
                 "sent_at": now if status == SENT else None,
+                "next_attempt_at": o.next_attempt_at,
             }
             for o in outcomes
             if o.status == status
