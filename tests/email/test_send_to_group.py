@@ -28,7 +28,16 @@ from contacthub.users import service as users
 from tests import factories
 from tests.cli.conftest import Cli, cli_on
 from tests.email.smtp_server import SmtpServer, smtp_server
-from tests.email.test_sending import HTML, NEWS, SUBJECT, add, deliveries, make_issue, send
+from tests.email.test_sending import (
+    HTML,
+    NEWS,
+    SUBJECT,
+    add,
+    deliveries,
+    make_deferred_due,
+    make_issue,
+    send,
+)
 from tests.email.ui_support import smtp_settings, wait_for_run
 
 ANNA = "anna@example.com"  # member, subscribed
@@ -408,6 +417,7 @@ def test_a_group_is_not_deleted_while_an_issue_not_sent_yet_targets_it(
     assert "(sending," in refused().message
 
     del smtp.refuse[CARL]
+    make_deferred_due(database, issue)
     assert send(database, settings, issue, smtp.port).status == "sent"
     with database.write() as session:
         groups.delete_group(session, VIP)

@@ -13,20 +13,23 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from sqlalchemy import update
 
 from contacthub.email import compose, repository, sending, service, signing
 from contacthub.email.hashing import Purpose
 from contacthub.email.sender import SmtpMailer
-from contacthub.email.sending import SendReport
+from contacthub.email.sending import SendPolicy, SendReport
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.storage.models import Delivery, EmailIssue
+from contacthub.storage.types import utcnow
 from tests.email.smtp_server import HOST, SmtpServer, smtp_server
 from tests.servers import contacthub_command, free_port
 
@@ -234,19 +237,38 @@ def test_a_refused_recipient_is_recorded_failed_and_the_others_are_sent(
     assert sorted(smtp.recipients()) == ["a@example.com", "b@example.com"]
 
 
-def test_a_temporary_failure_is_retried_by_the_next_run_until_attempts_run_out(
+def make_deferred_due(database: Database, issue: str) -> None:
+    """Move the issue's deferred deliveries' next try into the past (as if time went by)."""
+    with database.write() as session:
+        issue_id = service.get_issue(session, issue).id
+        session.execute(
+            update(Delivery)
+            .where(Delivery.issue_id == issue_id, Delivery.status == "deferred")
+            .values(next_attempt_at=utcnow() - timedelta(seconds=1))
+        )
+
+
+def test_a_temporary_failure_is_retried_once_due_until_attempts_run_out(
     database: Database, settings: Settings, smtp: SmtpServer
 ) -> None:
     issue = make_issue(database, ("a@example.com", "A"), ("busy@example.com", "B"))
     smtp.refuse["busy@example.com"] = "451 4.3.0 Try again later"
+    policy = SendPolicy(max_attempts=3, retry_delay=600)
 
-    first = send(database, settings, issue, smtp.port, max_attempts=3)
+    first = send(database, settings, issue, smtp.port, policy=policy)
     assert (first.sent, first.deferred, first.failed, first.status) == (1, 1, 0, "sending")
     assert deliveries(database, issue)["busy@example.com"][:2] == ("deferred", 1)
 
-    second = send(database, settings, issue, smtp.port, max_attempts=3)
+    # Not before its next try: a run right away leaves it alone.
+    early = send(database, settings, issue, smtp.port, policy=policy)
+    assert (early.to_send, early.deferred, early.waiting_deferred) == (0, 0, 1)
+    assert early.status == "sending"
+
+    make_deferred_due(database, issue)
+    second = send(database, settings, issue, smtp.port, policy=policy)
     assert (second.to_send, second.sent, second.deferred) == (1, 0, 1)
-    third = send(database, settings, issue, smtp.port, max_attempts=3)
+    make_deferred_due(database, issue)
+    third = send(database, settings, issue, smtp.port, policy=policy)
     assert (third.deferred, third.failed, third.status) == (0, 1, "sent")
     status, attempts, error, _ = deliveries(database, issue)["busy@example.com"]
     assert (status, attempts) == ("failed", 3)
@@ -254,7 +276,7 @@ def test_a_temporary_failure_is_retried_by_the_next_run_until_attempts_run_out(
     assert "451" in error
 
     smtp.refuse.clear()
-    fourth = send(database, settings, issue, smtp.port, max_attempts=3)
+    fourth = send(database, settings, issue, smtp.port, policy=policy)
     assert fourth.to_send == 0
     assert smtp.recipients() == ["a@example.com"]
 
@@ -266,6 +288,7 @@ def test_a_deferred_recipient_gets_the_issue_once_the_server_takes_it(
     smtp.refuse["busy@example.com"] = "452 4.2.2 Mailbox full"
     send(database, settings, issue, smtp.port)
     smtp.refuse.clear()
+    make_deferred_due(database, issue)
 
     report = send(database, settings, issue, smtp.port)
 
