@@ -288,6 +288,17 @@ class Settings(BaseSettings):
             raise ValueError("must be the hub's own origin, e.g. https://hub.example.com")
         return origin
 
+    @field_validator("send_rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        # One parser for the limit: the one the limiter uses (email/ratelimit.py).
+        from contacthub.email.ratelimit import parse_rate
+
+        parse_rate(value)  # ValueError says what is wrong
+        return value.strip()
+
     @field_validator("sqlite_synchronous", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:

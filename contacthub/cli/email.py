@@ -389,11 +389,20 @@ def _print_send(report: SendReport, as_json: bool) -> None:
     summary = report.as_dict()
     failures = summary.pop("failures")
     summary.pop("totals")
+    reasons = summary.pop("suppressed_reasons")
+    if reasons:  # "2 (hard_bounce 1, complaint 1)"
+        summary["skipped_suppressed"] = (
+            f"{report.skipped_suppressed} ("
+            + ", ".join(f"{reason} {count}" for reason, count in reasons.items())
+            + ")"
+        )
     if report.group is None:  # sent to every subscriber: no group figures to show
         for key in ("group", "skipped_left_group", "not_members"):
             summary.pop(key)
     emit(summary, False, "Send")
     if failures:
+        for failure in failures:
+            failure["next_attempt_at"] = failure["next_attempt_at"] or "-"
         emit(failures, False, "Not sent")
     if report.in_doubt:
         console.print(
@@ -401,10 +410,12 @@ def _print_send(report: SendReport, as_json: bool) -> None:
             "while sending them, or another run is sending them now): they are not sent again "
             "unless you run `contacthub issue send --retry-in-doubt`."
         )
-    if report.deferred:
+    if report.waiting_deferred:
+        when = report.next_attempt_at
+        start = f"from {when:%Y-%m-%d %H:%M:%S} UTC" if when is not None else "now"
         console.print(
-            f"{report.deferred} message(s) failed for now: run `contacthub issue send` again to "
-            "retry them."
+            f"{report.waiting_deferred} message(s) failed for now (temporary failures): the hub "
+            f"tries them again {start}, or run `contacthub issue send` again after that."
         )
 
 

@@ -1,7 +1,8 @@
 """A real SMTP server on loopback (aiosmtpd) that keeps what it receives.
 
-It can refuse chosen recipients with a given reply (e.g. `550 5.1.1 No such user`), and run a
-hook on each message before answering it (to kill a sender mid-run).
+It can refuse chosen recipients with a given reply (e.g. `550 5.1.1 No such user`), or answer
+them a few times with given replies and then accept (`451 4.3.0 Try again later`, twice), and
+run a hook on each message before answering it (to kill a sender mid-run).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class SmtpServer:
 
     port: int
     refuse: dict[str, str] = field(default_factory=dict)
+    # Replies given to a recipient's next RCPTs, one each, before it is accepted.
+    replies: dict[str, list[str]] = field(default_factory=dict)
     on_message: Callable[[Received], None] | None = None
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -62,6 +65,10 @@ class _Handler:
         reply = self.server.refuse.get(address.lower())
         if reply is not None:
             return reply
+        with self.server.lock:
+            queued = self.server.replies.get(address.lower())
+            if queued:
+                return queued.pop(0)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
