@@ -100,35 +100,48 @@ def _ensure_bucket(session: Session, name: str, rate: Rate, now: float) -> None:
     )
 
 
-def take_tokens(session: Session, name: str, rate: Rate, wanted: int) -> tuple[int, float]:
-    """Take up to `wanted` tokens from the bucket, in the caller's (short) transaction.
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What one take from the bucket gave: `taken` tokens at time `at` (the bucket's clock), or
+    none and the seconds to `wait` before asking again."""
 
-    Returns (tokens taken, seconds to wait before asking again when none were taken).
-    """
-    now = _now(session)
+    taken: int
+    wait: float
+    at: float
+
+
+def _locked_bucket(session: Session, name: str) -> tuple[float, float] | None:
     row = session.execute(
         select(SendRateBucket.tokens, SendRateBucket.updated_at)
         .where(SendRateBucket.name == name)
         .with_for_update()
     ).one_or_none()
-    if row is None:
-        _ensure_bucket(session, name, rate, now)
-        row = session.execute(
-            select(SendRateBucket.tokens, SendRateBucket.updated_at)
-            .where(SendRateBucket.name == name)
-            .with_for_update()
-        ).one()
+    return (row.tokens, row.updated_at) if row is not None else None
+
+
+def take_tokens(session: Session, name: str, rate: Rate, wanted: int) -> Grant:
+    """Take up to `wanted` tokens from the bucket, in the caller's (short) transaction.
+
+    The row is locked first and the clock read after, so that the takers' times follow the
+    order in which they hold the bucket.
+    """
+    bucket = _locked_bucket(session, name)
+    if bucket is None:
+        _ensure_bucket(session, name, rate, _now(session))
+        bucket = _locked_bucket(session, name)
+        assert bucket is not None
+    tokens, updated_at = bucket
+    now = max(_now(session), updated_at)  # a clock never runs backwards for the bucket
     # min(): a bucket filled under a higher limit holds no more than this one allows.
-    elapsed = max(0.0, now - row.updated_at)
-    tokens = min(rate.burst, row.tokens + elapsed * rate.per_second)
+    tokens = min(rate.burst, tokens + (now - updated_at) * rate.per_second)
     taken = min(wanted, math.floor(tokens))
     session.execute(
         update(SendRateBucket)
         .where(SendRateBucket.name == name)
-        .values(tokens=tokens - taken, updated_at=max(now, row.updated_at))
+        .values(tokens=tokens - taken, updated_at=now)
     )
     wait = 0.0 if taken else (1.0 - tokens) / rate.per_second
-    return taken, wait
+    return Grant(taken, wait, now)
 
 
 class RateLimiter:
@@ -148,9 +161,9 @@ class RateLimiter:
         self.sleep = sleep
         self.waited = 0.0  # seconds spent waiting for tokens (reports, benchmarks)
 
-    def take(self, session: Session, wanted: int) -> tuple[int, float]:
-        """Take up to `wanted` tokens in the caller's write transaction (the send loop's claim):
-        (tokens taken, seconds to sleep, outside the transaction, before asking again)."""
+    def take(self, session: Session, wanted: int) -> Grant:
+        """Take up to `wanted` tokens in the caller's write transaction (the send loop's claim);
+        when none were given, sleep `wait` seconds outside the transaction and ask again."""
         return take_tokens(session, self.name, self.rate, max(1, wanted))
 
     def acquire(self, wanted: int) -> int:
@@ -158,11 +171,11 @@ class RateLimiter:
         burst). Each call is one short transaction; waiting happens outside it."""
         while True:
             with self.database.write() as session:
-                taken, wait = self.take(session, wanted)
-            if taken:
-                return taken
-            self.waited += wait
-            self.sleep(wait)
+                grant = self.take(session, wanted)
+            if grant.taken:
+                return grant.taken
+            self.waited += grant.wait
+            self.sleep(grant.wait)
 
 
 def limiter_for(

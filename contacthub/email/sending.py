@@ -341,8 +341,8 @@ def send_issue(
             )
             if ids and rate_limiter is not None:
                 # A token per message, taken in the claim's own transaction (no extra commit).
-                allowed, wait = rate_limiter.take(session, len(ids))
-                ids = ids[:allowed]
+                grant = rate_limiter.take(session, len(ids))
+                ids, wait = ids[: grant.taken], grant.wait
             claimed = repository.claim_deliveries(session, ids, max_attempts, now)
         if wait and rate_limiter is not None:
             report.rate_limit_wait += wait
