@@ -137,6 +137,9 @@ class RunOut(msgspec.Struct):
     deferred: int | None
     skipped_left_group: int | None
     not_members: int | None
+    # Deliveries the run skipped because their address is suppressed, per reason.
+    skipped_suppressed: int | None
+    suppressed_reasons: dict[str, int] | None
     stopped: str | None
 
 
@@ -169,6 +172,12 @@ class IssueOut(IssueSummaryOut):
     group_deleted: bool
     audience: int
     not_members: int
+    # Skipped deliveries per reason ("unsubscribed before sending", "suppressed: hard_bounce"),
+    # those skipped because their address is suppressed, and the earliest next try of the
+    # deferred ones (temporary failures; null when none is deferred).
+    skipped: dict[str, int]
+    skipped_suppressed: int
+    next_attempt_at: datetime | None
     sending: bool
     last_run: RunOut | None
 
@@ -282,6 +291,8 @@ def run_out(run: SendRun) -> RunOut:
         deferred=report.deferred if report is not None else None,
         skipped_left_group=report.skipped_left_group if report is not None else None,
         not_members=report.not_members if report is not None else None,
+        skipped_suppressed=report.skipped_suppressed if report is not None else None,
+        suppressed_reasons=dict(report.suppressed_reasons) if report is not None else None,
         stopped=run.stopped_reason,
     )
 
@@ -577,6 +588,9 @@ def _issue_out(session: Session, issue: EmailIssue, run: SendRun | None) -> Issu
         group_deleted=progress.deleted_group is not None,
         audience=progress.audience,
         not_members=progress.not_members,
+        skipped=dict(progress.skipped_reasons),
+        skipped_suppressed=progress.skipped_suppressed,
+        next_attempt_at=progress.next_attempt_at,
         sending=sending,
         last_run=run_out(run) if run is not None else None,
     )

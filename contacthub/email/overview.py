@@ -11,7 +11,8 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, func, select, union
@@ -334,6 +335,10 @@ class SendProgress:
     # The name of the group the issue was sent to, if that group has been deleted since: the
     # issue may not be sent again (`service.refuse_if_group_deleted`).
     deleted_group: str | None = None
+    # Skipped deliveries per reason ("unsubscribed before sending", "suppressed: hard_bounce"),
+    # and the earliest next try of the deferred ones (None: none deferred).
+    skipped_reasons: Mapping[str, int] = field(default_factory=dict)
+    next_attempt_at: datetime | None = None
 
     @property
     def total(self) -> int:
@@ -353,6 +358,15 @@ class SendProgress:
         return self.deliveries.get(SENDING, 0)
 
     @property
+    def skipped_suppressed(self) -> int:
+        """Deliveries skipped because their address is suppressed."""
+        return sum(
+            count
+            for reason, count in self.skipped_reasons.items()
+            if reason.startswith(repository.SUPPRESSED_PREFIX)
+        )
+
+    @property
     def fraction(self) -> float:
         return self.done / self.total if self.total else 0.0
 
@@ -367,13 +381,18 @@ def send_progress(session: Session, issue: EmailIssue) -> SendProgress:
     else:
         audience = repository.audience_count(session, issue)
         not_members = subscribed - audience
+    deliveries = repository.delivery_counts(session, issue.id)
+    skipped = repository.skipped_counts(session, issue.id) if deliveries[SKIPPED] else {}
+    _, next_try = repository.next_deferred(session, issue.id) if deliveries[DEFERRED] else (0, None)
     return SendProgress(
-        repository.delivery_counts(session, issue.id),
+        deliveries,
         subscribed,
         service.group_name_of(session, issue),
         audience,
         not_members,
         service.deleted_group_of(issue),
+        skipped,
+        next_try,
     )
 
 

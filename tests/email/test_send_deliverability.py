@@ -12,10 +12,12 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
-from contacthub.app import build_hub
+from contacthub.app import build_hub, create_app
 from contacthub.bounces import verp
 from contacthub.email import background, repository, sending, service, signing
 from contacthub.email.sending import SendPolicy
@@ -23,6 +25,9 @@ from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.storage.types import utcnow
 from contacthub.suppressions import service as suppressions
+from contacthub.users import service as users
+from tests.admin.conftest import EMAIL, PASSWORD, sign_in
+from tests.cli.conftest import cli_on
 from tests.email.smtp_server import SmtpServer, smtp_server
 from tests.email.test_sending import (
     add,
@@ -32,7 +37,7 @@ from tests.email.test_sending import (
     make_issue,
     send,
 )
-from tests.email.ui_support import smtp_settings
+from tests.email.ui_support import smtp_settings, wait_for_run
 from tests.servers import free_port
 
 BOUNCES = "bounces.example.com"
@@ -372,3 +377,61 @@ def test_the_next_try_backs_off_exponentially_with_bounded_jitter() -> None:
     assert policy.next_attempt_at(1, now, lambda: 0.0) == now + timedelta(seconds=48)
     assert policy.next_attempt_at(1, now, lambda: 1.0) == now + timedelta(seconds=72)
     assert sending.policy_of(Settings(send_max_attempts=7, send_retry_delay=5)).max_attempts == 7
+
+
+# -- what the management API, the admin and the CLI show -----------------------------------------
+
+
+def test_the_api_the_admin_page_and_the_cli_say_who_was_skipped_and_who_waits(
+    database: Database, database_url: str, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    issue = make_issue(
+        database, ("a@example.com", "A"), ("bounced@example.com", "B"), ("busy@example.com", "C")
+    )
+    suppress(database, "bounced@example.com", "hard_bounce")
+    smtp.replies["busy@example.com"] = ["451 4.3.0 Try again later"]
+    with database.write() as session:
+        user = users.create_user(session, EMAIL, PASSWORD, "Ada Admin")
+        token = users.create_token(session, user, "tests").plaintext
+    headers = {"Authorization": f"Bearer {token}"}
+
+    with TestClient(create_app(smtp_settings(database_url, smtp.port))) as client:
+        answer = client.post(f"/api/issues/{issue}/send", json={}, headers=headers)
+        assert answer.status_code == 202, answer.text
+        wait_for_run(client, issue)
+        shown = client.get(f"/api/issues/{issue}", headers=headers).json()
+        sign_in(client)
+        page = client.get(f"/admin/issues/{issue}").text
+
+    assert (shown["status"], shown["deliveries"]["deferred"]) == ("sending", 1)
+    assert shown["skipped"] == {"suppressed: hard_bounce": 1}
+    assert shown["skipped_suppressed"] == 1
+    assert shown["next_attempt_at"] is not None
+    run = shown["last_run"]
+    assert (run["sent"], run["deferred"], run["skipped_suppressed"]) == (1, 1, 1)
+    assert run["suppressed_reasons"] == {"hard_bounce": 1}
+    assert "suppressed: hard_bounce: 1" in page
+    assert "next try" in page
+    assert "the hub tries them again from" in page
+
+    cli = cli_on(
+        database_url,
+        tmp_path,
+        COLUMNS="200",
+        CONTACTHUB_SMTP_PORT=str(smtp.port),
+        CONTACTHUB_SECRET_KEY="test-secret",
+    )
+    suppress(database, "a@example.com", "complaint")
+    add(database, "a2@example.com")
+    suppress(database, "a2@example.com", "complaint")
+    report = cli.json("issue", "send", issue)
+    assert (report["skipped_suppressed"], report["suppressed_reasons"]) == (1, {"complaint": 1})
+    assert (report["waiting_deferred"], report["status"]) == (1, "sending")
+    make_deferred_due(database, issue)
+    printed = cli.ok("issue", "send", issue)
+    assert "skipped suppressed" in printed
+    assert smtp.recipients() == ["a@example.com", "busy@example.com"]
+    add(database, "a3@example.com")
+    suppress(database, "a3@example.com", "manual")
+    printed = cli.ok("issue", "send", issue)
+    assert "1 (manual 1)" in printed
