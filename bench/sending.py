@@ -8,8 +8,16 @@ other core) that counts and discards what it receives. Prints messages per secon
 the send command, process start-up included), the send process's peak RSS (ru_maxrss from
 wait4), and checks that the sink received exactly one message per recipient.
 
+With `--rate-limit` (a high limit, e.g. 1000000/s) and/or `--suppressed` (a fraction of the
+subscribers whose address is on the suppression list, e.g. 0.1), each store is measured twice in
+the same run, without and with those checks, and the ratio of the two rates is printed (with /
+without; the goal is at least 0.90). The checked run has extra subscribers for the suppressed
+addresses, so that both runs send the same N messages: the figure is messages sent per second,
+and the suppressed ones must be skipped, not sent. `--rounds` repeats each pair (alternating)
+and reports the median ratio, against the machine's noise.
+
     .venv/bin/python bench/sending.py [--recipients 10000] [--chunk-size 100] \
-        [--only sqlite|postgresql]
+        [--only sqlite|postgresql] [--rate-limit 1000000/s] [--suppressed 0.1] [--rounds 3]
 
 Exit status 1 when a run is invalid (a message missing, failed or sent twice).
 """
@@ -20,6 +28,7 @@ import argparse
 import io
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,10 +41,12 @@ from pathlib import Path
 
 import harness
 import psycopg
+from sqlalchemy import insert
 
 from contacthub.email import importer, service
 from contacthub.storage.database import Database
 from contacthub.storage.migrate import upgrade
+from contacthub.storage.models import Suppression
 
 VENV_BIN = Path(sys.executable).parent
 POSTGRES_ADMIN = os.environ.get(
@@ -100,15 +111,48 @@ def issue_html() -> str:
     )
 
 
+@dataclass(frozen=True)
+class Checks:
+    """The deliverability checks of a run: a send-rate limit, a share of suppressed addresses."""
+
+    rate_limit: str | None = None
+    suppressed: float = 0.0
+
+    @property
+    def on(self) -> bool:
+        return self.rate_limit is not None or self.suppressed > 0
+
+    def label(self) -> str:
+        parts = []
+        if self.rate_limit:
+            parts.append(f"limit {self.rate_limit}")
+        if self.suppressed:
+            parts.append(f"{self.suppressed:.0%} suppressed")
+        return ", ".join(parts) or "no checks"
+
+    def subscribers(self, recipients: int) -> tuple[int, int]:
+        """(subscribers, of them suppressed) so that `recipients` messages go out."""
+        if not self.suppressed:
+            return recipients, 0
+        total = round(recipients / (1 - self.suppressed))
+        return total, total - recipients
+
+
+NO_CHECKS = Checks()
+
+
 @dataclass
 class Result:
     store: str
+    checks: Checks
     recipients: int
+    suppressed: int
     import_seconds: float
     send_seconds: float
     peak_rss_kib: int
     sent: int
     failed: int
+    skipped_suppressed: int
     received: int
     unique_received: int
     duplicates: int
@@ -118,14 +162,25 @@ class Result:
         return (
             self.sent == self.recipients
             and self.failed == 0
+            and self.skipped_suppressed == self.suppressed
             and self.received == self.unique_received == self.recipients
             and self.duplicates == 0
         )
 
+    @property
+    def rate(self) -> float:
+        """Messages sent per second."""
+        return self.sent / self.send_seconds
+
 
 @contextmanager
 def sqlite_store(workdir: Path) -> Iterator[str]:
-    yield f"sqlite:///{workdir / 'bench.db'}"
+    path = workdir / f"bench-{uuid.uuid4().hex[:8]}.db"
+    try:
+        yield f"sqlite:///{path}"
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 @contextmanager
@@ -148,8 +203,9 @@ def postgres_available() -> bool:
         return False
 
 
-def prepare(url: str, recipients: int) -> tuple[str, float]:
-    """Newsletter, subscribers (imported from CSV, timed) and an issue; the issue's GUID."""
+def prepare(url: str, subscribers: int, suppressed: int) -> tuple[str, float]:
+    """Newsletter, subscribers (imported from CSV, timed), `suppressed` of them spread evenly
+    on the suppression list, and an issue; the issue's GUID."""
     upgrade(url)
     database = Database(url)
     try:
@@ -159,13 +215,26 @@ def prepare(url: str, recipients: int) -> tuple[str, float]:
             )
         csv = io.StringIO()
         csv.write("email,first_name,last_name\n")
-        for n in range(recipients):
+        for n in range(subscribers):
             csv.write(f"reader{n}@example.com,Reader{n},Bench\n")
         csv.seek(0)
         started = time.perf_counter()
         report = importer.import_csv(database, "Bench", csv, chunk_size=1000)
         import_seconds = time.perf_counter() - started
-        assert report.added == recipients, report
+        assert report.added == subscribers, report
+        if suppressed:
+            step = subscribers / suppressed
+            rows = [
+                {
+                    "email": f"reader{int(k * step)}@example.com",
+                    "reason": "hard_bounce",
+                    "evidence": "5.1.1 bench",
+                    "source": "cli",
+                }
+                for k in range(suppressed)
+            ]
+            with database.write() as session:
+                session.execute(insert(Suppression), rows)
         with database.write() as session:
             issue = service.create_issue(
                 session, "Bench", 'News for {{ first_name | "you" }}', issue_html()
@@ -198,9 +267,12 @@ def stop_sink(sink: subprocess.Popen[str]) -> tuple[int, int, int]:
     raise RuntimeError(f"the SMTP sink said nothing: {output!r}")
 
 
-def run(store: str, url: str, recipients: int, chunk_size: int, workdir: Path) -> Result:
-    print(f"[{store}] preparing {recipients} subscribers …", flush=True)
-    guid, import_seconds = prepare(url, recipients)
+def run(
+    store: str, url: str, recipients: int, chunk_size: int, workdir: Path, checks: Checks
+) -> Result:
+    subscribers, suppressed = checks.subscribers(recipients)
+    print(f"[{store}] preparing {subscribers} subscribers ({checks.label()}) …", flush=True)
+    guid, import_seconds = prepare(url, subscribers, suppressed)
     port = harness.free_port()
     sink = start_sink(port)
     env = {
@@ -211,6 +283,9 @@ def run(store: str, url: str, recipients: int, chunk_size: int, workdir: Path) -
         "CONTACTHUB_SMTP_HOST": "127.0.0.1",
         "CONTACTHUB_SMTP_PORT": str(port),
     }
+    env.pop("CONTACTHUB_SEND_RATE_LIMIT", None)
+    if checks.rate_limit:
+        env["CONTACTHUB_SEND_RATE_LIMIT"] = checks.rate_limit
     print(f"[{store}] sending …", flush=True)
     try:
         started = time.perf_counter()
@@ -244,16 +319,26 @@ def run(store: str, url: str, recipients: int, chunk_size: int, workdir: Path) -
     report = json.loads(output)
     return Result(
         store=store,
+        checks=checks,
         recipients=recipients,
-        import_seconds=import_seconds,
+        suppressed=suppressed,
+        import_seconds=import_seconds / subscribers * recipients,  # per `recipients` rows
         send_seconds=send_seconds,
         peak_rss_kib=usage.ru_maxrss,  # KiB on Linux
         sent=report["sent"],
         failed=report["failed"] + report["deferred"],
+        skipped_suppressed=report["skipped_suppressed"],
         received=received,
         unique_received=unique,
         duplicates=duplicates,
     )
+
+
+def measure(store: str, recipients: int, chunk_size: int, workdir: Path, checks: Checks) -> Result:
+    """One send run on a fresh store."""
+    fresh = sqlite_store(workdir) if store == "sqlite" else postgres_store()
+    with fresh as url:
+        return run(store, url, recipients, chunk_size, workdir, checks)
 
 
 def main() -> int:
@@ -261,34 +346,65 @@ def main() -> int:
     parser.add_argument("--recipients", type=int, default=10_000)
     parser.add_argument("--chunk-size", type=int, default=100)
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--rate-limit", help="send-rate limit of the checked run, e.g. 1000000/s (set high)"
+    )
+    parser.add_argument(
+        "--suppressed",
+        type=float,
+        default=0.0,
+        help="share of suppressed addresses in the checked run, e.g. 0.1",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="pairs of runs per store")
     options = parser.parse_args()
+    if not 0 <= options.suppressed < 1:
+        parser.error("--suppressed is a fraction: 0 <= it < 1")
+    checks = Checks(options.rate_limit, options.suppressed)
     harness.warn_if_busy()
+    stores = [s for s in ("sqlite", "postgresql") if options.only in (None, s)]
+    if "postgresql" in stores and not postgres_available():
+        print(f"PostgreSQL not reachable at {POSTGRES_ADMIN}: skipped")
+        stores.remove("postgresql")
+    variants = [NO_CHECKS, checks] if checks.on else [NO_CHECKS]
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="contacthub-bench-") as tmp:
         workdir = Path(tmp)
-        if options.only in (None, "sqlite"):
-            with sqlite_store(workdir) as url:
-                results.append(run("sqlite", url, options.recipients, options.chunk_size, workdir))
-        if options.only in (None, "postgresql"):
-            if postgres_available():
-                with postgres_store() as url:
+        for store in stores:
+            for round_ in range(options.rounds):
+                # Alternate which variant goes first, so that a drift in the machine's load
+                # does not favour one of them.
+                order = variants if round_ % 2 == 0 else variants[::-1]
+                for variant in order:
                     results.append(
-                        run("postgresql", url, options.recipients, options.chunk_size, workdir)
+                        measure(store, options.recipients, options.chunk_size, workdir, variant)
                     )
-            else:
-                print(f"PostgreSQL not reachable at {POSTGRES_ADMIN}: skipped")
     print()
     print(
-        f"{'store':<11} {'recipients':>10} {'import rows/s':>13} {'send s':>8} "
-        f"{'messages/s':>10} {'peak RSS MiB':>12} {'sent':>6} {'received':>8}  valid"
+        f"{'store':<11} {'checks':<28} {'recipients':>10} {'import rows/s':>13} {'send s':>8} "
+        f"{'messages/s':>10} {'peak RSS MiB':>12} {'sent':>6} {'skipped':>7} {'received':>8}  "
+        "valid"
     )
     for r in results:
         print(
-            f"{r.store:<11} {r.recipients:>10} {r.recipients / r.import_seconds:>13.0f} "
-            f"{r.send_seconds:>8.1f} {r.recipients / r.send_seconds:>10.0f} "
-            f"{r.peak_rss_kib / 1024:>12.1f} {r.sent:>6} {r.received:>8}  "
-            f"{'yes' if r.valid else 'NO'}"
+            f"{r.store:<11} {r.checks.label():<28} {r.recipients:>10} "
+            f"{r.recipients / r.import_seconds:>13.0f} {r.send_seconds:>8.1f} {r.rate:>10.0f} "
+            f"{r.peak_rss_kib / 1024:>12.1f} {r.sent:>6} {r.skipped_suppressed:>7} "
+            f"{r.received:>8}  {'yes' if r.valid else 'NO'}"
         )
+    if checks.on:
+        print()
+        for store in stores:
+            ratios = []
+            for round_ in range(options.rounds):
+                pair = [r for r in results if r.store == store][2 * round_ : 2 * round_ + 2]
+                without = next(r for r in pair if not r.checks.on)
+                with_checks = next(r for r in pair if r.checks.on)
+                ratios.append(with_checks.rate / without.rate)
+            listed = " ".join(f"{ratio:.3f}" for ratio in ratios)
+            print(
+                f"{store}: messages/s with {checks.label()} / without = "
+                f"{statistics.median(ratios):.3f} (median of {len(ratios)}: {listed}; goal >= 0.90)"
+            )
     return 0 if all(r.valid for r in results) else 1
 
 
