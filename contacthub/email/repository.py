@@ -186,7 +186,7 @@ class ClaimedDelivery:
     attempts: int
 
 
-def not_suppressed(email: InstrumentedAttribute[str]) -> ColumnElement[bool]:
+def _not_suppressed(email: InstrumentedAttribute[str]) -> ColumnElement[bool]:
     """The suppression list's own rule (`suppressions.service.not_suppressed`), imported when
     used: that module uses email/service.py, which uses this one."""
     from contacthub.suppressions.service import not_suppressed as rule
@@ -203,7 +203,7 @@ def _sendable(max_attempts: int, now: datetime) -> ColumnElement[bool]:
             Delivery.status == PENDING,
             and_(Delivery.status == DEFERRED, Delivery.attempts < max_attempts, due),
         ),
-        not_suppressed(Delivery.email),
+        _not_suppressed(Delivery.email),
     )
 
 
@@ -287,7 +287,7 @@ def skip_suppressed_deliveries(session: Session, issue_id: int) -> int:
         .where(
             Delivery.issue_id == issue_id,
             Delivery.status.in_((PENDING, DEFERRED)),
-            ~not_suppressed(Delivery.email),
+            ~_not_suppressed(Delivery.email),
         )
         .values(status=SKIPPED, error=reason, next_attempt_at=None)
         .execution_options(synchronize_session=False)
@@ -446,7 +446,7 @@ def unskip_returned(session: Session, issue: EmailIssue) -> int:
             Delivery.issue_id == issue.id,
             Delivery.status == SKIPPED,
             back,
-            not_suppressed(Delivery.email),
+            _not_suppressed(Delivery.email),
         )
         .values(status=PENDING, error=None, next_attempt_at=None)
         .execution_options(synchronize_session=False)
