@@ -328,22 +328,9 @@ def send_issue(
 
     after_id = 0
     while report.stopped is None:
-        wait = 0.0
-        with database.write() as session:
-            now = utcnow()
-            ids = repository.next_sendable_ids(
-                session,
-                issue_id,
-                after_id=after_id,
-                limit=chunk_size,
-                max_attempts=max_attempts,
-                now=now,
-            )
-            if ids and rate_limiter is not None:
-                # A token per message, taken in the claim's own transaction (no extra commit).
-                grant = rate_limiter.take(session, len(ids))
-                ids, wait = ids[: grant.taken], grant.wait
-            claimed = repository.claim_deliveries(session, ids, max_attempts, now)
+        ids, claimed, wait = _claim_chunk(
+            database, issue_id, after_id, chunk_size, max_attempts, rate_limiter
+        )
         if wait and rate_limiter is not None:
             report.rate_limit_wait += wait
             rate_limiter.sleep(wait)
@@ -353,6 +340,42 @@ def send_issue(
         after_id = ids[-1]
         _send_chunk(database, claimed, prepared, sender, mailer, signer, report, policy, progress)
 
+    _finish(database, issue_id, report, suppressed_before)
+    return report
+
+
+def _claim_chunk(
+    database: Database,
+    issue_id: int,
+    after_id: int,
+    chunk_size: int,
+    max_attempts: int,
+    rate_limiter: RateLimiter | None,
+) -> tuple[list[int], list[ClaimedDelivery], float]:
+    """Claim the next chunk in one short transaction: (its delivery ids, the deliveries this
+    run got, seconds to wait for the send-rate limit when it gave no token)."""
+    with database.write() as session:
+        now = utcnow()
+        ids = repository.next_sendable_ids(
+            session,
+            issue_id,
+            after_id=after_id,
+            limit=chunk_size,
+            max_attempts=max_attempts,
+            now=now,
+        )
+        wait = 0.0
+        if ids and rate_limiter is not None:
+            # A token per message, taken in the claim's own transaction (no extra commit).
+            grant = rate_limiter.take(session, len(ids))
+            ids, wait = ids[: grant.taken], grant.wait
+        return ids, repository.claim_deliveries(session, ids, max_attempts, now), wait
+
+
+def _finish(
+    database: Database, issue_id: int, report: SendReport, suppressed_before: dict[str, int]
+) -> None:
+    """Mark the issue sent when nothing is left to send; complete the report."""
     with database.write() as session:
         issue = repository.lock_issue(session, issue_id)
         # Addresses suppressed during the run were not claimed: say why they got nothing.
@@ -368,13 +391,13 @@ def send_issue(
         report.waiting_deferred, report.next_attempt_at = repository.next_deferred(
             session, issue_id
         )
+    # This run's suppressed skips: the issue's, less those it had before the run.
     report.suppressed_reasons = {
         reason: count - suppressed_before.get(reason, 0)
         for reason, count in sorted(suppressed_after.items())
         if count > suppressed_before.get(reason, 0)
     }
     report.skipped_suppressed = sum(report.suppressed_reasons.values())
-    return report
 
 
 def _send_chunk(
