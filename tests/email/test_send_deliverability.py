@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -435,3 +436,22 @@ def test_the_api_the_admin_page_and_the_cli_say_who_was_skipped_and_who_waits(
     suppress(database, "a3@example.com", "manual")
     printed = cli.ok("issue", "send", issue)
     assert "1 (manual 1)" in printed
+
+
+def test_a_running_hub_retries_due_deferred_deliveries_on_its_own(
+    database: Database, database_url: str, smtp: SmtpServer
+) -> None:
+    issue = make_issue(database, ("a@example.com", "A"), ("busy@example.com", "B"))
+    smtp.replies["busy@example.com"] = ["451 4.3.0 Try again later"]
+    settings = smtp_settings(database_url, smtp.port).model_copy(update={"send_retry_delay": 0.2})
+    report = send(database, settings, issue, smtp.port, policy=sending.policy_of(settings))
+    assert (report.deferred, report.status) == (1, "sending")
+
+    with TestClient(create_app(settings)):
+        deadline = time.monotonic() + 20
+        while issue_status(database, issue) != "sent" and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    assert issue_status(database, issue) == "sent"
+    assert deliveries(database, issue)["busy@example.com"][:2] == ("sent", 2)
+    assert smtp.recipients() == ["a@example.com", "busy@example.com"]
