@@ -176,7 +176,12 @@ def test_issue_create_send_and_stats(mail_cli: Cli, smtp: SmtpServer, tmp_path: 
 
     assert (report["sent"], report["failed"], report["status"]) == (1, 1, "sent")
     assert report["failures"] == [
-        {"email": "b@example.com", "status": "failed", "reason": report["failures"][0]["reason"]}
+        {
+            "email": "b@example.com",
+            "status": "failed",
+            "reason": report["failures"][0]["reason"],
+            "next_attempt_at": None,
+        }
     ]
     assert "550" in report["failures"][0]["reason"]
     [message] = smtp.messages_to("a@example.com")
