@@ -10,10 +10,22 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    exists,
+    false,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from contacthub.storage.models import (
+    ConsentAgreement,
     Contact,
     Delivery,
     EmailIssue,
@@ -166,6 +178,9 @@ class ClaimedDelivery:
     first_name: str | None
     last_name: str | None
     attempts: int
+    # Whether this copy tracks its reader personally (`compose.Tracking.PERSONAL`) or only in
+    # aggregate: see `tracking_allowed`.
+    tracked: bool = True
 
 
 def _sendable(max_attempts: int) -> ColumnElement[bool]:
@@ -309,6 +324,45 @@ def reset_in_doubt(session: Session, issue_id: int) -> int:
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 
 
+# -- consent-gated tracking (see docs/email.md "Consent-gated tracking") ----------------------
+
+
+def tracking_consent_of_deliveries(session: Session, ids: Collection[int]) -> int | None:
+    """The tracking consent of the newsletter these deliveries (all of one issue) belong to."""
+    return session.scalar(
+        select(Newsletter.tracking_consent_id)
+        .join(EmailIssue, EmailIssue.newsletter_id == Newsletter.id)
+        .join(Delivery, Delivery.issue_id == EmailIssue.id)
+        .where(Delivery.id == min(ids))
+    )
+
+
+def tracking_allowed(tracking_consent_id: int | None) -> ColumnElement[bool]:
+    """Whether a delivery's copy may track its reader personally, as SQL on `Delivery`.
+
+    Always, when the newsletter has no tracking consent; otherwise only when the latest
+    agreement (highest id) of the subscriber's contact to that consent is an agree: a revoke,
+    or no answer at all, means aggregate tracking only.
+    """
+    if tracking_consent_id is None:
+        return true()
+    latest = (
+        select(ConsentAgreement.agreed)
+        .join(Subscriber, Subscriber.contact_id == ConsentAgreement.contact_id)
+        .where(
+            Subscriber.id == Delivery.subscriber_id,
+            ConsentAgreement.consent_id == tracking_consent_id,
+        )
+        .order_by(ConsentAgreement.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return func.coalesce(latest, false())
+
+
+# -- claiming ----------------------------------------------------------------------------------
+
+
 def claim_deliveries(
     session: Session, ids: Collection[int], max_attempts: int
 ) -> list[ClaimedDelivery]:
@@ -316,16 +370,25 @@ def claim_deliveries(
 
     The UPDATE re-checks the status, and RETURNING answers only the rows this transaction changed:
     two senders running at once (SQLite serialises them; PostgreSQL re-evaluates the condition
-    after the row lock) never claim the same delivery.
+    after the row lock) never claim the same delivery. The same UPDATE decides whether each
+    copy tracks its reader (`tracking_allowed`), stored in `Delivery.tracked`, so that what was
+    sent and what is recorded cannot differ.
     """
     if not ids:
         return []
     sendable = _sendable(max_attempts)
+    tracked = tracking_allowed(tracking_consent_of_deliveries(session, ids))
     claimed = session.execute(
         update(Delivery)
         .where(Delivery.id.in_(ids), sendable)
-        .values(status=SENDING, attempts=Delivery.attempts + 1, error=None)
-        .returning(Delivery.id, Delivery.subscriber_id, Delivery.email, Delivery.attempts)
+        .values(status=SENDING, attempts=Delivery.attempts + 1, error=None, tracked=tracked)
+        .returning(
+            Delivery.id,
+            Delivery.subscriber_id,
+            Delivery.email,
+            Delivery.attempts,
+            Delivery.tracked,
+        )
         .execution_options(synchronize_session=False)
     ).all()
     names = {
@@ -344,6 +407,7 @@ def claim_deliveries(
             first_name=names.get(c.subscriber_id, (None, None))[0],
             last_name=names.get(c.subscriber_id, (None, None))[1],
             attempts=c.attempts,
+            tracked=bool(c.tracked),
         )
         for c in claimed
     ]

@@ -275,7 +275,8 @@ def _message(
     prepared: compose.PreparedIssue, sender: _Sender, recipient: ClaimedDelivery, signer: LinkSigner
 ) -> EmailMessage:
     who = compose.Recipient(recipient.email, recipient.first_name, recipient.last_name)
-    rendered = prepared.render(who, signer)
+    tracking = compose.Tracking.PERSONAL if recipient.tracked else compose.Tracking.AGGREGATE
+    rendered = prepared.render(who, signer, tracking)
     # One Message-ID per delivery, the same if it is ever sent again (see the module docstring).
     message_id = f"<{prepared.issue.guid}.{recipient.delivery_id}@{sender.domain}>"
     return build_message(rendered, sender.name, sender.email, who, message_id=message_id)
