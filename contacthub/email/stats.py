@@ -3,6 +3,11 @@
 Every figure comes in three flavours: `human`, `machine` (mail privacy proxies, link scanners:
 see `docs/email.md`) and `all`. A `total` counts hits; a `unique` counts subscribers, each once.
 
+Clicks on aggregate links (copies sent without per-person tracking, see docs/email.md
+"Consent-gated tracking") have no subscriber: they count in the totals, per link and overall,
+but in no `unique` figure and so in no rate; `aggregate_clicks` says how many there are and
+`untracked_copies` how many sent copies had no per-person tracking.
+
 A click counts as an open too, as the vendor does: a subscriber whose mail client blocked the
 pixel but who clicked a link did open the email. So the unique openers of a kind are the
 subscribers with an open *or* a click of that kind, and the total opens of a kind are the
@@ -24,6 +29,7 @@ from contacthub.email.repository import FAILED, SENT, delivery_counts
 from contacthub.errors import NotFound
 from contacthub.identifiers import parse_guid
 from contacthub.storage.models import (
+    Delivery,
     EmailClick,
     EmailIssue,
     EmailOpen,
@@ -77,6 +83,8 @@ class IssueStats:
     clicks: Split
     links: list[LinkStats]
     unsubscribes: int
+    aggregate_clicks: int = 0  # clicks counted per link only, human and machine
+    untracked_copies: int = 0  # sent copies without per-person tracking (no consent)
 
     @property
     def sent(self) -> int:
@@ -112,6 +120,8 @@ class IssueStats:
             "opens": self.opens.as_dict(),
             "clicks": self.clicks.as_dict(),
             "unsubscribes": self.unsubscribes,
+            "aggregate_clicks": self.aggregate_clicks,
+            "untracked_copies": self.untracked_copies,
             "open_rate": self.open_rate,
             "click_through_rate": self.click_through_rate,
             "click_to_open_rate": self.click_to_open_rate,
@@ -149,7 +159,22 @@ def issue_stats(session: Session, issue_guid: str | uuid.UUID) -> IssueStats:
             select(func.count()).where(Subscriber.unsubscribed_issue_id == issue.id)
         )
         or 0,
+        **_aggregate(session, issue.id),
     )
+
+
+def _aggregate(session: Session, issue_id: int) -> dict[str, int]:
+    """Consent-gated tracking: clicks with no subscriber, and copies sent untracked."""
+    clicks = select(func.count()).where(
+        EmailClick.issue_id == issue_id, EmailClick.subscriber_id.is_(None)
+    )
+    copies = select(func.count()).where(
+        Delivery.issue_id == issue_id, Delivery.status == SENT, Delivery.tracked.is_(False)
+    )
+    return {
+        "aggregate_clicks": session.scalar(clicks) or 0,
+        "untracked_copies": session.scalar(copies) or 0,
+    }
 
 
 def _split(session: Session, table: type[EmailOpen] | type[EmailClick], issue_id: int) -> Split:

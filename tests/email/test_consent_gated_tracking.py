@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import select, update
 
 from contacthub.consents import service as consents
-from contacthub.email import compose, repository, sending, service, signing
+from contacthub.email import compose, repository, sending, service, signing, stats
 from contacthub.email.sender import SmtpMailer
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
-from contacthub.storage.models import Contact, Delivery, Newsletter, Subscriber
+from contacthub.storage.models import Contact, Delivery, EmailClick, Newsletter, Subscriber
 from tests.email.smtp_server import HOST, SmtpServer, smtp_server
 
 NEWS = "Weekly"
@@ -46,9 +46,7 @@ def contact_guid(database: Database, email: str) -> str:
 def make_issue(database: Database, *, gated: bool) -> str:
     """A newsletter with the five subscribers and their answers, and a draft issue."""
     with database.write() as session:
-        newsletter = service.create_newsletter(
-            session, NEWS, "The Team", "team@example.com", BASE
-        )
+        newsletter = service.create_newsletter(session, NEWS, "The Team", "team@example.com", BASE)
         for email in (AGREED, REVOKED, SILENT, BACK, ELSEWHERE):
             service.add_subscriber(session, NEWS, email, first_name=email.split("@")[0])
         for code in ("tracking", "other"):
@@ -95,12 +93,8 @@ def html_of(smtp: SmtpServer, email: str) -> str:
 
 def click_params(html: str) -> list[set[str]]:
     """The parameter names of each click-handler link in the HTML."""
-    hrefs = [
-        chunk.split('"', 1)[0].replace("&amp;", "&") for chunk in html.split('href="')[1:]
-    ]
-    return [
-        set(parse_qs(urlsplit(href).query)) for href in hrefs if compose.CLICK_PATH in href
-    ]
+    hrefs = [chunk.split('"', 1)[0].replace("&amp;", "&") for chunk in html.split('href="')[1:]]
+    return [set(parse_qs(urlsplit(href).query)) for href in hrefs if compose.CLICK_PATH in href]
 
 
 def test_only_subscribers_who_agreed_last_get_a_personally_tracked_copy(
@@ -162,3 +156,24 @@ def test_the_decision_is_taken_when_the_copy_is_sent(
     assert tracked_flags(database, issue)[SILENT] is False
     assert compose.OPEN_PATH not in html_of(smtp, SILENT)
 
+
+def test_aggregate_clicks_count_per_link_but_in_no_unique_figure(
+    database: Database, settings: Settings, smtp: SmtpServer
+) -> None:
+    issue = make_issue(database, gated=True)
+    send(database, settings, issue, smtp.port)
+    with database.write() as session:
+        found = service.get_issue(session, issue)
+        offer = repository.links_of(session, found.id)[0]
+        agreed = session.scalar(select(Subscriber.id).where(Subscriber.email == AGREED))
+        for subscriber_id in (agreed, None, None):
+            session.add(
+                EmailClick(link_id=offer.id, issue_id=found.id, subscriber_id=subscriber_id)
+            )
+    with database.read() as session:
+        figures = stats.issue_stats(session, issue)
+    assert (figures.clicks.human.total, figures.clicks.human.unique) == (3, 1)
+    assert (figures.links[0].clicks.human.total, figures.links[0].clicks.human.unique) == (3, 1)
+    assert (figures.opens.human.unique, figures.click_through_rate) == (1, 1 / 5)
+    assert (figures.aggregate_clicks, figures.untracked_copies) == (2, 3)
+    assert figures.as_dict()["aggregate_clicks"] == 2
