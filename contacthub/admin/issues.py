@@ -9,6 +9,9 @@
 - `POST /admin/issues/{guid}/send`: starts sending in the background (`email.background`) and
   goes back to the issue page, which refreshes itself while this process sends.
 - `/admin/issues/{guid}/stats`: the statistics, human and machine apart, per link.
+- `/admin/issues/{guid}/engagement`: who opened or clicked, a page at a time (human only unless
+  `?machines=yes`); `POST …/engagement/export` downloads them all as CSV (audited as
+  `issue.engagement_exported`). The issue page shows opens and clicks over time as a chart.
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from markupsafe import Markup
 from sqlalchemy.orm import Session
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from contacthub.admin import charts
 from contacthub.admin.email import cursor, detached
 from contacthub.admin.web import Admin, form_errors, page, public_origin
-from contacthub.email import background, overview, service, stats
+from contacthub.csv_export import MEDIA_TYPE, attachment
+from contacthub.email import background, engagement, overview, service, stats
 from contacthub.email.compose import TrackedLink
 from contacthub.email.pages import EMAIL_CONTENT_POLICY
 from contacthub.errors import HubError
@@ -154,10 +160,12 @@ async def issue(admin: Admin) -> Response:
     guid = _guid(admin)
     preview_as = admin.param("email")[:254]
     here = hub_url(admin)
+    machines = _with_machines(admin)
 
     def work(session: Session) -> dict[str, Any]:
         found = service.get_issue(session, guid)
         summary = service.describe_issue(session, found)
+        line = engagement.timeline(session, found.guid, include_machines=machines)
         [row] = overview.issue_rows(session, [found])
         try:
             preview = overview.preview_issue(session, found, preview_as or None, base_url=here)
@@ -179,6 +187,7 @@ async def issue(admin: Admin) -> Response:
                 "group_options": group_options(session) if found.status == "draft" else [],
                 "preview": preview,
                 "preview_error": preview_error,
+                "timeline": line,
             },
         )
 
@@ -188,7 +197,13 @@ async def issue(admin: Admin) -> Response:
     if preview_as and context["preview_error"] is None:
         preview_src += "?" + urlencode({"email": preview_as})
     return admin.render(
-        "email/issue.html", run=run, preview_as=preview_as, preview_src=preview_src, **context
+        "email/issue.html",
+        run=run,
+        preview_as=preview_as,
+        preview_src=preview_src,
+        machines=machines,
+        timeline_chart=timeline_chart(context["timeline"]),
+        **context,
     )
 
 
@@ -323,6 +338,99 @@ def link_chart(figures: stats.IssueStats) -> dict[str, Any]:
     )
 
 
+# -- engagement ----------------------------------------------------------------------------------
+
+
+def _with_machines(admin: Admin) -> bool:
+    """Machine traffic counts only when asked (`machines=yes`, in the query or the form)."""
+    return "yes" in (admin.param("machines"), admin.field("machines"))
+
+
+def timeline_chart(line: engagement.Timeline) -> Markup | None:
+    """Opens and clicks over time: an hour a slot for two days, then a day a slot."""
+    if line.started_at is None:
+        return None
+    labels, tooltips = [], []
+    # A label every 6 hours, then every day while there are few days, else every week.
+    every_day = 1 if len(line.buckets) - engagement.HOURLY_HOURS <= 14 else 7
+    for index, bucket in enumerate(line.buckets):
+        shown = (
+            index % 6 == 0 if bucket.hourly else (index - engagement.HOURLY_HOURS) % every_day == 0
+        )
+        labels.append(engagement.bucket_label(line, bucket) if shown else "")
+        end = "later" if bucket.end is None else f"{bucket.end:%d %b %H:%M}"
+        tooltips.append(f"{bucket.start:%d %b %Y %H:%M}–{end} UTC")
+    kind = "human and machine" if line.include_machines else "human"
+    return charts.line_chart(
+        labels,
+        tooltips,
+        [
+            charts.ChartSeries("Opens", [b.opens for b in line.buckets]),
+            charts.ChartSeries("Clicks", [b.clicks for b in line.buckets]),
+        ],
+        label=f"Opens and clicks ({kind}) since the issue went out",
+        empty="No opens or clicks yet.",
+        divider=(engagement.HOURLY_HOURS, "daily from here")
+        if len(line.buckets) > engagement.HOURLY_HOURS
+        else None,
+    )
+
+
+async def issue_engagement(admin: Admin) -> Response:
+    """Who opened or clicked the issue, a page at a time (by subscriber)."""
+    guid = _guid(admin)
+    machines = _with_machines(admin)
+    after = cursor(admin, "after")
+
+    def work(session: Session) -> dict[str, Any]:
+        found = service.get_issue(session, guid)
+        summary = service.describe_issue(session, found)
+        return detached(
+            session,
+            {
+                "issue": found,
+                "newsletter": summary.newsletter_name,
+                "people": engagement.people_page(
+                    session, found.guid, after=after, include_machines=machines
+                ),
+            },
+        )
+
+    context = await admin.hub.read(work)
+    base = f"{issue_path(context['issue'].guid)}/engagement"
+    keep = {"machines": "yes"} if machines else {}
+    people: engagement.PeoplePage = context["people"]
+    next_url = (
+        f"{base}?{urlencode({**keep, 'after': people.next_after})}"
+        if people.next_after is not None
+        else None
+    )
+    first_url = f"{base}?{urlencode(keep)}" if after else None
+    return admin.render(
+        "email/issue_engagement.html",
+        machines=machines,
+        next_url=next_url,
+        first_url=first_url,
+        **context,
+    )
+
+
+async def export_engagement(admin: Admin) -> Response:
+    """Download everyone who opened or clicked as CSV (a POST: it is recorded in the audit log)."""
+    guid = _guid(admin)
+    machines = _with_machines(admin)
+
+    def start(session: Session) -> engagement.PeopleExport:
+        return engagement.start_export(session, guid, include_machines=machines, actor=admin.actor)
+
+    started = await admin.hub.write(start)
+    return StreamingResponse(
+        engagement.stream(admin.hub.read, started),
+        media_type=MEDIA_TYPE,
+        headers=attachment(started.filename),
+    )
+
+
 routes = [
     Route("/admin/issues", page(issues), methods=["GET"]),
     Route("/admin/issues/new", page(new_issue), methods=["GET"]),
@@ -332,4 +440,6 @@ routes = [
     Route("/admin/issues/{guid}/send", page(send), methods=["POST"]),
     Route("/admin/issues/{guid}/group", page(set_group), methods=["POST"]),
     Route("/admin/issues/{guid}/stats", page(issue_stats), methods=["GET"]),
+    Route("/admin/issues/{guid}/engagement", page(issue_engagement), methods=["GET"]),
+    Route("/admin/issues/{guid}/engagement/export", page(export_engagement), methods=["POST"]),
 ]

@@ -19,15 +19,17 @@ image, link scanners follow every link, and those are not people engaging.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from contacthub.audit import service as audit
+from contacthub.csv_export import csv_line
 from contacthub.email.service import get_issue
 from contacthub.storage.models import (
     Contact,
@@ -350,21 +352,67 @@ def _moment(value: datetime | str) -> datetime:
     return moment
 
 
-def record_export(
+EXPORT_CHUNK = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class PeopleExport:
+    """An export under way: which issue, which hits, and the file's name."""
+
+    issue_id: int
+    issue_guid: uuid.UUID
+    include_machines: bool
+
+    @property
+    def filename(self) -> str:
+        return f"issue-{self.issue_guid}-engagement.csv"
+
+
+def start_export(
     session: Session, issue_guid: str | uuid.UUID, *, include_machines: bool, actor: str
-) -> EmailIssue:
-    """Record that `actor` exports the issue's people (`issue.engagement_exported`)."""
+) -> PeopleExport:
+    """Record that `actor` exports the issue's people (`issue.engagement_exported`, with how
+    many), before the first byte leaves; NotFound for an unknown issue."""
     issue = get_issue(session, issue_guid)
     hits = _hits(issue.id, include_machines, 0)
     people = session.scalar(select(func.count(hits.c.subscriber_id.distinct()))) or 0
-    details = {"people": people, "include_machines": "yes" if include_machines else "no"}
+    details = {"people": people, "include_machines": include_machines}
     audit.record(session, actor, "issue.engagement_exported", str(issue.guid), details)
-    return issue
+    return PeopleExport(issue.id, issue.guid, include_machines)
 
 
-def people_chunks(
-    session: Session, issue: EmailIssue, *, after: int, limit: int, include_machines: bool
-) -> tuple[Sequence[Person], int | None]:
-    """One chunk of an export: the people above `after`, and the cursor of the next chunk."""
-    page = _page(session, issue, after, limit, include_machines)
-    return page.people, page.next_after
+def csv_header() -> str:
+    return csv_line(PEOPLE_COLUMNS)
+
+
+def export_chunk(session: Session, *, export: PeopleExport, after: int) -> tuple[str, int | None]:
+    """The CSV lines of the people above `after`, and the cursor of the next chunk."""
+    issue = session.get_one(EmailIssue, export.issue_id)
+    page = _page(session, issue, after, EXPORT_CHUNK, export.include_machines)
+    return "".join(csv_line(person.csv_values()) for person in page.people), page.next_after
+
+
+async def stream(
+    read: Callable[
+        [Callable[[Session], tuple[str, int | None]]], Awaitable[tuple[str, int | None]]
+    ],
+    export: PeopleExport,
+) -> AsyncIterator[str]:
+    """The whole CSV, a chunk at a time; `read` runs each chunk in a read-only unit of work
+    (`Hub.read`), so no transaction stays open while the client downloads."""
+    yield csv_header()
+    after: int | None = 0
+    while after is not None:
+        chunk, after = await read(partial(export_chunk, export=export, after=after))
+        if chunk:
+            yield chunk
+
+
+def export_lines(session: Session, export: PeopleExport) -> Iterator[str]:
+    """The whole CSV in one unit of work, a chunk at a time (the command line's export)."""
+    yield csv_header()
+    after: int | None = 0
+    while after is not None:
+        chunk, after = export_chunk(session, export=export, after=after)
+        if chunk:
+            yield chunk

@@ -178,7 +178,7 @@ def test_people_come_a_page_at_a_time(database: Database, sent: SentIssue) -> No
 def test_an_export_is_audited(database: Database, sent: SentIssue) -> None:
     hit(database, sent, "open", ANNA, after(minutes=30))
     with database.write() as session:
-        engagement.record_export(session, sent.guid, include_machines=False, actor="ada")
+        export = engagement.start_export(session, sent.guid, include_machines=False, actor="ada")
     with database.read() as session:
         event = session.scalars(select(AuditEvent)).one()
         assert (event.actor, event.action, event.subject) == (
@@ -186,3 +186,8 @@ def test_an_export_is_audited(database: Database, sent: SentIssue) -> None:
             "issue.engagement_exported",
             sent.guid,
         )
+        lines = "".join(engagement.export_lines(session, export)).split("\r\n")
+    assert lines[0] == ",".join(engagement.PEOPLE_COLUMNS)
+    assert lines[1].startswith(f"{ANNA},Anna,Smith,")
+    assert lines[1].endswith(",1,0")
+    assert lines[2:] == [""]
