@@ -218,6 +218,9 @@ class IssueStatsOut(msgspec.Struct):
     click_through_rate: float | None
     click_to_open_rate: float | None
     links: list[LinkStatsOut]
+    # Consent-gated tracking: clicks counted per link only, and copies sent untracked.
+    aggregate_clicks: int = 0
+    untracked_copies: int = 0
 
 
 # -- conversions ---------------------------------------------------------------------------------
@@ -313,6 +316,8 @@ def stats_out(figures: stats.IssueStats) -> IssueStatsOut:
             )
             for link in figures.links
         ],
+        aggregate_clicks=figures.aggregate_clicks,
+        untracked_copies=figures.untracked_copies,
     )
 
 

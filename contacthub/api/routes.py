@@ -16,6 +16,7 @@ from contacthub.api import (
     cors,
     dashboard,
     email,
+    engagement,
     groups,
     openapi,
     users,
@@ -36,6 +37,7 @@ ROUTERS: list[ApiRouter] = [
     groups.router,
     audit.router,
     email.router,
+    engagement.router,
 ]
 
 
