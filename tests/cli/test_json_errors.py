@@ -70,6 +70,7 @@ ARGUMENTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("issue", "list"): ("--newsletter", "News"),
     ("issue", "send"): (GUID,),
     ("issue", "stats"): (GUID,),
+    ("issue", "engagement"): (GUID,),
     ("issue", "set-group"): (GUID, "VIP"),
     ("group", "create"): ("VIP", "--static"),
     ("group", "update"): ("VIP", "--description", "Best customers"),
