@@ -211,6 +211,15 @@ def _draft_guid(entry: Entry) -> str:
         return str(draft.guid)
 
 
+def _export_engagement_from_api(entry: Entry) -> None:
+    assert entry.client is not None
+    assert entry.headers is not None
+    path = f"/api/issues/{entry.issue_guid()}/engagement/people?format=csv"
+    answer = entry.client.get(path, headers=entry.headers)
+    assert answer.status_code == 200, answer.text
+    assert len(answer.text.splitlines()) == 1  # the header: nobody opened yet
+
+
 def _export_group_from_api(entry: Entry) -> None:
     assert entry.client is not None
     assert entry.headers is not None
@@ -600,6 +609,14 @@ STEPS: list[Step] = [
         admin=_send_from_admin,
         api=_send_from_api,
         cli=lambda e: e.run("issue", "send", e.issue_guid()),
+    ),
+    Step(
+        "issue.engagement_exported",
+        ANY_GUID,
+        {"people": 0, "include_machines": False},
+        admin=lambda e: e.form(f"/admin/issues/{e.issue_guid()}/engagement/export"),
+        api=_export_engagement_from_api,
+        cli=lambda e: e.run("issue", "engagement", e.issue_guid(), "--csv"),
     ),
     Step(
         "subscriber.unsubscribed",
