@@ -351,12 +351,10 @@ def timeline_chart(line: engagement.Timeline) -> Markup | None:
     if line.started_at is None:
         return None
     labels, tooltips = [], []
-    # A label every 6 hours, then every day while there are few days, else every week.
-    every_day = 1 if len(line.buckets) - engagement.HOURLY_HOURS <= 14 else 7
     for index, bucket in enumerate(line.buckets):
-        shown = (
-            index % 6 == 0 if bucket.hourly else (index - engagement.HOURLY_HOURS) % every_day == 0
-        )
+        # Slots are all as wide: a label every 6 hours, then on the first day and each week.
+        day = (index - engagement.HOURLY_HOURS) + 2
+        shown = index % 6 == 0 if bucket.hourly else day == 2 or (day % 7 == 0)
         labels.append(engagement.bucket_label(line, bucket) if shown else "")
         end = "later" if bucket.end is None else f"{bucket.end:%d %b %H:%M}"
         tooltips.append(f"{bucket.start:%d %b %Y %H:%M}–{end} UTC")

@@ -236,7 +236,12 @@ def test_every_admin_page_opens_without_an_error(
     routes = {route for route, _ in seen}
     # The crawler reached every page of the navigation and the detail pages behind them.
     assert set(SHOTS) <= routes, sorted(set(SHOTS) - routes)
-    assert {"/admin/contacts/{}", "/admin/issues/{}", "/admin/issues/{}/stats"} <= routes
+    assert {
+        "/admin/contacts/{}",
+        "/admin/issues/{}",
+        "/admin/issues/{}/stats",
+        "/admin/issues/{}/engagement",
+    } <= routes
     assert any(
         route.startswith("/admin/consents/") and route != "/admin/consents/new" for route in routes
     )
