@@ -18,7 +18,8 @@ from tests.email.tracking_support import ANNA, BOB, CAROL, SentIssue, sent_issue
 
 
 def sent_with_hits(database: Database) -> SentIssue:
-    sent_at = utcnow() - timedelta(days=3)
+    # Five past the hour, so that each hit's hour after sending does not depend on the clock.
+    sent_at = (utcnow() - timedelta(days=3)).replace(minute=5, second=0, microsecond=0)
     sent = sent_issue(database, sent_at=sent_at)
     hit(database, sent, "open", ANNA, sent_at + timedelta(minutes=20))
     hit(database, sent, "click", ANNA, sent_at + timedelta(hours=2))
