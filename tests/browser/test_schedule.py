@@ -13,6 +13,7 @@ from contacthub.email import service as email
 from contacthub.storage.database import Database
 from contacthub.storage.types import utcnow
 from tests.browser.conftest import TIMEOUT_MS, VIEWPORT, Tab, sign_in, sqlite_only
+from tests.browser.layout import phone_and_desktop_problems
 from tests.servers import HubServer
 
 pytestmark = pytest.mark.slow
@@ -65,6 +66,8 @@ def test_an_issue_is_scheduled_listed_and_cancelled(paris: Tab, database: Databa
         f"Scheduled for {NEXT_YEAR}-12-24 08:00 UTC"
     )
     expect(page.locator("#schedule")).to_contain_text(f"{NEXT_YEAR}-12-24 08:00 UTC")
+    # The scheduled issue's page fits a phone and a desktop (the crawl sees a draft's only).
+    assert phone_and_desktop_problems(page) == []
 
     tab.open("/admin/issues")
     row = page.get_by_role("row").filter(has_text="Christmas sale")
