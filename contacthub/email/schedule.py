@@ -191,10 +191,11 @@ def confirm_schedule(session: Session, issue: EmailIssue, *, actor: str) -> Emai
         update(EmailIssue)
         .where(EmailIssue.id == issue.id, EmailIssue.status == SCHEDULE_MISSED)
         .values(status=SENDING)
+        .returning(EmailIssue.id)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ).scalar_one_or_none()
     session.refresh(issue)
-    if claimed != 1:
+    if claimed is None:
         raise Conflict(
             f"Only a missed schedule waits for confirmation: this issue is {issue.status}.",
             code="schedule_not_missed",
@@ -245,7 +246,8 @@ def claim_due(session: Session, *, grace: float, now: datetime | None = None) ->
         .returning(EmailIssue.guid, EmailIssue.scheduled_at, EmailIssue.scheduled_by)
         .execution_options(synchronize_session=False)
     ).all()
-    fired = [Fired(guid, at, scheduler_actor(by)) for guid, at, by in due]
+    # `at` is never NULL here (the WHERE compared it); the test keeps the type checker sure.
+    fired = [Fired(guid, at, scheduler_actor(by)) for guid, at, by in due if at is not None]
     return Claims(fired, missed_guids)
 
 
