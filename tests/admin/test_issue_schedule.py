@@ -145,3 +145,18 @@ def test_a_test_send_from_the_issue_page(
     bad = post(admin, f"/admin/issues/{guid}/test", to="not-an-address")
     assert bad.status_code == 400
     assert field_error(bad.text, "to") is not None
+
+
+def test_scheduling_an_issue_that_was_sent_says_why_not(
+    admin: TestClient, database: Database
+) -> None:
+    guid = weekly(admin)
+    with database.write() as session:
+        session.execute(update(EmailIssue).values(status="sent"))
+    answer = post(
+        admin, f"/admin/issues/{guid}/schedule", at=f"{NEXT_YEAR}-01-01T09:00", timezone=""
+    )
+    assert answer.status_code == 409
+    assert "Not scheduled: Only a draft can be scheduled: this issue is sent." in html.unescape(
+        answer.text
+    )
