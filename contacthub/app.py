@@ -27,7 +27,7 @@ from contacthub.admin.routes import admin_routes
 from contacthub.admin.web import error_page
 from contacthub.analytics import rollups
 from contacthub.api.routes import api_routes
-from contacthub.email import background
+from contacthub.email import background, schedule
 from contacthub.email.api import email_api_routes
 from contacthub.email.endpoints import email_routes, hot_paths
 from contacthub.email.signing import link_signer
@@ -157,6 +157,21 @@ def keep_groups_live(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, N
     )
 
 
+def keep_schedules_firing(
+    hub: Hub, sends: background.SendRegistry, stopping: asyncio.Event
+) -> Coroutine[Any, Any, None]:
+    """Send the due scheduled issues every `schedule_interval` seconds (each fires in one
+    process only: `schedule.claim_due`); mark those missed by more than `schedule_grace`."""
+    start = schedule.background_start(hub, sends)
+    return run_every(
+        hub.settings.schedule_interval,
+        stopping,
+        lambda: schedule.fire_due(hub.database, grace=hub.settings.schedule_grace, start=start),
+        # A schedule not claimed stays `scheduled`: the next run claims (or marks missed) it.
+        "Firing scheduled sends failed; retrying later.",
+    )
+
+
 def admin_aware(handler: ExceptionHandler) -> ExceptionHandler:
     """Errors under /admin answer an HTML page; everywhere else, `handler`'s JSON."""
 
@@ -184,6 +199,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         jobs = [
             asyncio.create_task(keep_rollups_fresh(hub, stopping)),
             asyncio.create_task(keep_groups_live(hub, stopping)),
+            asyncio.create_task(keep_schedules_firing(hub, sends, stopping)),
         ]
         freeze_startup_objects()
         try:

@@ -12,13 +12,18 @@
 - `/admin/issues/{guid}/engagement`: who opened or clicked, a page at a time (human only unless
   `?machines=yes`); `POST …/engagement/export` downloads them all as CSV (audited as
   `issue.engagement_exported`). The issue page shows opens and clicks over time as a chart.
+- `POST /admin/issues/{guid}/schedule` (and `/schedule/cancel`, `/schedule/confirm`): schedule
+  a draft for a time (`email.schedule`), cancel it, or send now a missed schedule.
+- `POST /admin/issues/{guid}/test`: send a test copy to a few addresses (`email.testsend`).
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 from urllib.parse import urlencode
 
+import anyio.to_thread
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 from starlette.responses import HTMLResponse, Response, StreamingResponse
@@ -28,7 +33,16 @@ from contacthub.admin import charts
 from contacthub.admin.email import cursor, detached
 from contacthub.admin.web import Admin, form_errors, page, public_origin
 from contacthub.csv_export import MEDIA_TYPE, attachment
-from contacthub.email import background, engagement, overview, service, stats
+from contacthub.email import (
+    background,
+    engagement,
+    overview,
+    schedule,
+    sending,
+    service,
+    stats,
+    testsend,
+)
 from contacthub.email.compose import TrackedLink
 from contacthub.email.pages import EMAIL_CONTENT_POLICY
 from contacthub.errors import HubError
@@ -157,6 +171,20 @@ async def create_issue(admin: Admin) -> Response:
 
 async def issue(admin: Admin) -> Response:
     """An issue: details, progress, preview and the send button."""
+    return await _issue_page(admin)
+
+
+async def _issue_page(
+    admin: Admin,
+    status: int = 200,
+    *,
+    schedule_values: dict[str, str] | None = None,
+    schedule_errors: dict[str, str] | None = None,
+    test_to: str = "",
+    test_errors: dict[str, str] | None = None,
+    test_report: testsend.TestSendReport | None = None,
+) -> Response:
+    """The issue page, with what a schedule or test-send form left to show (its errors)."""
     guid = _guid(admin)
     preview_as = admin.param("email")[:254]
     here = hub_url(admin)
@@ -198,11 +226,18 @@ async def issue(admin: Admin) -> Response:
         preview_src += "?" + urlencode({"email": preview_as})
     return admin.render(
         "email/issue.html",
+        status,
         run=run,
         preview_as=preview_as,
         preview_src=preview_src,
         machines=machines,
         timeline_chart=timeline_chart(context["timeline"]),
+        schedule_values=schedule_values or {},
+        schedule_errors=schedule_errors or {},
+        test_to=test_to,
+        test_errors=test_errors or {},
+        test_report=test_report,
+        max_test_recipients=testsend.MAX_RECIPIENTS,
         **context,
     )
 
@@ -253,6 +288,85 @@ async def set_group(admin: Admin) -> Response:
         else f"It will go to {ALL_SUBSCRIBERS.lower()}."
     )
     return admin.redirect(issue_path(guid), flash=flash)
+
+
+# -- schedules and test sends (email/schedule.py, email/testsend.py) -----------------------------
+
+
+async def schedule_send(admin: Admin) -> Response:
+    """Schedule (or reschedule) the issue: `at` is a `datetime-local` value in the time zone
+    `timezone` (the browser's, which admin.js fills in; UTC without JavaScript)."""
+    guid = _guid(admin)
+    values = {"at": admin.field("at"), "timezone": admin.field("timezone")}
+    try:
+        at = schedule.local_time(values["at"], values["timezone"])
+
+        def work(session: Session) -> None:
+            schedule.schedule_issue(
+                session, service.get_issue(session, guid), at, actor=admin.actor
+            )
+
+        await admin.hub.write(work)
+    except HubError as error:
+        return await _issue_page(
+            admin, error.status_code, schedule_values=values, schedule_errors=form_errors(error)
+        )
+    zone = values["timezone"] or "UTC"
+    local = "" if zone == "UTC" else f" ({values['at'].replace('T', ' ')} {zone})"
+    return admin.redirect(
+        issue_path(guid),
+        flash=f"Scheduled for {at.strftime('%Y-%m-%d %H:%M')} UTC{local}.",
+    )
+
+
+async def cancel_schedule(admin: Admin) -> Response:
+    """Cancel the issue's schedule: it is a draft again."""
+    guid = _guid(admin)
+
+    def work(session: Session) -> None:
+        schedule.cancel_schedule(session, service.get_issue(session, guid), actor=admin.actor)
+
+    await admin.hub.write(work)
+    return admin.redirect(issue_path(guid), flash="Schedule cancelled: the issue is a draft again.")
+
+
+async def confirm_schedule(admin: Admin) -> Response:
+    """Send now an issue whose schedule was missed."""
+    guid = _guid(admin)
+
+    def work(session: Session) -> uuid.UUID:
+        return schedule.confirm_schedule(
+            session, service.get_issue(session, guid), actor=admin.actor
+        ).guid
+
+    issue_guid = await admin.hub.write(work)
+    registry = background.registry_of(admin.request)
+    schedule.start_confirmed_send(admin.hub, registry, issue_guid, admin.actor)
+    return admin.redirect(issue_path(guid), flash="Sending started.")
+
+
+async def test_send(admin: Admin) -> Response:
+    """Send a test copy to the addresses of the `to` field (one a line, or comma-separated)."""
+    guid = _guid(admin)
+    to = admin.field("to")
+    addresses = [a for a in to.replace(",", "\n").split() if a]
+    hub = admin.hub
+
+    def work() -> testsend.TestSendReport:
+        with sending.smtp_mailer(hub.settings) as mailer:
+            return testsend.send_test(
+                hub.database, guid, addresses, mailer, signer=hub.link_signer, actor=admin.actor
+            )
+
+    try:
+        recipients = testsend.clean_recipients(addresses)
+        report = await anyio.to_thread.run_sync(work)
+    except HubError as error:
+        errors = {"to": error.message} if error.field in (None, "to") else form_errors(error)
+        return await _issue_page(admin, error.status_code, test_to=to, test_errors=errors)
+    if report.failed:
+        return await _issue_page(admin, test_to=to, test_report=report)
+    return admin.redirect(issue_path(guid), flash=f"Test sent to {', '.join(recipients)}.")
 
 
 async def issue_stats(admin: Admin) -> Response:
@@ -440,4 +554,8 @@ routes = [
     Route("/admin/issues/{guid}/stats", page(issue_stats), methods=["GET"]),
     Route("/admin/issues/{guid}/engagement", page(issue_engagement), methods=["GET"]),
     Route("/admin/issues/{guid}/engagement/export", page(export_engagement), methods=["POST"]),
+    Route("/admin/issues/{guid}/schedule", page(schedule_send), methods=["POST"]),
+    Route("/admin/issues/{guid}/schedule/cancel", page(cancel_schedule), methods=["POST"]),
+    Route("/admin/issues/{guid}/schedule/confirm", page(confirm_schedule), methods=["POST"]),
+    Route("/admin/issues/{guid}/test", page(test_send), methods=["POST"]),
 ]

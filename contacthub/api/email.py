@@ -16,7 +16,16 @@ import msgspec
 from sqlalchemy.orm import Session
 
 from contacthub.api.routing import ApiCall, ApiRouter, QueryParam
-from contacthub.email import background, importer, overview, service, stats
+from contacthub.email import (
+    background,
+    importer,
+    overview,
+    schedule,
+    sending,
+    service,
+    stats,
+    testsend,
+)
 from contacthub.email.background import SendRun
 from contacthub.email.importer import ImportReport
 from contacthub.email.overview import IssueRow, NewsletterSummary, SubscriberRow
@@ -147,6 +156,9 @@ class IssueSummaryOut(msgspec.Struct):
     status: str
     created_at: datetime
     sent_at: datetime | None
+    # When it is (or was) scheduled to go out, and who scheduled it (email/schedule.py).
+    scheduled_at: datetime | None
+    scheduled_by: str | None
     recipients: int
     sent: int
     open_rate: float | None
@@ -264,6 +276,8 @@ def issue_summary_out(row: IssueRow) -> IssueSummaryOut:
         status=issue.status,
         created_at=issue.created_at,
         sent_at=issue.sent_at,
+        scheduled_at=issue.scheduled_at,
+        scheduled_by=issue.scheduled_by,
         recipients=row.recipients,
         sent=row.sent,
         open_rate=row.open_rate,
@@ -652,4 +666,113 @@ async def issue_stats(call: ApiCall) -> IssueStatsOut:
     guid = call.path("guid")
     return await call.hub.read(
         lambda s: stats_out(stats.issue_stats(s, service.get_issue(s, guid).guid))
+    )
+
+
+# -- schedules and test sends (email/schedule.py, email/testsend.py) -----------------------------
+
+
+class ScheduleIn(msgspec.Struct, forbid_unknown_fields=True):
+    at: str
+
+
+class TestSendIn(msgspec.Struct, forbid_unknown_fields=True):
+    to: list[str]
+
+
+class TestRefusalOut(msgspec.Struct):
+    email: str
+    reason: str
+
+
+class TestSendOut(msgspec.Struct):
+    issue: uuid.UUID
+    subject: str
+    sent: list[str]
+    failed: list[TestRefusalOut]
+
+
+@router.post("/api/issues/{guid}/schedule", body=ScheduleIn, response=IssueOut)
+async def schedule_issue(call: ApiCall, body: ScheduleIn) -> IssueOut:
+    """Schedule a draft issue to be sent at `at`, an ISO 8601 time with its UTC offset
+    (`2026-12-24T09:00:00+01:00` or `…Z`), in the future; again to reschedule it.
+
+    The hub sends it at that time (within `schedule_interval` seconds), once. 409
+    `issue_not_draft` once its sending has started; 400 `invalid_time` without an offset,
+    `time_in_past` for a time that has passed.
+    """
+    guid = call.path("guid")
+    at = schedule.parse_time(body.at)
+    registry = background.registry_of(call.request)
+
+    def work(session: Session) -> IssueOut:
+        issue = schedule.schedule_issue(
+            session, service.get_issue(session, guid), at, actor=call.actor
+        )
+        return _issue_out(session, issue, registry.get(issue.guid))
+
+    return await call.hub.write(work)
+
+
+@router.delete("/api/issues/{guid}/schedule", response=IssueOut)
+async def cancel_schedule(call: ApiCall) -> IssueOut:
+    """Cancel the issue's schedule (also a missed one): it is a draft again. 409
+    `not_scheduled` when it is not scheduled (or has fired: it is sending)."""
+    guid = call.path("guid")
+    registry = background.registry_of(call.request)
+
+    def work(session: Session) -> IssueOut:
+        issue = schedule.cancel_schedule(
+            session, service.get_issue(session, guid), actor=call.actor
+        )
+        return _issue_out(session, issue, registry.get(issue.guid))
+
+    return await call.hub.write(work)
+
+
+@router.post("/api/issues/{guid}/schedule/confirm", response=IssueOut, status=202)
+async def confirm_schedule(call: ApiCall) -> IssueOut:
+    """Send now an issue whose schedule was missed (status `schedule_missed`: the hub was down
+    at its time, for longer than `schedule_grace`). Answers 202 as sending starts, like
+    `POST /api/issues/{guid}/send`. 409 `schedule_not_missed` for any other status."""
+    guid = call.path("guid")
+    registry = background.registry_of(call.request)
+
+    def claim(session: Session) -> uuid.UUID:
+        issue = schedule.confirm_schedule(
+            session, service.get_issue(session, guid), actor=call.actor
+        )
+        return issue.guid
+
+    issue_guid = await call.hub.write(claim)
+    run = schedule.start_confirmed_send(call.hub, registry, issue_guid, call.actor)
+
+    def work(session: Session) -> IssueOut:
+        return _issue_out(session, service.get_issue(session, issue_guid), run)
+
+    return await call.hub.read(work)
+
+
+@router.post("/api/issues/{guid}/test", body=TestSendIn, response=TestSendOut)
+async def test_send(call: ApiCall, body: TestSendIn) -> TestSendOut:
+    """Send a test copy of the issue (any status) to 1 to 10 addresses (`{"to": [...]}`):
+    subject prefixed `[Test] `, no tracking, not counted anywhere. Answers once the SMTP server
+    has answered for each address: `sent`, and `failed` with the server's reason. 503
+    `smtp_unavailable` when the server cannot be reached or refuses the login."""
+    guid = call.path("guid")
+    recipients = testsend.clean_recipients(body.to)
+    hub = call.hub
+
+    def work() -> testsend.TestSendReport:
+        with sending.smtp_mailer(hub.settings) as mailer:
+            return testsend.send_test(
+                hub.database, guid, recipients, mailer, signer=hub.link_signer, actor=call.actor
+            )
+
+    report = await anyio.to_thread.run_sync(work)
+    return TestSendOut(
+        uuid.UUID(report.issue_guid),
+        report.subject,
+        report.sent,
+        [TestRefusalOut(f.email, f.reason) for f in report.failed],
     )

@@ -33,7 +33,16 @@ from contacthub.cli.output import (
     report_error,
     unit_of_work,
 )
-from contacthub.email import importer, repository, sending, service, signing, stats
+from contacthub.email import (
+    importer,
+    repository,
+    schedule,
+    sending,
+    service,
+    signing,
+    stats,
+    testsend,
+)
 from contacthub.email.importer import ImportReport
 from contacthub.email.sending import SendReport
 from contacthub.errors import HubError, InvalidInput
@@ -280,6 +289,8 @@ def issue_record(session: Session, issue: EmailIssue) -> dict[str, Any]:
         "links": len([link for link in summary.links if not link.hidden]),
         "created_at": issue.created_at,
         "sent_at": issue.sent_at,
+        "scheduled_at": issue.scheduled_at,
+        "scheduled_by": issue.scheduled_by,
     }
 
 
@@ -460,3 +471,112 @@ def _print_stats(figures: dict[str, Any]) -> None:
         False,
         "Links",
     )
+
+
+# -- schedules and test sends (email/schedule.py, email/testsend.py) -----------------------------
+
+
+@issue_app.command("schedule")
+def issue_schedule(
+    issue: str = typer.Argument(..., help="GUID of the issue."),
+    at: str = typer.Option(
+        ...,
+        "--at",
+        help="When to send it: ISO 8601 with its UTC offset, e.g. 2026-12-24T09:00+01:00 or "
+        "2026-12-24T08:00Z.",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Schedule a draft issue to be sent at a time (again: reschedule it). A running hub sends
+    it then, once; a schedule the hub misses by more than `schedule_grace` waits for
+    `issue confirm-schedule`."""
+    with unit_of_work() as session:
+        when = schedule.parse_time(at)
+        found = schedule.schedule_issue(
+            session, service.get_issue(session, issue), when, actor=CLI_ACTOR
+        )
+        record = issue_record(session, found)
+    emit(record, as_json, "Issue")
+
+
+@issue_app.command("unschedule")
+def issue_unschedule(
+    issue: str = typer.Argument(..., help="GUID of the issue."), as_json: bool = JsonOption
+) -> None:
+    """Cancel an issue's schedule (also a missed one): it is a draft again."""
+    with unit_of_work() as session:
+        found = schedule.cancel_schedule(
+            session, service.get_issue(session, issue), actor=CLI_ACTOR
+        )
+        record = issue_record(session, found)
+    emit(record, as_json, "Issue")
+
+
+@issue_app.command("confirm-schedule")
+def issue_confirm_schedule(
+    issue: str = typer.Argument(..., help="GUID of the issue."),
+    chunk_size: int = typer.Option(
+        sending.DEFAULT_CHUNK_SIZE, min=1, help="Messages sent between two commits."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Send now an issue whose schedule was missed (status schedule_missed), here, through the
+    SMTP server of the configuration, as `issue send` does."""
+    with _database() as (settings, database):
+        signer = signing.link_signer(settings)
+        with database.write() as session:
+            found = schedule.confirm_schedule(
+                session, service.get_issue(session, issue), actor=CLI_ACTOR
+            )
+            guid = str(found.guid)
+        with sending.smtp_mailer(settings) as mailer, _progress() as bar:
+            task = bar.add_task("Sending", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = sending.send_issue(
+                database, guid, mailer, signer=signer, progress=advance, chunk_size=chunk_size
+            )
+    _print_send(report, as_json)
+    if report.stopped is not None:
+        report_error(
+            f"sending stopped: {report.stopped}\n"
+            "Nothing is lost: run `contacthub issue send` again to resume.",
+            code="sending_stopped",
+        )
+
+
+TestRecipientsOption = typer.Option(
+    ..., "--to", help=f"An address to send the test to (1 to {testsend.MAX_RECIPIENTS})."
+)
+
+
+@issue_app.command("test-send")
+def issue_test_send(
+    issue: str = typer.Argument(..., help="GUID of the issue."),
+    to: list[str] = TestRecipientsOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Send a test copy of an issue (any status) to a few addresses: subject prefixed
+    "[Test] ", no tracking, not counted in the statistics."""
+    with _database() as (settings, database):
+        signer = signing.link_signer(settings)
+        with sending.smtp_mailer(settings) as mailer:
+            report = testsend.send_test(database, issue, to, mailer, signer=signer, actor=CLI_ACTOR)
+    if as_json:
+        emit(report.as_dict(), True)
+    else:
+        emit(
+            {"issue": report.issue_guid, "subject": report.subject, "sent": ", ".join(report.sent)},
+            False,
+            "Test send",
+        )
+        if report.failed:
+            emit([{"email": f.email, "reason": f.reason} for f in report.failed], False, "Not sent")
+    if report.failed:
+        report_error(
+            f"{len(report.failed)} of {len(report.failed) + len(report.sent)} test message(s) "
+            "were not sent (see above).",
+            code="test_send_failed",
+        )

@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from contacthub.groups import service as groups
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.storage.models import AuditEvent, Contact
+from contacthub.storage.types import utcnow
 from contacthub.users import service as users
 from tests.admin.conftest import sign_in
 from tests.cli.conftest import Cli, cli_on
@@ -218,6 +220,30 @@ def _export_engagement_from_api(entry: Entry) -> None:
     answer = entry.client.get(path, headers=entry.headers)
     assert answer.status_code == 200, answer.text
     assert len(answer.text.splitlines()) == 1  # the header: nobody opened yet
+
+
+NEXT_YEAR = utcnow().year + 1
+SCHEDULED_AT = f"{NEXT_YEAR}-12-24T08:00:00+00:00"
+MISSED_AT = datetime(2026, 1, 1, 8, tzinfo=UTC)
+
+
+def _miss_the_schedule(entry: Entry) -> None:
+    """The draft was scheduled, and the hub was down at its time."""
+    with entry.database.write() as session:
+        issue = email.get_issue(session, _draft_guid(entry))
+        issue.status, issue.scheduled_at, issue.scheduled_by = "schedule_missed", MISSED_AT, ADA
+
+
+def _confirm_from_admin(entry: Entry) -> None:
+    entry.form(f"/admin/issues/{_draft_guid(entry)}/schedule/confirm")
+    assert entry.client is not None
+    wait_for_run(entry.client, _draft_guid(entry))
+
+
+def _confirm_from_api(entry: Entry) -> None:
+    entry.call("POST", f"/api/issues/{_draft_guid(entry)}/schedule/confirm")
+    assert entry.client is not None
+    wait_for_run(entry.client, _draft_guid(entry))
 
 
 def _export_group_from_api(entry: Entry) -> None:
@@ -703,6 +729,49 @@ STEPS: list[Step] = [
         admin=lambda e: e.form(f"/admin/issues/{_draft_guid(e)}/group", group="First names"),
         api=lambda e: e.call("PATCH", f"/api/issues/{_draft_guid(e)}", {"group": "First names"}),
         cli=lambda e: e.run("issue", "set-group", _draft_guid(e), "First names"),
+    ),
+    # Scheduled sends and test sends (email/schedule.py, email/testsend.py), on the draft.
+    Step(
+        "issue.scheduled",
+        ANY_GUID,
+        {"at": SCHEDULED_AT},
+        # The admin's field is in the browser's time zone (Paris: UTC+1 in December).
+        admin=lambda e: e.form(
+            f"/admin/issues/{_draft_guid(e)}/schedule",
+            at=f"{NEXT_YEAR}-12-24T09:00",
+            timezone="Europe/Paris",
+        ),
+        api=lambda e: e.call(
+            "POST",
+            f"/api/issues/{_draft_guid(e)}/schedule",
+            {"at": f"{NEXT_YEAR}-12-24T09:00:00+01:00"},
+        ),
+        cli=lambda e: e.run("issue", "schedule", _draft_guid(e), "--at", SCHEDULED_AT),
+    ),
+    Step(
+        "issue.schedule_cancelled",
+        ANY_GUID,
+        {"at": SCHEDULED_AT},
+        admin=lambda e: e.form(f"/admin/issues/{_draft_guid(e)}/schedule/cancel"),
+        api=lambda e: e.call("DELETE", f"/api/issues/{_draft_guid(e)}/schedule"),
+        cli=lambda e: e.run("issue", "unschedule", _draft_guid(e)),
+    ),
+    Step(
+        "issue.test_sent",
+        ANY_GUID,
+        {"to": [ANNA]},
+        admin=lambda e: e.form(f"/admin/issues/{_draft_guid(e)}/test", to=ANNA),
+        api=lambda e: e.call("POST", f"/api/issues/{_draft_guid(e)}/test", {"to": [ANNA]}),
+        cli=lambda e: e.run("issue", "test-send", _draft_guid(e), "--to", ANNA),
+    ),
+    Step(
+        "issue.schedule_confirmed",
+        ANY_GUID,
+        {"at": MISSED_AT.isoformat()},
+        setup=_miss_the_schedule,
+        admin=_confirm_from_admin,
+        api=_confirm_from_api,
+        cli=lambda e: e.run("issue", "confirm-schedule", _draft_guid(e)),
     ),
     Step(
         "group.members_added",
