@@ -15,7 +15,10 @@ BASE = "http://testserver"
 CONSENT = "newsletter-consent"
 SHORT_TEXT = "I agree to receive the Weekly newsletter."
 GERMAN_TEXT = "Ich möchte den Weekly-Newsletter erhalten."
-HUMAN_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+HUMAN_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)"
+    " Chrome/124.0 Safari/537.36"
+)
 
 
 def make_newsletter(database: Database, *, double_opt_in: bool = True) -> str:
