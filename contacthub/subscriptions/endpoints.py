@@ -35,13 +35,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from contacthub.email import sending
 from contacthub.email.api import read_fields
 from contacthub.email.endpoints import error_page
 from contacthub.email.hashing import Purpose
 from contacthub.email.machine import HitKind, classify
 from contacthub.email.pages import PRIVATE_PAGE, TrackingParams, parse_networks, request_client_ip
-from contacthub.errors import HubError, InvalidInput, Unavailable, UnsupportedMediaType
+from contacthub.errors import HubError, InvalidInput, UnsupportedMediaType
 from contacthub.http import json_response, read_body
 from contacthub.hub import Hub, hub_of
 from contacthub.subscriptions import optin, preferences
@@ -165,17 +164,11 @@ async def _subscribe(
 
     done = await hub.write(work)
     if done.confirmation is not None:
-        confirmation = done.confirmation
-
-        def send() -> bool:
-            with sending.smtp_mailer(hub.settings) as mailer:
-                return optin.send_confirmation(hub.database, mailer, confirmation)
-
-        if not await anyio.to_thread.run_sync(send):
-            raise Unavailable(
-                "The confirmation email could not be sent just now: please try again later.",
-                code="confirmation_not_sent",
-            )
+        sent = await anyio.to_thread.run_sync(
+            optin.send_now, hub.database, hub.settings, done.confirmation
+        )
+        if not sent:
+            raise optin.not_sent()
     return done
 
 

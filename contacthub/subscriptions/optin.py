@@ -37,15 +37,17 @@ from urllib.parse import quote
 
 from sqlalchemy import Result, delete, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from contacthub.consents import repository as consent_repository
-from contacthub.email import compose, repository, service
+from contacthub.email import compose, repository, sending, service
 from contacthub.email.hashing import LinkSigner, Purpose, canonical_guid
 from contacthub.email.repository import SUBSCRIBED, UNCONFIRMED, UNSUBSCRIBED
 from contacthub.email.sender import Mailer, SendError, build_message
-from contacthub.errors import HubError, InvalidInput, NotFound
+from contacthub.errors import HubError, InvalidInput, NotFound, Unavailable
 from contacthub.groups.queue import enqueue_contacts
 from contacthub.identifiers import guid_or_none
+from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.storage.models import (
     Consent,
@@ -221,7 +223,7 @@ def subscribe(
     if existing is not None and existing.status == SUBSCRIBED:
         return pending
     if suppressions.is_suppressed(session, address):
-        return pending  # never mailed, not even a confirmation
+        return pending  # never mailed, not even a confirmation; nothing stored
     if existing is None or existing.status == UNSUBSCRIBED:
         service.add_subscriber(session, newsletter.name, address, first, last, confirmed=False)
     subscriber = repository.subscriber_by_email(session, newsletter.id, address)
@@ -239,7 +241,10 @@ def claim_confirmation(
     languages: list[str],
 ) -> Confirmation | None:
     """Take the subscriber's confirmation slot and build the email; None within
-    `RESEND_AFTER` of the last one (a conditional UPDATE: two requests at once send one)."""
+    `RESEND_AFTER` of the last one (a conditional UPDATE: two requests at once send one), or
+    when the address is suppressed (it is never mailed)."""
+    if suppressions.is_suppressed(session, subscriber.email):
+        return None
     now = utcnow().replace(microsecond=0)
     result = session.execute(
         update(Subscriber)
@@ -253,6 +258,7 @@ def claim_confirmation(
     )
     if not _changed(result):
         return None
+    set_committed_value(subscriber, "confirmation_sent_at", now)  # what the UPDATE wrote
     shown = shown_consent(session, newsletter, languages)
     url = confirm_url(signer, newsletter, subscriber.email, shown, int(now.timestamp()))
     return Confirmation(subscriber.id, confirmation_message(newsletter, subscriber, shown, url))
@@ -296,6 +302,43 @@ def send_confirmation(database: Database, mailer: Mailer, confirmation: Confirma
                 .values(confirmation_sent_at=None)
             )
         return False
+
+
+def add_subscriber(
+    session: Session,
+    newsletter_name: str,
+    email: str,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    *,
+    confirmed: bool,
+    signer: LinkSigner,
+    actor: str | None,
+) -> tuple[Subscriber, Confirmation | None]:
+    """An operator's add (admin, API, CLI): `email.service.add_subscriber`, and on a double
+    opt-in newsletter without `confirmed` the confirmation email to send after the commit."""
+    subscriber = service.add_subscriber(
+        session, newsletter_name, email, first_name, last_name, confirmed=confirmed, actor=actor
+    )
+    if subscriber.status != UNCONFIRMED:
+        return subscriber, None
+    newsletter = session.get_one(Newsletter, subscriber.newsletter_id)
+    return subscriber, claim_confirmation(session, newsletter, subscriber, signer, [])
+
+
+def send_now(database: Database, settings: Settings, confirmation: Confirmation) -> bool:
+    """Send a confirmation through the configured SMTP server (see `send_confirmation`)."""
+    with sending.smtp_mailer(settings) as mailer:
+        return send_confirmation(database, mailer, confirmation)
+
+
+def not_sent() -> Unavailable:
+    """The error when the SMTP server did not take a confirmation email."""
+    return Unavailable(
+        "The confirmation email could not be sent just now (the SMTP server did not take it):"
+        " please try again later.",
+        code="confirmation_not_sent",
+    )
 
 
 # -- confirming ---------------------------------------------------------------------------------
