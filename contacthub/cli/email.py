@@ -248,7 +248,9 @@ def subscriber_add(
 @subscriber_app.command("list")
 def subscriber_list(
     newsletter: str = NewsletterOption,
-    status: str | None = typer.Option(None, help="Only `subscribed` or `unsubscribed` ones."),
+    status: str | None = typer.Option(
+        None, help="Only `subscribed`, `unsubscribed` or `unconfirmed` (double opt-in) ones."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """List a newsletter's subscribers in the order they were added."""

@@ -132,3 +132,27 @@ def test_the_admin_page_saves_settings_and_shows_the_public_form(
     assert saved.status_code == 200
     assert "Subscription settings saved." in saved.text
     assert "Send the confirmation email" in saved.text  # the add form now asks
+
+
+def test_the_cli_adds_through_the_confirmation_unless_confirmed(
+    database_url: str, database: Database, tmp_path: Path
+) -> None:
+    make_newsletter(database)
+    with smtp_server() as smtp:
+        env = {
+            "CONTACTHUB_SMTP_HOST": HOST,
+            "CONTACTHUB_SMTP_PORT": str(smtp.port),
+            "CONTACTHUB_SECRET_KEY": "a-test-secret",
+        }
+        cli = cli_on(database_url, tmp_path, **env)
+        pending = cli.json("subscriber", "add", "ann@example.com", "--newsletter", NEWS)
+        assert pending["status"] == "unconfirmed"
+        assert pending["confirmation_sent_at"] is not None
+        assert len(smtp.messages_to("ann@example.com")) == 1
+        vouched = cli.json(
+            "subscriber", "add", "bob@example.com", "--newsletter", NEWS, "--confirmed"
+        )
+        assert vouched["status"] == "subscribed"
+        assert smtp.messages_to("bob@example.com") == []
+        listed = cli.json("subscriber", "list", "--newsletter", NEWS, "--status", "unconfirmed")
+        assert [row["email"] for row in listed] == ["ann@example.com"]
