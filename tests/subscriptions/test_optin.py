@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
 
+from contacthub import app as app_module
 from contacthub.app import create_app
 from contacthub.email import sending, service, signing
 from contacthub.email.hashing import Purpose
@@ -268,3 +270,19 @@ def test_unconfirmed_subscriptions_expire(database: Database, hub_settings: Sett
     kept = subscriber(database, "new@example.com")
     assert kept is not None
     assert kept.status == "unconfirmed"
+
+
+def test_the_hub_runs_the_expiry_job(
+    database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_newsletter(database)
+    with database.write() as session:
+        service.add_subscriber(session, NEWS, "old@example.com", confirmed=False)
+        long_ago = utcnow() - timedelta(hours=settings.unconfirmed_subscriber_hours + 1)
+        session.execute(update(Subscriber).values(created_at=long_ago))
+    monkeypatch.setattr(app_module, "EXPIRE_UNCONFIRMED_INTERVAL", 0.05)
+    with TestClient(create_app(settings)):
+        deadline = time.monotonic() + 10
+        while subscriber(database, "old@example.com") is not None:
+            assert time.monotonic() < deadline, "the job did not expire the subscription"
+            time.sleep(0.05)
