@@ -79,6 +79,7 @@ class ShownConsent:
     """The consent text a person is shown: revision, language and short text (HTML)."""
 
     code_name: str
+    revision_id: int  # names the consent too: the link stays right if the newsletter's changes
     revision: int
     language: str
     short_text: str
@@ -108,16 +109,16 @@ def shown_consent(session: Session, newsletter: Newsletter, languages: list[str]
     if revision is None or not texts:
         raise NotFound(f"Consent {consent.code_name!r} has no text.", code="unknown_consent")
     text = _pick_text(texts, languages, consent.default_language)
-    return ShownConsent(consent.code_name, revision.number, text.language, text.short_text)
+    return ShownConsent(
+        consent.code_name, revision.id, revision.number, text.language, text.short_text
+    )
 
 
 def shown_revision(
-    session: Session, newsletter: Newsletter, number: int, language: str
+    session: Session, revision_id: int, language: str
 ) -> tuple[ConsentRevision, ConsentText]:
-    """A revision of the newsletter's consent and its text in `language` (as a link names)."""
-    if newsletter.consent_id is None:
-        raise NotFound("This newsletter no longer asks for a consent.", code="unknown_consent")
-    revision = consent_repository.revision_by_number(session, newsletter.consent_id, number)
+    """The consent revision a link names (by id) and its text in `language`."""
+    revision = session.get(ConsentRevision, revision_id)
     text = consent_repository.texts_of(session, revision.id).get(language) if revision else None
     if revision is None or text is None:
         raise NotFound("The consent text of this link no longer exists.", code="unknown_consent")
@@ -156,12 +157,12 @@ def confirm_url(
     signer: LinkSigner, newsletter: Newsletter, email: str, shown: ShownConsent, sent: int
 ) -> str:
     """The signed one-click link of a confirmation email."""
-    parts = [email, str(shown.revision), shown.language, str(sent)]
+    parts = [email, str(shown.revision_id), shown.language, str(sent)]
     digest = signer.sign_parts(Purpose.CONFIRM, newsletter.guid, *parts)
     return (
         f"{compose.normalize_base_url(newsletter.base_url)}{CONFIRM_PATH}"
         f"?newsletter={canonical_guid(newsletter.guid)}&email={quote(email, safe='@')}"
-        f"&revision={shown.revision}&language={quote(shown.language)}&sent={sent}&hash={digest}"
+        f"&revision={shown.revision_id}&language={quote(shown.language)}&sent={sent}&hash={digest}"
     )
 
 
@@ -406,7 +407,7 @@ def confirm(
     Idempotent: a subscribed address stays as it is. A link older than the address's last
     unsubscribe does not subscribe it again (409 `unsubscribed_since`).
     """
-    newsletter, subscriber, number = checked_link(session, signer, link, hours)
+    newsletter, subscriber, revision_id = checked_link(session, signer, link, hours)
     subscriber = session.scalars(
         select(Subscriber).where(Subscriber.id == subscriber.id).with_for_update()
     ).one()
@@ -420,13 +421,14 @@ def confirm(
             "This address unsubscribed after this link was sent: subscribe again.",
             code="unsubscribed_since",
         )
-    revision, text = shown_revision(session, newsletter, number, link.language or "")
+    revision, text = shown_revision(session, revision_id, link.language or "")
     now = utcnow()
     evidence = {
         "method": "double_opt_in",
         "newsletter": newsletter.name,
         "newsletter_guid": str(newsletter.guid),
         "email": subscriber.email,
+        "consent": session.get_one(Consent, revision.consent_id).code_name,
         "revision": revision.number,
         "language": text.language,
         "short_text": text.short_text,

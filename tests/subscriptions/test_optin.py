@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from contacthub import app as app_module
 from contacthub.app import create_app
+from contacthub.consents import service as consents
 from contacthub.email import sending, service, signing
 from contacthub.email.hashing import Purpose
 from contacthub.email.sender import SmtpMailer
@@ -24,6 +25,7 @@ from contacthub.storage.types import utcnow
 from contacthub.subscriptions import optin
 from tests.email.smtp_server import HOST, SmtpServer, smtp_server
 from tests.subscriptions.support import (
+    CONSENT,
     GERMAN_TEXT,
     HUMAN_AGENT,
     NEWS,
@@ -229,7 +231,8 @@ def test_a_tampered_or_expired_link_confirms_nothing(
     guid = make_newsletter(database)
     hub.post(f"/subscribe/{guid}", json={"email": "fay@example.com"})
     link = confirm_link(smtp.messages_to("fay@example.com")[0])
-    tampered = hub.get(link.replace("revision=2", "revision=1"))
+    revision = re.search(r"revision=(\d+)", link).group(1)  # type: ignore[union-attr]
+    tampered = hub.get(link.replace(f"revision={revision}", f"revision={int(revision) - 1}"))
     assert tampered.status_code == 400
     other = hub.get(link.replace("fay%40", "fax%40").replace("fay@", "fax@"))
     assert other.status_code == 400
@@ -286,3 +289,21 @@ def test_the_hub_runs_the_expiry_job(
         while subscriber(database, "old@example.com") is not None:
             assert time.monotonic() < deadline, "the job did not expire the subscription"
             time.sleep(0.05)
+
+
+def test_the_agreement_names_the_revision_the_email_showed(
+    hub: TestClient, database: Database, smtp: SmtpServer
+) -> None:
+    guid = make_newsletter(database)
+    hub.post(f"/subscribe/{guid}", json={"email": "gus@example.com"})
+    with database.write() as session:  # the text changes before the link is followed
+        consents.set_text(
+            session, CONSENT, language="en", short_text="New text.", full_text="<p>New.</p>"
+        )
+    hub.get(confirm_link(smtp.messages_to("gus@example.com")[0]))
+    done = subscriber(database, "gus@example.com")
+    assert done is not None
+    with database.read() as session:
+        agreement = session.get_one(ConsentAgreement, done.confirmation_agreement_id)
+        assert session.get_one(ConsentRevision, agreement.revision_id).number == 2  # not 3
+        assert json.loads(agreement.evidence or "{}")["short_text"] == SHORT_TEXT
