@@ -45,6 +45,8 @@ from contacthub.hub import Hub, hub_of
 from contacthub.settings import DEFAULT_SECRET, Settings
 from contacthub.storage.database import Database
 from contacthub.storage.groupcommit import GroupCommitWriter
+from contacthub.subscriptions import optin
+from contacthub.subscriptions.endpoints import subscription_routes
 from contacthub.tracking.endpoints import tracking_routes
 
 logger = logging.getLogger(__name__)
@@ -172,6 +174,21 @@ def keep_schedules_firing(
     )
 
 
+# How often unconfirmed double opt-in subscriptions are looked for, to expire them.
+EXPIRE_UNCONFIRMED_INTERVAL = 600.0
+
+
+def expire_unconfirmed(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, None]:
+    """Remove subscriptions left unconfirmed past `unconfirmed_subscriber_hours` (every 10 min)."""
+    return run_every(
+        EXPIRE_UNCONFIRMED_INTERVAL,
+        stopping,
+        lambda: optin.expire_job(hub.database, hub.settings.unconfirmed_subscriber_hours),
+        # Unconfirmed subscribers are never mailed: a late expiry costs only a little storage.
+        "Expiring unconfirmed subscriptions failed; retrying later.",
+    )
+
+
 def admin_aware(handler: ExceptionHandler) -> ExceptionHandler:
     """Errors under /admin answer an HTML page; everywhere else, `handler`'s JSON."""
 
@@ -200,6 +217,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             asyncio.create_task(keep_rollups_fresh(hub, stopping)),
             asyncio.create_task(keep_groups_live(hub, stopping)),
             asyncio.create_task(keep_schedules_firing(hub, sends, stopping)),
+            asyncio.create_task(expire_unconfirmed(hub, stopping)),
         ]
         freeze_startup_objects()
         try:
@@ -222,6 +240,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes.append(tracking_routes(hub.settings))
     email = email_routes(hub.settings)
     routes += [*email, *email_api_routes(), Route("/health", health, methods=["GET"])]
+    routes += subscription_routes()
     routes += [*api_routes(), *admin_routes()]
 
     app = Starlette(

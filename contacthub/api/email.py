@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import uuid
 from datetime import datetime
+from typing import cast
 
 import anyio.to_thread
 import msgspec
@@ -33,6 +34,7 @@ from contacthub.errors import InvalidInput, UnsupportedMediaType
 from contacthub.http import read_body
 from contacthub.identifiers import MAX_ID
 from contacthub.storage.models import EmailIssue
+from contacthub.subscriptions import optin
 
 router = ApiRouter("Email")
 
@@ -61,6 +63,17 @@ class NewsletterIn(msgspec.Struct, forbid_unknown_fields=True):
     sender_name: str
     sender_email: str
     base_url: str
+    double_opt_in: bool = False
+    consent: str | None = None
+    tracking_consent: str | None = None
+
+
+class NewsletterChange(msgspec.Struct, forbid_unknown_fields=True):
+    """Absent: unchanged; `consent` or `tracking_consent` null: removed."""
+
+    double_opt_in: bool | msgspec.UnsetType = msgspec.UNSET
+    consent: str | msgspec.UnsetType | None = msgspec.UNSET
+    tracking_consent: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class NewsletterOut(msgspec.Struct):
@@ -73,12 +86,18 @@ class NewsletterOut(msgspec.Struct):
     unsubscribed: int
     issues: int
     created_at: datetime
+    double_opt_in: bool
+    consent: str | None
+    tracking_consent: str | None
 
 
 class SubscriberIn(msgspec.Struct, forbid_unknown_fields=True):
     email: str
     first_name: str | None = None
     last_name: str | None = None
+    # Double opt-in newsletters: true subscribes at once (the operator vouches for the consent);
+    # false leaves the address `unconfirmed` and sends the confirmation email.
+    confirmed: bool = False
 
 
 class SubscriberOut(msgspec.Struct):
@@ -90,6 +109,8 @@ class SubscriberOut(msgspec.Struct):
     contact: uuid.UUID
     created_at: datetime
     unsubscribed_at: datetime | None
+    confirmation_sent_at: datetime | None
+    confirmed_at: datetime | None
 
 
 class SubscriberPageOut(msgspec.Struct):
@@ -238,8 +259,9 @@ class IssueStatsOut(msgspec.Struct):
 # -- conversions ---------------------------------------------------------------------------------
 
 
-def newsletter_out(summary: NewsletterSummary) -> NewsletterOut:
+def newsletter_out(session: Session, summary: NewsletterSummary) -> NewsletterOut:
     n = summary.newsletter
+    options = service.newsletter_settings(session, n)
     return NewsletterOut(
         n.guid,
         n.name,
@@ -250,6 +272,9 @@ def newsletter_out(summary: NewsletterSummary) -> NewsletterOut:
         summary.unsubscribed,
         summary.issues,
         n.created_at,
+        n.double_opt_in,
+        cast(str | None, options["consent"]),
+        cast(str | None, options["tracking_consent"]),
     )
 
 
@@ -264,6 +289,8 @@ def subscriber_out(row: SubscriberRow) -> SubscriberOut:
         row.contact_guid,
         s.created_at,
         s.unsubscribed_at,
+        s.confirmation_sent_at,
+        s.confirmed_at,
     )
 
 
@@ -362,13 +389,14 @@ def _limit(call: ApiCall) -> int:
 async def list_newsletters(call: ApiCall) -> list[NewsletterOut]:
     """List the newsletters with their subscriber and issue counts."""
     return await call.hub.read(
-        lambda s: [newsletter_out(n) for n in overview.newsletter_summaries(s)]
+        lambda s: [newsletter_out(s, n) for n in overview.newsletter_summaries(s)]
     )
 
 
 @router.post("/api/newsletters", body=NewsletterIn, response=NewsletterOut, status=201)
 async def create_newsletter(call: ApiCall, body: NewsletterIn) -> NewsletterOut:
-    """Create a newsletter: its name, sender, and the public base URL its tracking links use."""
+    """Create a newsletter: its name, sender, and the public base URL its tracking links use;
+    optionally `double_opt_in`, its `consent` and a `tracking_consent` (consent code names)."""
 
     def work(session: Session) -> NewsletterOut:
         newsletter = service.create_newsletter(
@@ -377,9 +405,41 @@ async def create_newsletter(call: ApiCall, body: NewsletterIn) -> NewsletterOut:
             body.sender_name,
             body.sender_email,
             body.base_url,
+            double_opt_in=body.double_opt_in,
+            consent=body.consent,
+            tracking_consent=body.tracking_consent,
             actor=call.actor,
         )
-        return newsletter_out(overview.newsletter_summary(session, newsletter))
+        return newsletter_out(session, overview.newsletter_summary(session, newsletter))
+
+    return await call.hub.write(work)
+
+
+def _change(value: str | msgspec.UnsetType | None) -> str | None:
+    # The service's convention: None leaves a setting as it is, "" removes it.
+    if value is msgspec.UNSET:
+        return None
+    return "" if value is None else value
+
+
+@router.patch("/api/newsletters/{name}", body=NewsletterChange, response=NewsletterOut)
+async def change_newsletter(call: ApiCall, body: NewsletterChange) -> NewsletterOut:
+    """Change a newsletter's subscription settings: `double_opt_in` (needs a `consent`),
+    `consent` and `tracking_consent` (consent code names; null removes one). Absent
+    properties stay as they are."""
+    key = call.path("name")
+
+    def work(session: Session) -> NewsletterOut:
+        found = overview.find_newsletter(session, key)
+        newsletter = service.update_newsletter(
+            session,
+            found.name,
+            double_opt_in=None if body.double_opt_in is msgspec.UNSET else body.double_opt_in,
+            consent=_change(body.consent),
+            tracking_consent=_change(body.tracking_consent),
+            actor=call.actor,
+        )
+        return newsletter_out(session, overview.newsletter_summary(session, newsletter))
 
     return await call.hub.write(work)
 
@@ -389,7 +449,9 @@ async def get_newsletter(call: ApiCall) -> NewsletterOut:
     """A newsletter, by name or GUID."""
     key = call.path("name")
     return await call.hub.read(
-        lambda s: newsletter_out(overview.newsletter_summary(s, overview.find_newsletter(s, key)))
+        lambda s: newsletter_out(
+            s, overview.newsletter_summary(s, overview.find_newsletter(s, key))
+        )
     )
 
 
@@ -402,8 +464,8 @@ async def get_newsletter(call: ApiCall) -> NewsletterOut:
     query=(
         QueryParam(
             "status",
-            "Only `subscribed` or `unsubscribed` subscribers.",
-            enum=("subscribed", "unsubscribed"),
+            "Only `subscribed`, `unsubscribed` or `unconfirmed` (double opt-in) subscribers.",
+            enum=("subscribed", "unsubscribed", "unconfirmed"),
         ),
         QueryParam("q", "Only addresses containing this text."),
         BEFORE,
@@ -434,22 +496,38 @@ async def list_subscribers(call: ApiCall) -> SubscriberPageOut:
     "/api/newsletters/{name}/subscribers", body=SubscriberIn, response=SubscriberOut, status=201
 )
 async def add_subscriber(call: ApiCall, body: SubscriberIn) -> SubscriberOut:
-    """Subscribe an address (linked to its contact); subscribes an unsubscribed one again."""
-    key = call.path("name")
+    """Subscribe an address (linked to its contact); subscribes an unsubscribed one again.
 
-    def work(session: Session) -> SubscriberOut:
+    On a double opt-in newsletter the address stays `unconfirmed` and gets the confirmation
+    email, unless `confirmed` is true (the operator vouches for the person's consent). 503
+    `confirmation_not_sent` when the SMTP server did not take it (the address is kept
+    unconfirmed: add it again to retry).
+    """
+    key = call.path("name")
+    hub = call.hub
+
+    def work(session: Session) -> tuple[SubscriberOut, optin.Confirmation | None]:
         newsletter = overview.find_newsletter(session, key)
-        subscriber = service.add_subscriber(
+        subscriber, confirmation = optin.add_subscriber(
             session,
             newsletter.name,
             body.email,
             body.first_name,
             body.last_name,
+            confirmed=body.confirmed,
+            signer=hub.link_signer,
             actor=call.actor,
         )
-        return _subscriber(session, newsletter.name, subscriber.email)
+        return _subscriber(session, newsletter.name, subscriber.email), confirmation
 
-    return await call.hub.write(work)
+    added, confirmation = await hub.write(work)
+    if confirmation is not None:
+        sent = await anyio.to_thread.run_sync(
+            optin.send_now, hub.database, hub.settings, confirmation
+        )
+        if not sent:
+            raise optin.not_sent()
+    return added
 
 
 def _subscriber(session: Session, newsletter: str, email: str) -> SubscriberOut:

@@ -73,6 +73,7 @@ ACTIONS = frozenset(
         "suppression.added",
         "suppression.lifted",
         "issue.engagement_exported",
+        "newsletter.updated",
     }
 )
 

@@ -50,6 +50,7 @@ from contacthub.identifiers import refuse_nul
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.storage.models import Contact, EmailIssue, Newsletter, Subscriber
+from contacthub.subscriptions import optin
 
 newsletter_app = typer.Typer(help="Newsletters: mailing lists with their sender and base URL.")
 subscriber_app = typer.Typer(help="Subscribers of newsletters (each linked to a contact).")
@@ -103,13 +104,16 @@ def _read_text(path: Path, what: str) -> str:
 # -- newsletters ---------------------------------------------------------------------------------
 
 
-def newsletter_record(newsletter: Newsletter, subscribed: int | None = None) -> dict[str, Any]:
+def newsletter_record(
+    session: Session, newsletter: Newsletter, subscribed: int | None = None
+) -> dict[str, Any]:
     record: dict[str, Any] = {
         "name": newsletter.name,
         "guid": newsletter.guid,
         "sender_name": newsletter.sender_name,
         "sender_email": newsletter.sender_email,
         "base_url": newsletter.base_url,
+        **service.newsletter_settings(session, newsletter),
     }
     if subscribed is not None:
         record["subscribed"] = subscribed
@@ -125,14 +129,60 @@ def newsletter_create(
     base_url: str = typer.Option(
         ..., help="Public base URL the tracking links point at, e.g. https://www.example.com."
     ),
+    double_opt_in: bool = typer.Option(
+        False, help="Public subscriptions wait for the confirmation link (needs --consent)."
+    ),
+    consent: str | None = typer.Option(None, help="Code name of the newsletter's consent."),
+    tracking_consent: str | None = typer.Option(
+        None, help="Code name of the consent per-person tracking needs."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Create a newsletter."""
     with unit_of_work() as session:
         newsletter = service.create_newsletter(
-            session, name, sender_name, sender_email, base_url, actor=CLI_ACTOR
+            session,
+            name,
+            sender_name,
+            sender_email,
+            base_url,
+            double_opt_in=double_opt_in,
+            consent=consent,
+            tracking_consent=tracking_consent,
+            actor=CLI_ACTOR,
         )
-        record = newsletter_record(newsletter)
+        record = newsletter_record(session, newsletter)
+    emit(record, as_json, "Newsletter")
+
+
+@newsletter_app.command("update")
+def newsletter_update(
+    name: str,
+    double_opt_in: bool | None = typer.Option(
+        None,
+        "--double-opt-in/--no-double-opt-in",
+        help="Public subscriptions wait for the confirmation link (needs a consent).",
+    ),
+    consent: str | None = typer.Option(
+        None, help="Code name of the newsletter's consent; an empty string removes it."
+    ),
+    tracking_consent: str | None = typer.Option(
+        None,
+        help="Code name of the consent per-person tracking needs; an empty string removes it.",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Change a newsletter's subscription settings (what is not given stays as it is)."""
+    with unit_of_work() as session:
+        newsletter = service.update_newsletter(
+            session,
+            name,
+            double_opt_in=double_opt_in,
+            consent=consent,
+            tracking_consent=tracking_consent,
+            actor=CLI_ACTOR,
+        )
+        record = newsletter_record(session, newsletter)
     emit(record, as_json, "Newsletter")
 
 
@@ -142,7 +192,9 @@ def newsletter_list(as_json: bool = JsonOption) -> None:
     with unit_of_work(write=False) as session:
         rows = [
             newsletter_record(
-                n, repository.subscriber_counts(session, n.id).get(repository.SUBSCRIBED, 0)
+                session,
+                n,
+                repository.subscriber_counts(session, n.id).get(repository.SUBSCRIBED, 0),
             )
             for n in service.list_newsletters(session)
         ]
@@ -161,6 +213,8 @@ def subscriber_record(session: Session, subscriber: Subscriber) -> dict[str, Any
         "contact": session.get_one(Contact, subscriber.contact_id).guid,
         "created_at": subscriber.created_at,
         "unsubscribed_at": subscriber.unsubscribed_at,
+        "confirmation_sent_at": subscriber.confirmation_sent_at,
+        "confirmed_at": subscriber.confirmed_at,
     }
 
 
@@ -170,21 +224,42 @@ def subscriber_add(
     newsletter: str = NewsletterOption,
     first_name: str | None = typer.Option(None, help="First name (for personalisation)."),
     last_name: str | None = typer.Option(None, help="Last name."),
+    confirmed: bool = typer.Option(
+        False,
+        help="Double opt-in newsletters: subscribe at once (you vouch for the person's consent)"
+        " instead of sending the confirmation email.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Subscribe an address (subscribes an unsubscribed address again)."""
-    with unit_of_work() as session:
-        subscriber = service.add_subscriber(
-            session, newsletter, email, first_name, last_name, actor=CLI_ACTOR
-        )
-        record = {"newsletter": newsletter, **subscriber_record(session, subscriber)}
+    """Subscribe an address (subscribes an unsubscribed address again).
+
+    On a double opt-in newsletter the address stays unconfirmed and gets the confirmation email
+    (through the configured SMTP server) unless --confirmed is given.
+    """
+    with _database() as (settings, database):
+        with database.write() as session:
+            subscriber, confirmation = optin.add_subscriber(
+                session,
+                newsletter,
+                email,
+                first_name,
+                last_name,
+                confirmed=confirmed,
+                signer=signing.link_signer(settings),
+                actor=CLI_ACTOR,
+            )
+            record = {"newsletter": newsletter, **subscriber_record(session, subscriber)}
+        if confirmation is not None and not optin.send_now(database, settings, confirmation):
+            raise optin.not_sent()
     emit(record, as_json, "Subscriber")
 
 
 @subscriber_app.command("list")
 def subscriber_list(
     newsletter: str = NewsletterOption,
-    status: str | None = typer.Option(None, help="Only `subscribed` or `unsubscribed` ones."),
+    status: str | None = typer.Option(
+        None, help="Only `subscribed`, `unsubscribed` or `unconfirmed` (double opt-in) ones."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """List a newsletter's subscribers in the order they were added."""

@@ -4,7 +4,7 @@ Personalisation placeholders, in the subject, the HTML, the plain text and link 
 
     {{ first_name }}   {{ last_name }}   {{ email }}
     {{ first_name | "there" }}           a fallback, used when the value is missing or empty
-    {{ unsubscribe_url }}   {{ view_in_browser_url }}
+    {{ unsubscribe_url }}   {{ view_in_browser_url }}   {{ preferences_url }}
 
 Spaces inside the braces are optional; names are lower case. A value is escaped for where it
 lands: HTML-escaped in HTML text and attributes, percent-encoded in URL attributes (`href`,
@@ -21,8 +21,9 @@ Every recipient's copy gets:
   just before `</body>` (or at the end);
 - the view-in-browser link `{base}/CMSPages/Newsletters/GetEmailBrowserContent.ashx?issueguid=…`
   `&email=…&hash=…` and the unsubscribe link `{base}/contacthub/unsubscribe?issueguid=…&email=…`
-  `&hash=…`: where the HTML uses their placeholders, there; otherwise in a small footer added
-  before `</body>`;
+  `&hash=…` and the preference page `{base}/contacthub/preferences?issueguid=…&email=…&hash=…`
+  (subscriptions/preferences.py): where the HTML uses their placeholders, there; otherwise in
+  a small footer added before `</body>`;
 - the honeypot: each of the issue's links flagged `hidden` is added as an empty, invisible
   anchor (`display:none`, hidden from screen readers) that only a machine follows;
 - `List-Unsubscribe` (RFC 2369, with an optional mailto) and, when the unsubscribe URL is HTTPS,
@@ -71,6 +72,7 @@ CLICK_PATH = "/CMSModules/Newsletters/CMSPages/Redirect.ashx"
 OPEN_PATH = "/CMSModules/Newsletters/CMSPages/Track.ashx"
 BROWSER_VIEW_PATH = "/CMSPages/Newsletters/GetEmailBrowserContent.ashx"
 UNSUBSCRIBE_PATH = "/contacthub/unsubscribe"
+PREFERENCES_PATH = "/contacthub/preferences"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,7 @@ ROUTES: Mapping[Purpose, Route] = {
     Purpose.CLICK: Route(CLICK_PATH, "linkguid", ("email",)),
     Purpose.BROWSER_VIEW: Route(BROWSER_VIEW_PATH, "issueguid", ("email", "recipientemail")),
     Purpose.UNSUBSCRIBE: Route(UNSUBSCRIBE_PATH, "issueguid", ("email",)),
+    Purpose.PREFERENCES: Route(PREFERENCES_PATH, "issueguid", ("email",)),
 }
 
 _TRACKING_PATHS = tuple(route.path.lower() for route in ROUTES.values())
@@ -112,6 +115,7 @@ class Tracking(enum.Enum):
 
 UNSUBSCRIBE_URL = "unsubscribe_url"
 VIEW_IN_BROWSER_URL = "view_in_browser_url"
+PREFERENCES_URL = "preferences_url"
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +391,7 @@ class PreparedIssue:
         used = _placeholder_names(issue.html)
         self._footer_unsubscribe = UNSUBSCRIBE_URL not in used
         self._footer_browser_view = VIEW_IN_BROWSER_URL not in used
+        self._footer_preferences = PREFERENCES_URL not in used
         self._text = self._compile_text(issue, tracked)
 
     @staticmethod
@@ -447,6 +452,7 @@ class PreparedIssue:
             f"{label}: {{{{ {name} }}}}"
             for name, label in (
                 (VIEW_IN_BROWSER_URL, "View in browser"),
+                (PREFERENCES_URL, "Manage subscriptions"),
                 (UNSUBSCRIBE_URL, "Unsubscribe"),
             )
             if name not in used
@@ -488,6 +494,7 @@ class PreparedIssue:
         urls = {
             UNSUBSCRIBE_URL: url(Purpose.UNSUBSCRIBE, self.issue.guid),
             VIEW_IN_BROWSER_URL: url(Purpose.BROWSER_VIEW, self.issue.guid),
+            PREFERENCES_URL: url(Purpose.PREFERENCES, self.issue.guid),
         }
         html_urls = {name: _escape_html(value) for name, value in urls.items()}
 
@@ -527,6 +534,10 @@ class PreparedIssue:
         if self._footer_browser_view:
             footer_links.append(
                 f'<a href="{_escape_html(urls[VIEW_IN_BROWSER_URL])}">View in browser</a>'
+            )
+        if self._footer_preferences:
+            footer_links.append(
+                f'<a href="{_escape_html(urls[PREFERENCES_URL])}">Manage subscriptions</a>'
             )
         if self._footer_unsubscribe:
             footer_links.append(f'<a href="{_escape_html(urls[UNSUBSCRIBE_URL])}">Unsubscribe</a>')

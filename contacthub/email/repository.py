@@ -37,6 +37,10 @@ from contacthub.storage.models import (
 
 SUBSCRIBED = "subscribed"
 UNSUBSCRIBED = "unsubscribed"
+# Double opt-in: subscribed through the public form or API, confirmation link not yet followed.
+# Never mailed (sending takes `subscribed` only); expires (subscriptions/optin.py).
+UNCONFIRMED = "unconfirmed"
+SUBSCRIBER_STATES = (SUBSCRIBED, UNSUBSCRIBED, UNCONFIRMED)
 
 # Delivery states. `sending` marks a message handed to the SMTP server whose outcome is not yet
 # recorded; after a crash it stays there, "in doubt", and is never sent again on its own.

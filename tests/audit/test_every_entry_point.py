@@ -570,6 +570,31 @@ STEPS: list[Step] = [
         ),
     ),
     Step(
+        "newsletter.updated",
+        "Weekly",
+        {"double_opt_in": False, "consent": "Marketing", "tracking_consent": "Marketing"},
+        admin=lambda e: e.form(
+            "/admin/newsletters/Weekly/settings",
+            double_opt_in="no",
+            consent="Marketing",
+            tracking_consent="Marketing",
+        ),
+        api=lambda e: e.call(
+            "PATCH",
+            "/api/newsletters/Weekly",
+            {"consent": "Marketing", "tracking_consent": "Marketing"},
+        ),
+        cli=lambda e: e.run(
+            "newsletter",
+            "update",
+            "Weekly",
+            "--consent",
+            "Marketing",
+            "--tracking-consent",
+            "Marketing",
+        ),
+    ),
+    Step(
         "subscriber.added",
         ANNA,
         {"newsletter": "Weekly"},

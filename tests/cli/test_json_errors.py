@@ -63,6 +63,7 @@ ARGUMENTS: dict[tuple[str, ...], tuple[str, ...]] = {
         "https://www.example.com",
     ),
     ("newsletter", "list"): (),
+    ("newsletter", "update"): ("News", "--consent", "nope"),
     ("subscriber", "add"): ("ada@example.com", "--newsletter", "News"),
     ("subscriber", "list"): ("--newsletter", "News"),
     ("subscriber", "import"): ("README.md", "--newsletter", "News"),

@@ -12,6 +12,7 @@ from contacthub.email.compose import (
     BROWSER_VIEW_PATH,
     CLICK_PATH,
     OPEN_PATH,
+    PREFERENCES_PATH,
     UNSUBSCRIBE_PATH,
     IssueTemplate,
     PreparedIssue,
@@ -227,25 +228,34 @@ def test_footer_links_when_the_html_has_no_placeholders() -> None:
     assert SIGNER.verify(Purpose.UNSUBSCRIBE, params["issueguid"], params["email"], params["hash"])
     assert unsubscribe.startswith(f"{BASE}/contacthub/unsubscribe?")
     assert rendered.html.index("Unsubscribe</a>") < rendered.html.index("</body>")
+    preferences = query(next(h for h in hrefs if PREFERENCES_PATH in h))
+    assert list(preferences) == ["issueguid", "email", "hash"]
+    assert SIGNER.verify(Purpose.PREFERENCES, ISSUE_GUID, ANN.email, preferences["hash"])
+    # Each link opens only its own page: the preference link cannot unsubscribe.
+    assert not SIGNER.verify(Purpose.UNSUBSCRIBE, ISSUE_GUID, ANN.email, preferences["hash"])
 
 
 def test_placeholders_place_the_links_and_suppress_the_footer() -> None:
     html = (
         '<body><a href="{{ view_in_browser_url }}">Web version</a>'
-        '<p>Bye. <a href="{{unsubscribe_url}}">Leave</a></p></body>'
+        '<p>Bye. <a href="{{unsubscribe_url}}">Leave</a>'
+        ' <a href="{{ preferences_url }}">Choose</a></p></body>'
     )
     rendered = render(html, links_for(html))
     hrefs = Elements(rendered.html).attribute("a", "href")
-    assert len(hrefs) == 2
+    assert len(hrefs) == 3
     assert BROWSER_VIEW_PATH in hrefs[0]  # inserted as a URL, not percent-encoded
     assert UNSUBSCRIBE_PATH in hrefs[1]
+    assert PREFERENCES_PATH in hrefs[2]
     assert "View in browser" not in rendered.html
+    assert "Manage subscriptions" not in rendered.html
     assert SIGNER.verify(Purpose.UNSUBSCRIBE, ISSUE_GUID, ANN.email, query(hrefs[1])["hash"])
 
 
 def test_only_the_missing_footer_link_is_added() -> None:
     rendered = render('<body><a href="{{ unsubscribe_url }}">Leave</a></body>', [])
     assert "View in browser</a>" in rendered.html
+    assert "Manage subscriptions</a>" in rendered.html  # every email has the preference link
     assert "Unsubscribe</a>" not in rendered.html
 
 
@@ -341,6 +351,9 @@ def test_plain_text_is_personalised_raw_with_footer() -> None:
     assert lines[1] == "See https://shop.example.com/"  # free-text URLs are not tracked
     assert any(line.startswith(f"Unsubscribe: {BASE}{UNSUBSCRIBE_PATH}?") for line in lines)
     assert any(line.startswith(f"View in browser: {BASE}{BROWSER_VIEW_PATH}?") for line in lines)
+    assert any(
+        line.startswith(f"Manage subscriptions: {BASE}{PREFERENCES_PATH}?") for line in lines
+    )
 
 
 def test_plain_text_with_its_own_unsubscribe_gets_no_footer() -> None:
