@@ -27,6 +27,7 @@ from contacthub.admin.routes import admin_routes
 from contacthub.admin.web import error_page
 from contacthub.analytics import rollups
 from contacthub.api.routes import api_routes
+from contacthub.bounces.webhooks import endpoints as webhooks
 from contacthub.email import background
 from contacthub.email.api import email_api_routes
 from contacthub.email.endpoints import email_routes, hot_paths
@@ -207,6 +208,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     email = email_routes(hub.settings)
     routes += [*email, *email_api_routes(), Route("/health", health, methods=["GET"])]
     routes += [*api_routes(), *admin_routes()]
+    routes += webhooks.webhook_routes()
 
     app = Starlette(
         routes=routes,
@@ -222,4 +224,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.hub = hub
     setattr(app.state, background.STATE_ATTRIBUTE, sends)
+    setattr(app.state, webhooks.STATE_ATTRIBUTE, webhooks.WebhookState.for_settings(hub.settings))
     return app
