@@ -2,7 +2,7 @@
 
 A provider module turns one signed call into an `Intake`: the feedback events to record (through
 the feedback processor) and the events it does not use, each with why. A call it does not take
-raises a `HubError` (with an explicit `code`) whose code is both the JSON error's `code` and the rejection's reason.
+raises a `HubError` (with an explicit `code`): the JSON error's code and the rejection's reason.
 """
 
 from __future__ import annotations

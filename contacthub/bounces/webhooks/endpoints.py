@@ -86,8 +86,8 @@ async def serve(request: Request, source: str, enabled: bool, read: Reader) -> R
         intake = await read(request, body, hub, state)
     except HubError as error:
         client = request_client_ip(request.scope, state.trusted_proxies) or "unknown address"
-        detail = f"{error.message} (from {client})"
-        await hub.write(lambda session: reject(session, source, error.code, detail))
+        reason, detail = error.code, f"{error.message} (from {client})"
+        await hub.write(lambda session: reject(session, source, reason, detail))
         headers = None
         if error.status_code == 401:
             scheme = "Basic" if source == postmark.SOURCE else "Signature"
@@ -144,7 +144,8 @@ async def read_sendgrid(request: Request, body: bytes, hub: Hub, state: WebhookS
 async def read_postmark(request: Request, body: bytes, hub: Hub, state: WebhookState) -> Intake:
     """A Postmark call: basic auth, then the record."""
     settings = hub.settings
-    assert settings.postmark_webhook_username and settings.postmark_webhook_password
+    assert settings.postmark_webhook_username
+    assert settings.postmark_webhook_password
     # Basic auth is all Postmark offers: the credentials are checked before the body is read.
     postmark.check_credentials(
         request.headers.get("authorization"),

@@ -74,7 +74,13 @@ SIGNED_FIELDS["UnsubscribeConfirmation"] = SIGNED_FIELDS["SubscriptionConfirmati
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
 # A signing certificate is a few KB; anything much larger is not one.
 MAX_CERTIFICATE = 64 * 1024
-BOUNCE_KINDS = {"Permanent": "hard_bounce", "Transient": "soft_bounce", "Undetermined": "soft_bounce"}
+# SES's bounceType -> kind. "Undetermined" (SES could not tell why) is soft: one is not enough
+# to suppress an address, repeated ones are (soft_bounce_limit).
+BOUNCE_KINDS = {
+    "Permanent": "hard_bounce",
+    "Transient": "soft_bounce",
+    "Undetermined": "soft_bounce",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,15 +197,15 @@ class SnsClient:
             if len(answer.content) > MAX_CERTIFICATE:
                 raise ValueError("the certificate is too large")
             certificate = x509.load_pem_x509_certificate(answer.content)
-            key = certificate.public_key()
         except (httpx2.HTTPError, ValueError) as error:
             raise Unavailable(
                 f"The SNS signing certificate could not be fetched from {url}: {error}",
                 code="certificate_unavailable",
             ) from None
-        if not isinstance(key, rsa.RSAPublicKey):
+        found = certificate.public_key()
+        if not isinstance(found, rsa.RSAPublicKey):
             raise Forbidden("The SNS signing certificate's key is not RSA.", code="bad_signature")
-        self._keys[url] = key
+        self._keys[url] = key = found
         while len(self._keys) > self._max_certificates:
             self._keys.popitem(last=False)
         return key
@@ -216,9 +222,7 @@ class SnsClient:
             ) from None
 
 
-async def receive(
-    body: bytes, *, settings: Settings, signer: LinkSigner, sns: SnsClient
-) -> Intake:
+async def receive(body: bytes, *, settings: Settings, signer: LinkSigner, sns: SnsClient) -> Intake:
     """Verify one SNS call and read it: the SES events it carries, or a confirmation done."""
     message = sns_message(body)
     if message["TopicArn"] not in settings.ses_topic_arns:
@@ -331,4 +335,3 @@ def delivery_of(mail: dict[str, Any], signer: LinkSigner) -> int | None:
             if delivery_id is not None:
                 return delivery_id
     return None
-
