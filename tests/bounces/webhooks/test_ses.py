@@ -65,7 +65,8 @@ def test_a_signed_permanent_bounce_is_recorded_once_and_suppresses(
         [(ANNA, "5.1.1", "smtp; 550 5.1.1 user unknown")],
         ses_mail(sent.token(ANNA)),
     )
-    message = sns_signed(sns_notification(ses_message, sns_host), sns_side, version="2")
+    notification = sns_notification(ses_message, sns_host, subject="Amazon SES Email Event")
+    message = sns_signed(notification, sns_side, version="2")
 
     answer = post(hub, message)
 
