@@ -135,11 +135,6 @@ def test_unknown_deliveries_answer_200_and_are_counted(
     assert found.rejections == {"unknown_delivery": 2}
 
 
-def test_the_webhook_is_off_without_a_signing_key(client: TestClient) -> None:
-    answer = client.post(URL, content=b"{}")
-    assert (answer.status_code, answer.json()["code"]) == (404, "webhook_disabled")
-
-
 def test_seen_tokens_forget_after_the_window_and_stay_bounded() -> None:
     seen = SeenTokens(max_entries=3)
     assert seen.first_use("a", 300, now=0)

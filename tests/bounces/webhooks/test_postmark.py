@@ -131,8 +131,3 @@ def test_malformed_bodies_and_unknown_deliveries(
     found = stored(database, "postmark")
     assert found.events == []
     assert found.rejections == {"malformed": 2, "unknown_delivery": 3}
-
-
-def test_the_webhook_is_off_without_credentials(client: TestClient) -> None:
-    answer = client.post(URL, content=b"{}", headers=AUTH)
-    assert (answer.status_code, answer.json()["code"]) == (404, "webhook_disabled")

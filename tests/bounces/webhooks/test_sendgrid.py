@@ -148,11 +148,6 @@ def test_malformed_bodies_and_unknown_deliveries(
     assert found.rejections == {"malformed": 2, "unknown_delivery": 2}
 
 
-def test_the_webhook_is_off_without_a_key(client: TestClient) -> None:
-    answer = client.post(URL, content=b"[]")
-    assert (answer.status_code, answer.json()["code"]) == (404, "webhook_disabled")
-
-
 def p384_key() -> str:
     der = (
         ec.generate_private_key(ec.SECP384R1())

@@ -263,13 +263,6 @@ def test_unknown_and_forged_deliveries_answer_200_and_are_counted(
     assert found.rejections == {"unknown_delivery": 3}
 
 
-def test_the_webhook_is_off_without_topics(client: TestClient, database: Database) -> None:
-    answer = client.post(URL, content=b"{}")
-    assert answer.status_code == 404
-    assert answer.json()["code"] == "webhook_disabled"
-    assert stored(database, "ses").rejections == {}
-
-
 @pytest.mark.parametrize(
     ("url", "allowed"),
     [

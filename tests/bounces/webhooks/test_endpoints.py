@@ -1,0 +1,34 @@
+"""What every provider webhook shares, on SQLite and PostgreSQL: the body limit, the methods,
+disabled providers."""
+
+from __future__ import annotations
+
+from starlette.testclient import TestClient
+
+from contacthub.bounces.webhooks.common import MAX_BODY
+from contacthub.storage.database import Database
+from tests.bounces.webhooks.support import stored
+
+PROVIDERS = ("ses", "sendgrid", "postmark", "mailgun")
+
+
+def test_a_body_over_the_limit_is_refused_unread_and_recorded(
+    hub: TestClient, database: Database
+) -> None:
+    for provider in PROVIDERS:
+        answer = hub.post(f"/webhooks/email/{provider}", content=b" " * (MAX_BODY + 1))
+        assert (answer.status_code, answer.json()["code"]) == (413, "body_too_large")
+        assert stored(database, provider).rejections == {"body_too_large": 1}
+
+
+def test_only_post_is_served(hub: TestClient) -> None:
+    for provider in PROVIDERS:
+        answer = hub.get(f"/webhooks/email/{provider}")
+        assert (answer.status_code, answer.json()["code"]) == (405, "method_not_allowed")
+
+
+def test_every_provider_is_off_until_configured(client: TestClient, database: Database) -> None:
+    for provider in PROVIDERS:
+        answer = client.post(f"/webhooks/email/{provider}", content=b"{}")
+        assert (answer.status_code, answer.json()["code"]) == (404, "webhook_disabled")
+        assert stored(database, provider).rejections == {}
