@@ -3,6 +3,9 @@ disabled providers."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from starlette.testclient import TestClient
 
 from contacthub.bounces.webhooks.common import MAX_BODY
@@ -12,13 +15,15 @@ from tests.bounces.webhooks.support import stored
 PROVIDERS = ("ses", "sendgrid", "postmark", "mailgun")
 
 
-def test_a_body_over_the_limit_is_refused_unread_and_recorded(
-    hub: TestClient, database: Database
+def test_a_body_over_the_limit_is_refused_unread_recorded_and_logged(
+    hub: TestClient, database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="contacthub.bounces.processor")
     for provider in PROVIDERS:
         answer = hub.post(f"/webhooks/email/{provider}", content=b" " * (MAX_BODY + 1))
         assert (answer.status_code, answer.json()["code"]) == (413, "body_too_large")
         assert stored(database, provider).rejections == {"body_too_large": 1}
+        assert f"feedback from {provider} rejected (body_too_large)" in caplog.text
 
 
 def test_only_post_is_served(hub: TestClient) -> None:

@@ -169,7 +169,7 @@ def test_a_subscription_is_confirmed_only_when_signed(
     assert stored(database, "ses").rejections == {"missing_signature": 1, "bad_signature": 1}
 
 
-def test_a_subscribe_url_off_the_sns_hosts_is_not_followed(
+def test_subscribe_urls_off_the_sns_hosts_or_failing_and_unsubscribe_confirmations(
     hub: TestClient, database: Database, sns_side: SnsSide, sns_host: SnsHost
 ) -> None:
     confirmation = {
@@ -182,10 +182,20 @@ def test_a_subscribe_url_off_the_sns_hosts_is_not_followed(
         "Timestamp": "2026-12-07T01:00:00.000Z",
         "SigningCertURL": f"{sns_host.base_url}{CERTIFICATE_PATH}",
     }
-    answer = post(hub, sns_signed(confirmation, sns_side))
-    assert answer.status_code == 403
-    assert answer.json()["code"] == "untrusted_url"
-    assert stored(database, "ses").rejections == {"untrusted_url": 1}
+    elsewhere = post(hub, sns_signed(confirmation, sns_side))
+    assert (elsewhere.status_code, elsewhere.json()["code"]) == (403, "untrusted_url")
+
+    failing = {**confirmation, "SubscribeURL": f"{sns_host.base_url}/gone"}
+    answer = post(hub, sns_signed(failing, sns_side))
+    assert (answer.status_code, answer.json()["code"]) == (503, "confirmation_failed")
+    assert sns_host.requests == [CERTIFICATE_PATH, "/gone"]
+
+    ended = sns_signed({**confirmation, "Type": "UnsubscribeConfirmation"}, sns_side)
+    answer = post(hub, ended)
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "unsubscribed"
+    assert sns_host.requests == [CERTIFICATE_PATH, "/gone"]  # nothing is followed
+    assert stored(database, "ses").rejections == {"untrusted_url": 1, "confirmation_failed": 1}
 
 
 def test_unsigned_forged_and_foreign_messages_are_refused_and_recorded(
