@@ -146,7 +146,6 @@ async def read_postmark(request: Request, body: bytes, hub: Hub, state: WebhookS
     settings = hub.settings
     assert settings.postmark_webhook_username
     assert settings.postmark_webhook_password
-    # Basic auth is all Postmark offers: the credentials are checked before the body is read.
     postmark.check_credentials(
         request.headers.get("authorization"),
         settings.postmark_webhook_username,
