@@ -61,9 +61,7 @@ class BounceHandler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or envelope.content
         raw = raw if isinstance(raw, bytes) else str(raw or "").encode("utf-8", "surrogateescape")
         recipients = list(envelope.rcpt_tos)

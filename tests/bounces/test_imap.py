@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select
+from starlette.testclient import TestClient
 
+from contacthub.app import create_app
 from contacthub.bounces import imap
 from contacthub.bounces.processor import FeedbackReport
 from contacthub.errors import Unavailable
@@ -150,3 +153,17 @@ def test_rejections_are_listed(database: Database, settings: Settings, mailbox: 
             select(FeedbackRejection.source, FeedbackRejection.reason)
         ).one()
     assert tuple(rejection) == ("imap", "not_a_bounce")
+
+
+def test_the_hub_reads_the_mailbox_when_one_is_configured(
+    database: Database, settings: Settings, mailbox: ImapServer
+) -> None:
+    (sent,) = sent_issues(database, [ANNA, BOB])
+    mailbox.deliver(*_bounces(sent))
+    config = _settings(settings, mailbox, bounce_imap_interval=0.05)
+    with TestClient(create_app(config)):
+        deadline = time.monotonic() + 30
+        while mailbox.messages("INBOX") and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert mailbox.messages("INBOX") == []
+    assert _count(database, DeliveryEvent) == 2
