@@ -27,6 +27,7 @@ from contacthub.admin.routes import admin_routes
 from contacthub.admin.web import error_page
 from contacthub.analytics import rollups
 from contacthub.api.routes import api_routes
+from contacthub.bounces import imap as bounce_mailbox
 from contacthub.bounces.webhooks import endpoints as webhooks
 from contacthub.email import background
 from contacthub.email.api import email_api_routes
@@ -158,6 +159,17 @@ def keep_groups_live(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, N
     )
 
 
+def keep_bounces_read(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, None]:
+    """Read the bounce mailbox every `bounce_imap_interval` seconds (bounces/imap.py)."""
+    return run_every(
+        hub.settings.bounce_imap_interval,
+        stopping,
+        lambda: bounce_mailbox.poll(hub.database, hub.settings, hub.link_signer),
+        # Unread messages stay in the mailbox until a poll has recorded them: nothing is lost.
+        "Reading the bounce mailbox failed; retrying later.",
+    )
+
+
 def admin_aware(handler: ExceptionHandler) -> ExceptionHandler:
     """Errors under /admin answer an HTML page; everywhere else, `handler`'s JSON."""
 
@@ -186,6 +198,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             asyncio.create_task(keep_rollups_fresh(hub, stopping)),
             asyncio.create_task(keep_groups_live(hub, stopping)),
         ]
+        if hub.settings.bounce_imap_host:
+            jobs.append(asyncio.create_task(keep_bounces_read(hub, stopping)))
         freeze_startup_objects()
         try:
             yield
