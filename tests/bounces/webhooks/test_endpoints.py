@@ -1,5 +1,5 @@
-"""What every provider webhook shares, on SQLite and PostgreSQL: the body limit, the methods,
-disabled providers."""
+"""What every provider webhook shares, on SQLite and PostgreSQL: the body limit, disabled
+providers, the method."""
 
 from __future__ import annotations
 
@@ -26,14 +26,13 @@ def test_a_body_over_the_limit_is_refused_unread_recorded_and_logged(
         assert f"feedback from {provider} rejected (body_too_large)" in caplog.text
 
 
-def test_only_post_is_served(hub: TestClient) -> None:
-    for provider in PROVIDERS:
-        answer = hub.get(f"/webhooks/email/{provider}")
-        assert (answer.status_code, answer.json()["code"]) == (405, "method_not_allowed")
-
-
-def test_every_provider_is_off_until_configured(client: TestClient, database: Database) -> None:
+def test_every_provider_is_off_until_configured_and_takes_only_post(
+    client: TestClient, database: Database
+) -> None:
     for provider in PROVIDERS:
         answer = client.post(f"/webhooks/email/{provider}", content=b"{}")
         assert (answer.status_code, answer.json()["code"]) == (404, "webhook_disabled")
         assert stored(database, provider).rejections == {}
+        # Only POST is served.
+        answer = client.get(f"/webhooks/email/{provider}")
+        assert (answer.status_code, answer.json()["code"]) == (405, "method_not_allowed")
