@@ -27,6 +27,8 @@ from contacthub.admin.routes import admin_routes
 from contacthub.admin.web import error_page
 from contacthub.analytics import rollups
 from contacthub.api.routes import api_routes
+from contacthub.bounces import imap as bounce_mailbox
+from contacthub.bounces.webhooks import endpoints as webhooks
 from contacthub.email import background, schedule
 from contacthub.email.api import email_api_routes
 from contacthub.email.endpoints import email_routes, hot_paths
@@ -189,6 +191,17 @@ def expire_unconfirmed(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any,
     )
 
 
+def keep_bounces_read(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, None]:
+    """Read the bounce mailbox every `bounce_imap_interval` seconds (bounces/imap.py)."""
+    return run_every(
+        hub.settings.bounce_imap_interval,
+        stopping,
+        lambda: bounce_mailbox.poll(hub.database, hub.settings, hub.link_signer),
+        # Unread messages stay in the mailbox until a poll has recorded them: nothing is lost.
+        "Reading the bounce mailbox failed; retrying later.",
+    )
+
+
 def admin_aware(handler: ExceptionHandler) -> ExceptionHandler:
     """Errors under /admin answer an HTML page; everywhere else, `handler`'s JSON."""
 
@@ -219,6 +232,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             asyncio.create_task(keep_schedules_firing(hub, sends, stopping)),
             asyncio.create_task(expire_unconfirmed(hub, stopping)),
         ]
+        if hub.settings.bounce_imap_host:
+            jobs.append(asyncio.create_task(keep_bounces_read(hub, stopping)))
         freeze_startup_objects()
         try:
             yield
@@ -242,6 +257,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes += [*email, *email_api_routes(), Route("/health", health, methods=["GET"])]
     routes += subscription_routes()
     routes += [*api_routes(), *admin_routes()]
+    routes += webhooks.webhook_routes()
 
     app = Starlette(
         routes=routes,
@@ -257,4 +273,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.hub = hub
     setattr(app.state, background.STATE_ATTRIBUTE, sends)
+    setattr(app.state, webhooks.STATE_ATTRIBUTE, webhooks.WebhookState.for_settings(hub.settings))
     return app

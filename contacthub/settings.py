@@ -187,6 +187,11 @@ class Settings(BaseSettings):
     bounce_imap_folder: str = Field(
         default="INBOX", description="Mailbox folder the DSNs arrive in."
     )
+    bounce_imap_processed_folder: str | None = Field(
+        default=None,
+        description="Folder processed DSNs are moved to (created when missing); None: they "
+        "are deleted once recorded.",
+    )
     bounce_imap_interval: float = Field(
         default=60.0, gt=0, description="Seconds between two polls of the bounce mailbox."
     )

@@ -6,6 +6,7 @@ import typer
 
 from contacthub.cli import server
 from contacthub.cli.activity_types import activity_type_app
+from contacthub.cli.bounces import bounces_app
 from contacthub.cli.channels import apikey_app, channel_app
 from contacthub.cli.consents import consent_app
 from contacthub.cli.contacts import contact_app
@@ -41,3 +42,4 @@ app.add_typer(issue_app, name="issue")
 issue_app.command("engagement")(issue_engagement)
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
+app.add_typer(bounces_app, name="bounces")

@@ -95,6 +95,7 @@ ARGUMENTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("token", "create"): ("--user", "ada@example.com"),
     ("token", "list"): (),
     ("token", "revoke"): ("1",),
+    ("bounces", "poll"): (),
 }
 
 
