@@ -31,7 +31,7 @@ import email.policy
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
 from email.parser import HeaderParser
@@ -81,7 +81,8 @@ _BOUNCE_SUBJECTS = re.compile(
 )
 _DELAY_WORDS = re.compile(
     r"delivery (?:is )?delayed|has not yet been delivered|message (?:is )?still undelivered"
-    r"|will (?:keep|continue) trying|will retry|warning: message",
+    r"|will (?:keep|continue) trying|will retry|warning: message"
+    r"|could not send message for past",
     re.IGNORECASE,
 )
 _PERMANENT_WORDS = re.compile(
@@ -112,7 +113,6 @@ class _Original:
 
     delivery_id: int | None = None
     message_id: str | None = None
-    recipients: list[str] = field(default_factory=list)
 
 
 def parse_bounce(
@@ -283,7 +283,7 @@ class _Context:
                 detail=f"{self.describe()}: a delay warning, not a failure.",
             )
         original = self._original(text[marker.start() :] if marker else "")
-        failed = _failed_addresses(self.message, evidence, self._own_addresses(original))
+        failed = _failed_addresses(self.message, evidence, self._own_addresses())
         if not failed:
             return ParsedBounce(
                 rejection=MALFORMED,
@@ -300,9 +300,9 @@ class _Context:
             )
         return ParsedBounce(tuple(events))
 
-    def _own_addresses(self, original: _Original) -> set[str]:
-        # Addresses in a bounce that are not the failed recipient: the bounce's own sender
-        # and recipient (the VERP return path) and the original's sender.
+    def _own_addresses(self) -> set[str]:
+        # Addresses in a bounce that are not the failed recipient: the bounce's own sender and
+        # recipients (the VERP return path, or the original's sender without VERP).
         own = {
             address.lower()
             for name in ("From", "To", "Delivered-To", "X-Original-To", "Return-Path")
@@ -335,7 +335,6 @@ class _Context:
                     self.signer, _header(headers, verp.HEADER)
                 ) or verp.delivery_of_address(self.signer, _header(headers, "Return-Path"))
             original.message_id = original.message_id or _header(headers, "Message-ID") or None
-            original.recipients.extend(_addresses(_header(headers, "To")))
         if original.delivery_id is None and quoted_text:
             token = _TOKEN_LINE.search(quoted_text)
             if token:
