@@ -212,3 +212,27 @@ def test_truncated_or_corrupted_reports_never_raise(name: str, cut: int, noise: 
     for event in parsed.events:
         assert event.kind in ("hard_bounce", "soft_bounce", "complaint", "delivered")
         assert event.delivery_id in (None, DELIVERY)
+
+
+def test_a_plain_bounce_with_the_original_attached_reads_only_the_notice() -> None:
+    # Older Exchange and Notes servers: text/plain notice + message/rfc822, no delivery-status.
+    token = verp.delivery_token(SIGNER, DELIVERY)
+    raw = (
+        "From: postmaster@corp.example.org\r\n"
+        f"To: bounces+{token}@bounces.example.com\r\n"
+        "Subject: Delivery Status Notification (Failure)\r\n"
+        "Message-ID: <ndr-7@corp.example.org>\r\n"
+        'Content-Type: multipart/mixed; boundary="m"\r\n\r\n'
+        "--m\r\nContent-Type: text/plain\r\n\r\n"
+        "Your message did not reach some or all of the intended recipients.\r\n"
+        "The following recipient(s) cannot be reached:\r\n\r\n"
+        "      anna@example.org on 07/12/2026 01:18\r\n"
+        "            452 4.2.2 Mailbox over quota\r\n"
+        "--m\r\nContent-Type: message/rfc822\r\n\r\n"
+        "From: news@example.com\r\nTo: bob@example.org\r\nSubject: Spring news\r\n\r\n"
+        "Write to carol@example.org; 550 5.1.1 is just text here.\r\n"
+        "--m--\r\n"
+    ).encode()
+    (event,) = parse(raw).events
+    assert (event.email, event.kind, event.status_code) == (ANNA, "soft_bounce", "4.2.2")
+    assert event.delivery_id == DELIVERY
