@@ -31,7 +31,7 @@ import email.policy
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
 from email.parser import HeaderParser
@@ -81,7 +81,8 @@ _BOUNCE_SUBJECTS = re.compile(
 )
 _DELAY_WORDS = re.compile(
     r"delivery (?:is )?delayed|has not yet been delivered|message (?:is )?still undelivered"
-    r"|will (?:keep|continue) trying|will retry|warning: message",
+    r"|will (?:keep|continue) trying|will retry|warning: message"
+    r"|could not send message for past",
     re.IGNORECASE,
 )
 _PERMANENT_WORDS = re.compile(
@@ -112,7 +113,6 @@ class _Original:
 
     delivery_id: int | None = None
     message_id: str | None = None
-    recipients: list[str] = field(default_factory=list)
 
 
 def parse_bounce(
@@ -155,7 +155,13 @@ class _Context:
         self.signer = signer
         self.envelope_recipients = envelope_recipients
         self.message_id = _header(message, "Message-ID").strip()
+        # Every part with its content type, once: the steps below look for parts by type.
+        self.parts = [(part.get_content_type(), part) for part in message.walk()]
         self.occurred_at = _date(_header(message, "Date"))
+
+    def _first_part(self, types: Iterable[str]) -> Message | None:
+        wanted = set(types)
+        return next((part for content_type, part in self.parts if content_type in wanted), None)
 
     def describe(self) -> str:
         subject = _header(self.message, "Subject")[:100]
@@ -163,7 +169,7 @@ class _Context:
         return f"message {self.message_id or '(no Message-ID)'} from {sender!r} ({subject!r})"
 
     def parse(self) -> ParsedBounce:
-        content_type = self.message.get_content_type()
+        content_type = self.parts[0][0]
         report_type = str(collapse_rfc2231_value(self.message.get_param("report-type") or ""))
         report_type = report_type.lower()
         if content_type == "multipart/report" and report_type == "delivery-status":
@@ -175,8 +181,7 @@ class _Context:
     # -- RFC 3464 -------------------------------------------------------------------------
 
     def _delivery_status(self) -> ParsedBounce:
-        status_part = _first_part(
-            self.message,
+        status_part = self._first_part(
             ("message/delivery-status", "message/global-delivery-status", "text/delivery-status"),
         )
         if status_part is None:
@@ -223,7 +228,7 @@ class _Context:
     # -- ARF ------------------------------------------------------------------------------
 
     def _feedback_report(self) -> ParsedBounce:
-        report_part = _first_part(self.message, ("message/feedback-report",))
+        report_part = self._first_part(("message/feedback-report",))
         if report_part is None:
             return ParsedBounce(
                 rejection=MALFORMED,
@@ -239,13 +244,12 @@ class _Context:
             return ParsedBounce(
                 rejection=NOT_A_BOUNCE, detail=f"{self.describe()}: Feedback-Type not-spam."
             )
-        original = self._original()
-        mail_from = verp.delivery_of_address(self.signer, _header(fields, "Original-Mail-From"))
-        if mail_from is not None:
-            original.delivery_id = mail_from
-        recipient = _first_address(_header(fields, "Original-Rcpt-To")) or next(
-            iter(original.recipients), None
-        )
+        original = self._original(verp_address=_header(fields, "Original-Mail-From"))
+        recipient = _first_address(_header(fields, "Original-Rcpt-To"))
+        if recipient is None:  # then the returned original's To
+            returned = _returned_headers(self.parts, "")
+            addresses = [a for headers in returned for a in _addresses(_header(headers, "To"))]
+            recipient = next(iter(addresses), None)
         when = _date(_header(fields, "Arrival-Date")) or self.occurred_at
         diagnostic = f"feedback-type {feedback_type}"
         user_agent = _header(fields, "User-Agent").strip()
@@ -279,7 +283,7 @@ class _Context:
                 detail=f"{self.describe()}: a delay warning, not a failure.",
             )
         original = self._original(text[marker.start() :] if marker else "")
-        failed = _failed_addresses(self.message, evidence, self._own_addresses(original))
+        failed = _failed_addresses(self.message, evidence, self._own_addresses())
         if not failed:
             return ParsedBounce(
                 rejection=MALFORMED,
@@ -296,9 +300,9 @@ class _Context:
             )
         return ParsedBounce(tuple(events))
 
-    def _own_addresses(self, original: _Original) -> set[str]:
-        # Addresses in a bounce that are not the failed recipient: the bounce's own sender
-        # and recipient (the VERP return path) and the original's sender.
+    def _own_addresses(self) -> set[str]:
+        # Addresses in a bounce that are not the failed recipient: the bounce's own sender and
+        # recipients (the VERP return path, or the original's sender without VERP).
         own = {
             address.lower()
             for name in ("From", "To", "Delivered-To", "X-Original-To", "Return-Path")
@@ -309,24 +313,28 @@ class _Context:
 
     # -- the delivery ---------------------------------------------------------------------
 
-    def _original(self, quoted_text: str = "") -> _Original:
-        """The delivery the bounce is about, from the envelope, the headers or the original."""
+    def _original(self, quoted_text: str = "", *, verp_address: str = "") -> _Original:
+        """The delivery the bounce is about, from the envelope, the headers or the original.
+
+        The returned original is read only when no VERP address names the delivery: its
+        Message-ID and recipients are fallbacks the processor needs only then.
+        """
         original = _Original()
         candidates = [
             *self.envelope_recipients,
             *(_header(self.message, name) for name in ("Delivered-To", "X-Original-To", "To")),
+            verp_address,
         ]
         for candidate in candidates:
             original.delivery_id = verp.delivery_of_address(self.signer, candidate)
             if original.delivery_id is not None:
-                break
-        for headers in _returned_headers(self.message, quoted_text):
+                return original
+        for headers in _returned_headers(self.parts, quoted_text):
             if original.delivery_id is None:
                 original.delivery_id = verp.parse_delivery_token(
                     self.signer, _header(headers, verp.HEADER)
                 ) or verp.delivery_of_address(self.signer, _header(headers, "Return-Path"))
             original.message_id = original.message_id or _header(headers, "Message-ID") or None
-            original.recipients.extend(_addresses(_header(headers, "To")))
         if original.delivery_id is None and quoted_text:
             token = _TOKEN_LINE.search(quoted_text)
             if token:
@@ -390,14 +398,6 @@ def _first_address(text: str) -> str | None:
     return found.group(0) if found else None
 
 
-def _first_part(message: Message, types: Iterable[str]) -> Message | None:
-    wanted = set(types)
-    for part in message.walk():
-        if part.get_content_type() in wanted:
-            return part
-    return None
-
-
 def _field_blocks(part: Message) -> list[Message]:
     """The header blocks of a delivery-status or feedback-report part."""
     payload = part.get_payload()
@@ -439,11 +439,10 @@ def _status(text: str | None) -> str | None:
     return f"{code.group(1)[0]}.0.0" if code else None
 
 
-def _returned_headers(message: Message, quoted_text: str) -> list[Message]:
+def _returned_headers(parts: list[tuple[str, Message]], quoted_text: str) -> list[Message]:
     """The header blocks of the returned original (attached, or quoted in a plain bounce)."""
     found: list[Message] = []
-    for part in message.walk():
-        content_type = part.get_content_type()
+    for content_type, part in parts:
         if content_type in ("message/rfc822", "message/global"):
             payload = part.get_payload()
             if isinstance(payload, list) and payload and isinstance(payload[0], Message):
@@ -469,14 +468,20 @@ def _text_of(part: Message) -> str:
 
 
 def _body_text(message: Message) -> str:
-    """The plain text of a bounce (HTML tags dropped when it has no text part)."""
+    """The plain text of a bounce (HTML tags dropped when it has no text part); an attached
+    original (message/rfc822) is not read: it is not what the reporting server says."""
     texts: list[str] = []
     htmls: list[str] = []
-    for part in message.walk():
-        if part.is_multipart() or part.get_content_maintype() == "message":
-            continue
+    pending = [message]
+    while pending:
+        part = pending.pop(0)
         content_type = part.get_content_type()
-        if content_type == "text/plain":
+        if part.get_content_maintype() == "message":
+            continue
+        if part.is_multipart():
+            payload = part.get_payload()
+            pending[:0] = [sub for sub in payload if isinstance(sub, Message)]
+        elif content_type == "text/plain":
             texts.append(_text_of(part))
         elif content_type == "text/html":
             htmls.append(re.sub(r"<[^>]+>", " ", _text_of(part)))

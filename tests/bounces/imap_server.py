@@ -73,9 +73,38 @@ class ImapServer:
                 client.expunge()
 
 
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for `localhost` and its key (openssl), for STARTTLS tests."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
 @contextmanager
-def imap_server() -> Iterator[ImapServer]:
-    """pymap on a free loopback port, stopped afterwards."""
+def imap_server(tls: tuple[Path, Path] | None = None) -> Iterator[ImapServer]:
+    """pymap on a free loopback port, stopped afterwards; with `tls` (certificate, key), it
+    offers STARTTLS with that certificate."""
     port = free_port()
     command = [
         str(Path(sys.executable).parent / "pymap"),
@@ -83,6 +112,7 @@ def imap_server() -> Iterator[ImapServer]:
         HOST,
         "--port",
         str(port),
+        *(["--cert", str(tls[0]), "--key", str(tls[1])] if tls else []),
         "dict",
         "--demo-user",
         USER,

@@ -44,7 +44,7 @@ def test_a_postfix_dsn_is_a_hard_bounce_of_the_verp_delivery() -> None:
     assert event.diagnostic is not None
     assert event.diagnostic.startswith("550 5.1.1 <anna@example.org>: Recipient address rejected")
     assert event.event_id == "<20261207011502.3F1A22C0421@mail.example.com>"
-    assert event.message_id == MESSAGE_ID
+    assert event.message_id is None  # a fallback, read only when no VERP address is there
     assert event.occurred_at == datetime(2026, 12, 7, 1, 15, 1, tzinfo=UTC)
 
 
@@ -95,6 +95,19 @@ def test_the_token_in_the_returned_headers_names_the_delivery_without_verp() -> 
     assert event.delivery_id == DELIVERY
 
 
+@pytest.mark.parametrize("name", ["postfix_hard.eml", "gmail_expired.eml", "arf_abuse.eml"])
+def test_without_verp_the_returned_original_names_the_delivery(name: str) -> None:
+    raw = fixture(name).replace(b"bounces+", b"news+")
+    (event,) = parse(raw).events
+    assert event.delivery_id == DELIVERY  # its X-Contacthub-Delivery token
+    assert event.message_id == MESSAGE_ID
+    without_token = raw.replace(b"X-Contacthub-Delivery:", b"X-Other:")
+    (event,) = parse(without_token).events
+    assert event.delivery_id is None
+    assert event.message_id == MESSAGE_ID
+    assert event.email == ANNA
+
+
 def test_the_envelope_recipient_comes_first() -> None:
     other = verp.return_path(SIGNER, 77, "bounces.example.com")
     (event,) = parse(fixture("postfix_hard.eml"), envelope=(other,)).events
@@ -112,7 +125,7 @@ def test_a_forged_verp_token_names_no_delivery() -> None:
 def test_an_arf_abuse_report_is_a_complaint() -> None:
     (event,) = parse(fixture("arf_abuse.eml")).events
     assert event.kind == "complaint"
-    assert (event.email, event.delivery_id, event.message_id) == (ANNA, DELIVERY, MESSAGE_ID)
+    assert (event.email, event.delivery_id) == (ANNA, DELIVERY)
     assert event.event_id == "<arf-20261207-0001@feedback.hotmail.example>"
     assert event.diagnostic == "feedback-type abuse from SomeGenerator/1.0"
 
@@ -199,3 +212,27 @@ def test_truncated_or_corrupted_reports_never_raise(name: str, cut: int, noise: 
     for event in parsed.events:
         assert event.kind in ("hard_bounce", "soft_bounce", "complaint", "delivered")
         assert event.delivery_id in (None, DELIVERY)
+
+
+def test_a_plain_bounce_with_the_original_attached_reads_only_the_notice() -> None:
+    # Older Exchange and Notes servers: text/plain notice + message/rfc822, no delivery-status.
+    token = verp.delivery_token(SIGNER, DELIVERY)
+    raw = (
+        "From: postmaster@corp.example.org\r\n"
+        f"To: bounces+{token}@bounces.example.com\r\n"
+        "Subject: Delivery Status Notification (Failure)\r\n"
+        "Message-ID: <ndr-7@corp.example.org>\r\n"
+        'Content-Type: multipart/mixed; boundary="m"\r\n\r\n'
+        "--m\r\nContent-Type: text/plain\r\n\r\n"
+        "Your message did not reach some or all of the intended recipients.\r\n"
+        "The following recipient(s) cannot be reached:\r\n\r\n"
+        "      anna@example.org on 07/12/2026 01:18\r\n"
+        "            452 4.2.2 Mailbox over quota\r\n"
+        "--m\r\nContent-Type: message/rfc822\r\n\r\n"
+        "From: news@example.com\r\nTo: bob@example.org\r\nSubject: Spring news\r\n\r\n"
+        "Write to carol@example.org; 550 5.1.1 is just text here.\r\n"
+        "--m--\r\n"
+    ).encode()
+    (event,) = parse(raw).events
+    assert (event.email, event.kind, event.status_code) == (ANNA, "soft_bounce", "4.2.2")
+    assert event.delivery_id == DELIVERY

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -16,7 +17,13 @@ from contacthub.errors import Unavailable
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.storage.models import DeliveryEvent, FeedbackRejection, Suppression
-from tests.bounces.imap_server import PASSWORD, USER, ImapServer, imap_server
+from tests.bounces.imap_server import (
+    PASSWORD,
+    USER,
+    ImapServer,
+    imap_server,
+    self_signed_certificate,
+)
 from tests.bounces.support import SIGNER, SentIssue, sent_issues
 from tests.bounces.test_dsn import fixture
 
@@ -167,3 +174,26 @@ def test_the_hub_reads_the_mailbox_when_one_is_configured(
             time.sleep(0.1)
     assert mailbox.messages("INBOX") == []
     assert _count(database, DeliveryEvent) == 2
+
+
+def test_starttls_verifies_the_servers_certificate(
+    database: Database,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    (sent,) = sent_issues(database, [ANNA, BOB])
+    with imap_server(tls=(cert, key)) as server:
+        server.deliver(fixture("postfix_hard.eml", sent.deliveries[ANNA]))
+        config = _settings(
+            settings, server, bounce_imap_host="localhost", bounce_imap_tls="starttls"
+        )
+        # A certificate nobody vouches for is refused: the password is never sent to it.
+        with pytest.raises(Unavailable, match="CERTIFICATE_VERIFY_FAILED") as caught:
+            imap.poll(database, config, SIGNER)
+        assert caught.value.code == "bounce_mailbox_down"
+        assert len(server.messages("INBOX")) == 1
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the system trusts it now
+        assert imap.poll(database, config, SIGNER).feedback.recorded == 1
+        assert server.messages("INBOX") == []
