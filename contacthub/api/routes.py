@@ -18,6 +18,7 @@ from contacthub.api import (
     email,
     groups,
     openapi,
+    suppressions,
     users,
 )
 from contacthub.api.routing import ApiRouter
@@ -36,6 +37,7 @@ ROUTERS: list[ApiRouter] = [
     groups.router,
     audit.router,
     email.router,
+    suppressions.router,
 ]
 
 

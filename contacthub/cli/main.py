@@ -14,6 +14,7 @@ from contacthub.cli.demo import demo
 from contacthub.cli.email import issue_app, newsletter_app, subscriber_app
 from contacthub.cli.groups import group_app
 from contacthub.cli.output import Commands
+from contacthub.cli.suppressions import suppression_app
 from contacthub.cli.users import token_app, user_app
 
 app = typer.Typer(
@@ -37,5 +38,6 @@ app.add_typer(group_app, name="group")
 app.add_typer(newsletter_app, name="newsletter")
 app.add_typer(subscriber_app, name="subscriber")
 app.add_typer(issue_app, name="issue")
+app.add_typer(suppression_app, name="suppression")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
