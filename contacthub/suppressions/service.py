@@ -228,11 +228,8 @@ def count_suppressions(
 def counts_by_reason(session: Session) -> dict[str, int]:
     """How many addresses are suppressed for each reason (every reason, zero if none)."""
     counts = dict.fromkeys(REASONS, 0)
-    counts.update(
-        session.execute(select(Suppression.reason, func.count()).group_by(Suppression.reason))
-        .tuples()
-        .all()
-    )
+    rows = session.execute(select(Suppression.reason, func.count()).group_by(Suppression.reason))
+    counts.update({reason: number for reason, number in rows})
     return counts
 
 
