@@ -22,6 +22,7 @@ from contacthub.activities.log import parse_cursor
 from contacthub.admin.email import detached
 from contacthub.admin.web import Admin, form_errors, page
 from contacthub.errors import HubError
+from contacthub.identifiers import parse_cursor as parse_id_cursor
 from contacthub.suppressions import rejections
 from contacthub.suppressions import service as suppressions
 
@@ -48,7 +49,7 @@ async def _list_page(
     values: dict[str, str] | None = None,
 ) -> Response:
     filters = _filters(admin)
-    before = parse_cursor(admin.param("before"), "before")
+    before = parse_id_cursor(admin.param("before"), "before", code="invalid_parameter")
 
     def work(session: Session) -> dict[str, Any]:
         try:

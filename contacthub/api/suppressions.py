@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 from contacthub.activities.log import parse_cursor
 from contacthub.api.routing import ApiCall, ApiRouter, QueryParam
 from contacthub.http import json_response
+from contacthub.identifiers import MAX_BIG_ID, MAX_ID
+from contacthub.identifiers import parse_cursor as parse_id_cursor
 from contacthub.storage.models import FeedbackRejection
 from contacthub.suppressions import rejections
 from contacthub.suppressions import service as suppressions
@@ -94,7 +96,14 @@ def rejection_out(rejection: FeedbackRejection) -> RejectionOut:
     )
 
 
-BEFORE = QueryParam("before", "Cursor: `next_before` of the previous page.", "integer", minimum=1)
+def _before(maximum: int) -> QueryParam:
+    return QueryParam(
+        "before",
+        "Cursor: `next_before` of the previous page.",
+        "integer",
+        minimum=1,
+        maximum=maximum,
+    )
 
 
 @router.get(
@@ -103,7 +112,7 @@ BEFORE = QueryParam("before", "Cursor: `next_before` of the previous page.", "in
     query=(
         QueryParam("search", "A part of the address (case does not matter)."),
         QueryParam("reason", "Only this reason.", enum=suppressions.REASONS),
-        BEFORE,
+        _before(MAX_ID),
         QueryParam(
             "limit",
             f"Suppressions per page, 1 to {suppressions.MAX_PAGE} "
@@ -122,7 +131,8 @@ async def list_suppressions(call: ApiCall) -> SuppressionPageOut:
     """
     search = call.query("search")
     reason = call.query("reason")
-    before = parse_cursor(call.query("before"), "before")
+    # Suppression ids are integers (not big ones): a cursor beyond them is a 400.
+    before = parse_id_cursor(call.query("before"), "before", code="invalid_parameter")
     limit = call.query_int("limit", suppressions.PAGE_SIZE, maximum=suppressions.MAX_PAGE)
 
     def work(session: Session) -> SuppressionPageOut:
@@ -184,7 +194,7 @@ async def lift_suppression(call: ApiCall) -> None:
     response=RejectionsOut,
     query=(
         QueryParam("source", "Only the rejections of this source (e.g. `ses`, `imap`)."),
-        BEFORE,
+        _before(MAX_BIG_ID),
         QueryParam(
             "limit",
             f"Rejections per page, 1 to {rejections.MAX_PAGE} (default {rejections.PAGE_SIZE}).",

@@ -8,8 +8,10 @@ from typing import Any
 
 import typer
 
+from contacthub.activities.log import parse_cursor as parse_big_cursor
 from contacthub.audit.service import CLI_ACTOR
 from contacthub.cli.output import JsonOption, console, emit, unit_of_work
+from contacthub.identifiers import parse_cursor
 from contacthub.storage.models import FeedbackRejection
 from contacthub.suppressions import rejections
 from contacthub.suppressions import service as suppressions
@@ -62,9 +64,7 @@ def suppression_list(
     reason: str = typer.Option(
         "", "--reason", help=f"Only this reason: {', '.join(suppressions.REASONS)}."
     ),
-    before: int | None = typer.Option(
-        None, "--before", help="The cursor printed after the previous page."
-    ),
+    before: str = typer.Option("", "--before", help="The cursor printed after the previous page."),
     limit: int = typer.Option(
         suppressions.PAGE_SIZE, help=f"Suppressions per page, 1 to {suppressions.MAX_PAGE}."
     ),
@@ -73,8 +73,9 @@ def suppression_list(
     """List the suppressed addresses, newest first, a page at a time."""
     limit = min(max(limit, 1), suppressions.MAX_PAGE)
     with unit_of_work(write=False) as session:
+        cursor = parse_cursor(before, "before", code="invalid_parameter")
         page = suppressions.list_suppressions(
-            session, search=search, reason=reason, before=before, limit=limit
+            session, search=search, reason=reason, before=cursor, limit=limit
         )
         total = suppressions.count_suppressions(session, search=search, reason=reason)
         counts = suppressions.counts_by_reason(session)
@@ -146,9 +147,7 @@ def rejection_record(rejection: FeedbackRejection) -> dict[str, Any]:
 @suppression_app.command("rejections")
 def suppression_rejections(
     source: str = typer.Option("", "--source", help="Only this source (e.g. ses, imap)."),
-    before: int | None = typer.Option(
-        None, "--before", help="The cursor printed after the previous page."
-    ),
+    before: str = typer.Option("", "--before", help="The cursor printed after the previous page."),
     limit: int = typer.Option(
         rejections.PAGE_SIZE, help=f"Rejections listed, 1 to {rejections.MAX_PAGE}."
     ),
@@ -167,7 +166,8 @@ def suppression_rejections(
             }
             for c in rejections.rejection_counts(session)
         ]
-        page = rejections.latest_rejections(session, source=source, before=before, limit=limit)
+        cursor = parse_big_cursor(before, "before")
+        page = rejections.latest_rejections(session, source=source, before=cursor, limit=limit)
         latest = [rejection_record(r) for r in page.rejections]
     if as_json:
         _print_json({"counts": counts, "rejections": latest, "next_before": page.next_before})

@@ -229,7 +229,7 @@ def counts_by_reason(session: Session) -> dict[str, int]:
     """How many addresses are suppressed for each reason (every reason, zero if none)."""
     counts = dict.fromkeys(REASONS, 0)
     rows = session.execute(select(Suppression.reason, func.count()).group_by(Suppression.reason))
-    counts.update({reason: number for reason, number in rows})
+    counts.update(dict(rows.all()))
     return counts
 
 
