@@ -105,14 +105,14 @@ async def suppression_add(admin: Admin) -> Response:
     """Suppress the address typed (reason `manual`) with its evidence note."""
     email, evidence = admin.field("email"), admin.field("evidence")
 
-    def work(session: Session) -> tuple[str, bool]:
-        row, created = suppressions.add_manual(
+    def work(session: Session) -> str:
+        row = suppressions.add_manual(
             session, email, evidence=evidence, source="admin", actor=admin.actor
         )
-        return row.email, created
+        return row.email
 
     try:
-        address, created = await admin.hub.write(work)
+        address = await admin.hub.write(work)
     except HubError as error:
         return await _list_page(
             admin,
@@ -120,11 +120,7 @@ async def suppression_add(admin: Admin) -> Response:
             errors=form_errors(error),
             values={"email": email, "evidence": evidence},
         )
-    flash = (
-        f"{address} is suppressed: nothing is sent to it any more."
-        if created
-        else f"{address} was already suppressed; its suppression is kept as it was."
-    )
+    flash = f"{address} is suppressed: nothing is sent to it any more."
     return admin.redirect(f"{LIST_PATH}?{urlencode({'q': address})}", flash=flash)
 
 

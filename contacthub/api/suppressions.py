@@ -3,21 +3,19 @@ reports and webhook calls that were refused.
 
 Thin handlers over `suppressions.service` and `suppressions.rejections`, the same functions as
 the admin pages and the CLI. Adding by hand is reason `manual` with an evidence note; an address
-already suppressed keeps its first suppression (200 with it, instead of 201).
+already suppressed keeps its first suppression (409 `already_suppressed`).
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 import msgspec
 from sqlalchemy.orm import Session
 
 from contacthub.activities.log import parse_cursor
 from contacthub.api.routing import ApiCall, ApiRouter, QueryParam
-from contacthub.http import json_response
 from contacthub.identifiers import MAX_BIG_ID, MAX_ID
 from contacthub.identifiers import parse_cursor as parse_id_cursor
 from contacthub.storage.models import FeedbackRejection
@@ -150,23 +148,20 @@ async def list_suppressions(call: ApiCall) -> SuppressionPageOut:
 
 
 @router.post("/api/suppressions", body=SuppressionIn, response=SuppressionOut, status=201)
-async def add_suppression(call: ApiCall, body: SuppressionIn) -> Any:
+async def add_suppression(call: ApiCall, body: SuppressionIn) -> SuppressionOut:
     """Suppress an address by hand (reason `manual`), with an evidence note → 201.
 
     Nothing is sent to it again, whatever newsletter it is subscribed to. An address already
-    suppressed keeps its first suppression: the answer is that one, with 200.
+    suppressed keeps its first suppression: 409 `already_suppressed`.
     """
 
-    def work(session: Session) -> tuple[SuppressionOut, bool]:
-        row, created = suppressions.add_manual(
+    def work(session: Session) -> SuppressionOut:
+        row = suppressions.add_manual(
             session, body.email, evidence=body.evidence, source="api", actor=call.actor
         )
-        found = suppressions.suppression_of(session, row.email)
-        assert found is not None
-        return suppression_out(found), created
+        return suppression_out(suppressions.get_suppression(session, row.email))
 
-    answer, created = await call.hub.write(work)
-    return json_response(answer, 201 if created else 200)
+    return await call.hub.write(work)
 
 
 @router.get("/api/suppressions/{email}", response=SuppressionOut)

@@ -111,18 +111,16 @@ def suppression_add(
     evidence: str = typer.Option("", "--evidence", help="Why: a note kept with the suppression."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Suppress an address by hand (reason `manual`): nothing is sent to it any more."""
+    """Suppress an address by hand (reason `manual`): nothing is sent to it any more.
+
+    An address already suppressed keeps its first suppression (exit 1, already_suppressed).
+    """
     with unit_of_work() as session:
-        row, created = suppressions.add_manual(
+        row = suppressions.add_manual(
             session, email, evidence=evidence, source="cli", actor=CLI_ACTOR
         )
-        found = suppressions.suppression_of(session, row.email)
-        assert found is not None
-        record = suppression_record(found)
-    if as_json:
-        emit({**record, "created": created}, True)
-        return
-    emit(record, False, "Suppressed" if created else "Already suppressed (kept as it was)")
+        record = suppression_record(suppressions.get_suppression(session, row.email))
+    emit(record, as_json, "Suppressed")
 
 
 @suppression_app.command("remove")

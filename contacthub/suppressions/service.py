@@ -21,7 +21,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from contacthub.audit import service as audit
 from contacthub.email.service import normalise_email
-from contacthub.errors import InvalidInput, NotFound
+from contacthub.errors import Conflict, InvalidInput, NotFound
 from contacthub.storage.models import Delivery, EmailIssue, Suppression
 
 HARD_BOUNCE = "hard_bounce"
@@ -104,11 +104,12 @@ MANUAL_SOURCES = ("admin", "api", "cli")
 
 def add_manual(
     session: Session, email: str, *, evidence: str, source: str, actor: str
-) -> tuple[Suppression, bool]:
-    """Suppress an address by hand (reason `manual`) with a note of why; (row, created).
+) -> Suppression:
+    """Suppress an address by hand (reason `manual`) with a note of why.
 
-    An address already suppressed keeps its first suppression, whatever its reason: the answer
-    is that one, with False. A note over MAX_EVIDENCE characters is refused, not cut: what
+    An address already suppressed keeps its first suppression, whatever its reason: adding it
+    again is refused (409 `already_suppressed`, saying since when and why), so that nobody
+    believes their note was kept. A note over MAX_EVIDENCE characters is refused, not cut: what
     someone typed is kept whole or not at all.
     """
     if source not in MANUAL_SOURCES:
@@ -120,7 +121,17 @@ def add_manual(
             code="evidence_too_long",
             field="evidence",
         )
-    return suppress(session, email, reason=MANUAL, source=source, evidence=note, actor=actor)
+    suppression, created = suppress(
+        session, email, reason=MANUAL, source=source, evidence=note, actor=actor
+    )
+    if not created:
+        raise Conflict(
+            f"{suppression.email} is already suppressed ({suppression.reason}, since "
+            f"{suppression.created_at:%Y-%m-%d %H:%M} UTC); its suppression is kept as it is.",
+            code="already_suppressed",
+            field="email",
+        )
+    return suppression
 
 
 # -- reading ------------------------------------------------------------------------------------

@@ -53,6 +53,9 @@ def test_add_search_filter_and_lift(admin: TestClient, database: Database) -> No
     assert bad.status_code == 400
     assert "Unknown suppression reason" in bad.text
 
+    twice = post(admin, "/admin/suppressions", email="ann@example.com", evidence="again")
+    assert twice.status_code == 409  # type: ignore[attr-defined]
+    assert "is already suppressed (manual, since" in twice.text  # type: ignore[attr-defined]
     refused = post(admin, "/admin/suppressions", email="not an address", evidence="x")
     assert refused.status_code == 400  # type: ignore[attr-defined]
     assert 'aria-invalid="true"' in refused.text  # type: ignore[attr-defined]

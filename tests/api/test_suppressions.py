@@ -30,12 +30,12 @@ def test_add_list_show_and_lift(
         "evidence": "Asked by phone",
         "created_by": "api@example.com",
     }
-    # Already suppressed: the first suppression stays, answered with 200.
+    # Already suppressed: the first suppression stays.
     again = client.post(
         "/api/suppressions", json={"email": "gone@example.com"}, headers=api_headers
     )
-    assert again.status_code == 200
-    assert (again.json()["reason"], again.json()["source"]) == ("hard_bounce", "ses")
+    assert (again.status_code, again.json()["code"]) == (409, "already_suppressed")
+    assert "hard_bounce" in again.json()["error"]
 
     listed = client.get("/api/suppressions", headers=api_headers).json()
     assert [s["email"] for s in listed["suppressions"]] == ["ann@example.com", "gone@example.com"]

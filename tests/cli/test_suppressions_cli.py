@@ -19,9 +19,9 @@ def test_add_list_show_and_remove(cli: Cli, database: Database) -> None:
         "evidence": "Asked by letter",
         "created_by": "cli",
     }
-    assert added["created"] is True
-    kept = cli.json("suppression", "add", "gone@example.com")
-    assert (kept["created"], kept["reason"]) == (False, "hard_bounce")
+    kept = cli.fails("suppression", "add", "gone@example.com")
+    assert "already suppressed (hard_bounce, since" in kept
+    assert "(already_suppressed)" in kept
 
     listed = cli.json("suppression", "list")
     assert [s["email"] for s in listed["suppressions"]] == ["ann@example.com", "gone@example.com"]

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from contacthub.email import service as email
-from contacthub.errors import InvalidInput, NotFound
+from contacthub.errors import Conflict, InvalidInput, NotFound
 from contacthub.storage.database import Database
-from contacthub.storage.models import AuditEvent, Delivery, FeedbackRejection
+from contacthub.storage.models import AuditEvent, Delivery, FeedbackRejection, Suppression
 from contacthub.storage.types import utcnow
 from contacthub.suppressions import rejections
 from contacthub.suppressions import service as suppressions
@@ -79,10 +79,9 @@ def test_search_takes_a_part_of_the_address_literally(database: Database) -> Non
 
 def test_a_manual_suppression_keeps_its_note_and_is_audited(database: Database) -> None:
     with database.write() as session:
-        row, created = suppressions.add_manual(
+        row = suppressions.add_manual(
             session, " Ada@Example.com ", evidence=" By letter ", source="cli", actor="cli"
         )
-        assert created
         assert (row.email, row.reason, row.source, row.evidence, row.created_by) == (
             "ada@example.com",
             "manual",
@@ -90,10 +89,13 @@ def test_a_manual_suppression_keeps_its_note_and_is_audited(database: Database) 
             "By letter",
             "cli",
         )
-        again, created_again = suppressions.add_manual(
-            session, "ADA@example.com", evidence="again", source="api", actor="bob"
-        )
-        assert (again.id, created_again, again.evidence) == (row.id, False, "By letter")
+        with pytest.raises(Conflict) as again:
+            suppressions.add_manual(
+                session, "ADA@example.com", evidence="again", source="api", actor="bob"
+            )
+        assert again.value.code == "already_suppressed"
+        assert "manual, since" in again.value.message
+        assert session.get(Suppression, row.id).evidence == "By letter"  # type: ignore[union-attr]
         actions = session.scalars(select(AuditEvent.action)).all()
         assert actions == ["suppression.added"]
         with pytest.raises(InvalidInput) as too_long:
