@@ -4,7 +4,8 @@
   part of the address and filtered by reason, with the counts by reason; each with its reason,
   source, evidence, the delivery (and issue) that caused it, when and by whom. The form that
   suppresses an address by hand (reason `manual`, with an evidence note) and the button that
-  lifts a suppression (it asks first) are on the same page.
+  lifts a suppression (it asks first) are on the same page, and so is the CSV export of what the
+  search and filter select (a POST: it is audited as `suppression.list_exported`).
 - `/admin/deliverability`: the suppressions by reason, the bounce reports and webhook calls that
   were refused, counted by source and reason (last 24 hours, 7 days, ever), and the latest ones.
 """
@@ -15,19 +16,21 @@ from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from contacthub.activities.log import parse_cursor
 from contacthub.admin.email import detached
 from contacthub.admin.web import Admin, form_errors, page
+from contacthub.csv_export import MEDIA_TYPE, attachment
 from contacthub.errors import HubError
 from contacthub.identifiers import parse_cursor as parse_id_cursor
-from contacthub.suppressions import rejections
+from contacthub.suppressions import output, rejections
 from contacthub.suppressions import service as suppressions
 
 LIST_PATH = "/admin/suppressions"
 LIFT_PATH = f"{LIST_PATH}/lift"
+EXPORT_PATH = f"{LIST_PATH}/export"
 DELIVERABILITY_PATH = "/admin/deliverability"
 REASON_LABELS = {
     suppressions.HARD_BOUNCE: "Hard bounce",
@@ -92,6 +95,7 @@ async def _list_page(
         errors=errors or {},
         values=values or {},
         lift_path=LIFT_PATH,
+        export_path=EXPORT_PATH,
         **context,
     )
 
@@ -133,6 +137,19 @@ async def suppression_lift(admin: Admin) -> Response:
     return admin.redirect(target, flash=f"Suppression of {email.lower()} lifted.")
 
 
+async def suppression_export(admin: Admin) -> Response:
+    """Download the suppressions the search and filter select, as CSV (audited)."""
+    search, reason = admin.field("q"), admin.field("reason")
+    await admin.hub.write(
+        lambda s: output.start_export(s, search=search, reason=reason, actor=admin.actor)
+    )
+    return StreamingResponse(
+        output.stream(admin.hub.read, search=search, reason=reason),
+        media_type=MEDIA_TYPE,
+        headers=attachment("suppressions.csv"),
+    )
+
+
 async def deliverability(admin: Admin) -> Response:
     """Suppressions by reason; refused bounce reports and webhook calls, counted and listed."""
     before = parse_cursor(admin.param("before"), "before")
@@ -169,5 +186,6 @@ routes = [
     Route(LIST_PATH, page(suppression_list), methods=["GET"]),
     Route(LIST_PATH, page(suppression_add), methods=["POST"]),
     Route(LIFT_PATH, page(suppression_lift), methods=["POST"]),
+    Route(EXPORT_PATH, page(suppression_export), methods=["POST"]),
     Route(DELIVERABILITY_PATH, page(deliverability), methods=["GET"]),
 ]

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import msgspec
 from sqlalchemy.orm import Session
+from starlette.responses import StreamingResponse
 
 from contacthub.activities.log import parse_cursor
 from contacthub.api.routing import ApiCall, ApiRouter, QueryParam
+from contacthub.csv_export import MEDIA_TYPE, attachment
 from contacthub.identifiers import MAX_BIG_ID, MAX_ID
 from contacthub.identifiers import parse_cursor as parse_id_cursor
 from contacthub.storage.models import FeedbackRejection
-from contacthub.suppressions import rejections
+from contacthub.suppressions import output, rejections
 from contacthub.suppressions import service as suppressions
 
 router = ApiRouter("Suppressions")
@@ -107,6 +110,7 @@ def _before(maximum: int) -> QueryParam:
 @router.get(
     "/api/suppressions",
     response=SuppressionPageOut,
+    raw_response="text/csv",
     query=(
         QueryParam("search", "A part of the address (case does not matter)."),
         QueryParam("reason", "Only this reason.", enum=suppressions.REASONS),
@@ -119,19 +123,36 @@ def _before(maximum: int) -> QueryParam:
             minimum=1,
             maximum=suppressions.MAX_PAGE,
         ),
+        QueryParam(
+            "format",
+            "`csv` for every matching suppression as CSV (streamed; recorded as "
+            "`suppression.list_exported`), `json` (default) for a page. `Accept: text/csv` asks "
+            "for CSV too.",
+            enum=("json", "csv"),
+        ),
     ),
 )
-async def list_suppressions(call: ApiCall) -> SuppressionPageOut:
+async def list_suppressions(call: ApiCall) -> Any:
     """The suppressed addresses, newest first, a page at a time, with how many match (`total`)
     and how many there are of each reason (`counts`, all of them).
 
-    Pass `next_before` back as `before` for the next page; it is null on the last page.
+    Pass `next_before` back as `before` for the next page; it is null on the last page. With
+    `format=csv`, every matching suppression (the cursor and limit do not apply).
     """
     search = call.query("search")
     reason = call.query("reason")
     # Suppression ids are integers (not big ones): a cursor beyond them is a 400.
     before = parse_id_cursor(call.query("before"), "before", code="invalid_parameter")
     limit = call.query_int("limit", suppressions.PAGE_SIZE, maximum=suppressions.MAX_PAGE)
+    if call.wants_csv():
+        await call.hub.write(
+            lambda s: output.start_export(s, search=search, reason=reason, actor=call.actor)
+        )
+        return StreamingResponse(
+            output.stream(call.hub.read, search=search, reason=reason),
+            media_type=MEDIA_TYPE,
+            headers=attachment("suppressions.csv"),
+        )
 
     def work(session: Session) -> SuppressionPageOut:
         page = suppressions.list_suppressions(

@@ -68,6 +68,7 @@ ACTIONS = frozenset(
         "group.exported",
         "suppression.added",
         "suppression.lifted",
+        "suppression.list_exported",
     }
 )
 

@@ -7,13 +7,14 @@ from datetime import datetime
 from typing import Any
 
 import typer
+from typer._click.exceptions import UsageError
 
 from contacthub.activities.log import parse_cursor as parse_big_cursor
 from contacthub.audit.service import CLI_ACTOR
 from contacthub.cli.output import JsonOption, console, emit, unit_of_work
 from contacthub.identifiers import parse_cursor
 from contacthub.storage.models import FeedbackRejection
-from contacthub.suppressions import rejections
+from contacthub.suppressions import output, rejections
 from contacthub.suppressions import service as suppressions
 
 suppression_app = typer.Typer(
@@ -68,9 +69,19 @@ def suppression_list(
     limit: int = typer.Option(
         suppressions.PAGE_SIZE, help=f"Suppressions per page, 1 to {suppressions.MAX_PAGE}."
     ),
+    as_csv: bool = typer.Option(
+        False,
+        "--csv",
+        help="Every matching suppression as CSV on standard output (recorded in the audit log).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """List the suppressed addresses, newest first, a page at a time."""
+    """List the suppressed addresses, newest first, a page at a time (or all of them as CSV)."""
+    if as_csv:
+        if as_json:
+            raise UsageError("--csv and --json are two outputs: give one of them.")
+        _print_csv(search, reason)
+        return
     limit = min(max(limit, 1), suppressions.MAX_PAGE)
     with unit_of_work(write=False) as session:
         cursor = parse_cursor(before, "before", code="invalid_parameter")
@@ -95,6 +106,24 @@ def suppression_list(
     console.print(f"{total} matching; suppressed by reason: {shown}.")
     if page.next_before is not None:
         console.print(f"More: --before {page.next_before}")
+
+
+def _print_csv(search: str, reason: str) -> None:
+    """The CSV, recorded first, then written a chunk of rows at a time as they are read."""
+    with unit_of_work() as session:
+        output.start_export(session, search=search, reason=reason, actor=CLI_ACTOR)
+    typer.echo(output.csv_header(), nl=False)
+    before: int | None = None
+    while True:
+        with unit_of_work(write=False) as session:
+            page = suppressions.list_suppressions(
+                session, search=search, reason=reason, before=before, limit=output.CHUNK
+            )
+            lines = "".join(output.csv_row(row) for row in page.rows)
+        typer.echo(lines, nl=False)
+        if page.next_before is None:
+            return
+        before = page.next_before
 
 
 @suppression_app.command("show")

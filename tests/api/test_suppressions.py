@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from contacthub.storage.database import Database
-from contacthub.storage.models import FeedbackRejection
+from contacthub.storage.models import AuditEvent, FeedbackRejection
 from contacthub.suppressions import service as suppressions
 
 
@@ -131,3 +134,38 @@ def test_feedback_rejections(
         ["ses", "ses"],
         None,
     )
+
+
+def test_the_csv_export_holds_every_match_and_is_audited(
+    client: TestClient, api_headers: dict[str, str], database: Database
+) -> None:
+    with database.write() as session:
+        for number in range(3):
+            suppressions.suppress(
+                session,
+                f"p{number}@example.com",
+                reason="complaint",
+                source="ses",
+                evidence="=HYPERLINK(1)",
+            )
+        suppressions.suppress(session, "other@example.org", reason="hard_bounce", source="imap")
+    answer = client.get(
+        "/api/suppressions",
+        params={"reason": "complaint", "limit": 1},
+        headers={**api_headers, "Accept": "text/csv"},
+    )
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    lines = answer.text.splitlines()
+    assert lines[0].startswith("email,reason,source,evidence,delivery_id,issue")
+    assert [line.split(",")[0] for line in lines[1:]] == [
+        "p2@example.com",
+        "p1@example.com",
+        "p0@example.com",
+    ]
+    assert "'=HYPERLINK(1)" in lines[1]  # never a formula in a spreadsheet
+    with database.read() as session:
+        [event] = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "suppression.list_exported")
+        ).all()
+        assert json.loads(event.details or "{}") == {"suppressions": 3, "reason": "complaint"}

@@ -263,6 +263,16 @@ def _bounce(entry: Entry) -> None:
         )
 
 
+def _export_suppressions_from_api(entry: Entry) -> None:
+    assert entry.client is not None
+    assert entry.headers is not None
+    answer = entry.client.get(
+        "/api/suppressions", params={"search": "blocked", "format": "csv"}, headers=entry.headers
+    )
+    assert answer.status_code == 200, answer.text
+    assert len(answer.text.splitlines()) == 2  # the header and the one suppression
+
+
 STEPS: list[Step] = [
     Step(
         "user.created",
@@ -750,6 +760,14 @@ STEPS: list[Step] = [
         admin=lambda e: e.form("/admin/suppressions/lift", email=BOUNCED),
         api=lambda e: e.call("DELETE", f"/api/suppressions/{BOUNCED}"),
         cli=lambda e: e.run("suppression", "remove", BOUNCED),
+    ),
+    Step(
+        "suppression.list_exported",
+        "",
+        {"suppressions": 1, "search": "blocked"},
+        admin=lambda e: e.form("/admin/suppressions/export", q="blocked", reason=""),
+        api=_export_suppressions_from_api,
+        cli=lambda e: e.run("suppression", "list", "--search", "blocked", "--csv"),
     ),
     Step(
         "contact.exported",

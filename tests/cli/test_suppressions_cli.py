@@ -64,3 +64,13 @@ def test_rejections(cli: Cli, database: Database) -> None:
     table = cli.ok("suppression", "rejections")
     assert "bad_signature" in table
     assert "no report" in table
+
+
+def test_the_csv_export(cli: Cli, database: Database) -> None:
+    with database.write() as session:
+        for number in range(3):
+            suppressions.suppress(session, f"p{number}@example.com", reason="manual", source="cli")
+    text = cli.ok("suppression", "list", "--csv", "--search", "p1")
+    assert text.splitlines()[1].startswith("p1@example.com,manual,cli,")
+    assert len(text.splitlines()) == 2
+    assert "two outputs" in cli("suppression", "list", "--csv", "--json").output
