@@ -102,7 +102,7 @@ def _before(maximum: int) -> QueryParam:
         "before",
         "Cursor: `next_before` of the previous page.",
         "integer",
-        minimum=1,
+        minimum=0,
         maximum=maximum,
     )
 
