@@ -243,6 +243,15 @@ class IssueStatsOut(msgspec.Struct):
     subject: str
     sent: int
     failed: int
+    # From bounce reports and provider webhooks: sent copies that did not bounce, copies that
+    # bounced (hard; soft, each copy once), complaints, and copies not sent (suppressed).
+    delivered: int
+    bounced_hard: int
+    bounced_soft: int
+    complaints: int
+    skipped_suppressed: int
+    bounce_rate: float | None
+    complaint_rate: float | None
     deliveries: dict[str, int]
     opens: SplitOut
     clicks: SplitOut
@@ -344,6 +353,13 @@ def stats_out(figures: stats.IssueStats) -> IssueStatsOut:
         subject=figures.subject,
         sent=figures.sent,
         failed=figures.failed,
+        delivered=figures.delivered,
+        bounced_hard=figures.deliverability.bounced_hard,
+        bounced_soft=figures.deliverability.bounced_soft,
+        complaints=figures.deliverability.complaints,
+        skipped_suppressed=figures.deliverability.skipped_suppressed,
+        bounce_rate=figures.bounce_rate,
+        complaint_rate=figures.complaint_rate,
         deliveries=dict(figures.deliveries),
         opens=_split(figures.opens),
         clicks=_split(figures.clicks),
@@ -740,7 +756,12 @@ async def send_issue(call: ApiCall, body: SendIn) -> IssueOut:
 @router.get("/api/issues/{guid}/stats", response=IssueStatsOut)
 async def issue_stats(call: ApiCall) -> IssueStatsOut:
     """The issue's statistics: deliveries, opens and clicks (human, machine, all; total and
-    unique), per link, unsubscribes, and rates (human, per sent message)."""
+    unique), per link, unsubscribes, and rates (human, per sent message).
+
+    `delivered` is sent minus bounced (`bounced_hard` + `bounced_soft`, each copy once);
+    `complaints` counts copies reported as spam; `skipped_suppressed` copies not sent because
+    the address is on the suppression list.
+    """
     guid = call.path("guid")
     return await call.hub.read(
         lambda s: stats_out(stats.issue_stats(s, service.get_issue(s, guid).guid))

@@ -19,6 +19,7 @@ from contacthub.api import (
     engagement,
     groups,
     openapi,
+    suppressions,
     users,
 )
 from contacthub.api.routing import ApiRouter
@@ -38,6 +39,7 @@ ROUTERS: list[ApiRouter] = [
     audit.router,
     email.router,
     engagement.router,
+    suppressions.router,
 ]
 
 

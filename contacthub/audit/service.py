@@ -74,6 +74,7 @@ ACTIONS = frozenset(
         "suppression.lifted",
         "issue.engagement_exported",
         "newsletter.updated",
+        "suppression.list_exported",
     }
 )
 

@@ -498,7 +498,8 @@ def _print_send(report: SendReport, as_json: bool) -> None:
 def issue_stats(
     issue: str = typer.Argument(..., help="GUID of the issue."), as_json: bool = JsonOption
 ) -> None:
-    """An issue's statistics: deliveries, opens, clicks per link, unsubscribes, rates."""
+    """An issue's statistics: deliveries, bounces, complaints, opens, clicks per link,
+    unsubscribes, rates."""
     with unit_of_work(write=False) as session:
         figures = stats.issue_stats(session, issue.strip()).as_dict()
     if as_json:
@@ -519,6 +520,11 @@ def _print_stats(figures: dict[str, Any]) -> None:
             "subject": figures["subject"],
             "sent": figures["sent"],
             "failed": figures["failed"],
+            "delivered": figures["delivered"],
+            "bounced (hard)": figures["bounced_hard"],
+            "bounced (soft)": figures["bounced_soft"],
+            "complaints": figures["complaints"],
+            "skipped (suppressed)": figures["skipped_suppressed"],
             "opens (human)": f"{opens['human']['total']} ({opens['human']['unique']} unique)",
             "opens (machine)": f"{opens['machine']['total']} ({opens['machine']['unique']} unique)",
             "clicks (human)": f"{clicks['human']['total']} ({clicks['human']['unique']} unique)",

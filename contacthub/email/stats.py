@@ -22,14 +22,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, union
+from sqlalchemy import case, func, select, union
 from sqlalchemy.orm import Session
 
-from contacthub.email.repository import FAILED, SENT, delivery_counts
+from contacthub.email.repository import FAILED, SENT, SKIPPED, delivery_counts
 from contacthub.errors import NotFound
 from contacthub.identifiers import parse_guid
 from contacthub.storage.models import (
     Delivery,
+    DeliveryEvent,
     EmailClick,
     EmailIssue,
     EmailOpen,
@@ -73,6 +74,21 @@ class LinkStats:
 
 
 @dataclass(frozen=True, slots=True)
+class Deliverability:
+    """What became of the sent copies, from the bounce reports and provider webhooks
+    (delivery_events), and the copies not sent because the address is suppressed.
+
+    Each figure counts deliveries, each once: a copy that bounced soft and then hard counts as a
+    hard bounce only, so `bounced_hard + bounced_soft` is every bounced copy.
+    """
+
+    bounced_hard: int = 0
+    bounced_soft: int = 0
+    complaints: int = 0
+    skipped_suppressed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class IssueStats:
     """What one issue did. Rates are over the sent messages, None while nothing was sent."""
 
@@ -85,6 +101,7 @@ class IssueStats:
     unsubscribes: int
     aggregate_clicks: int = 0  # clicks counted per link only, human and machine
     untracked_copies: int = 0  # sent copies without per-person tracking (no consent)
+    deliverability: Deliverability = Deliverability()
 
     @property
     def sent(self) -> int:
@@ -93,6 +110,26 @@ class IssueStats:
     @property
     def failed(self) -> int:
         return self.deliveries.get(FAILED, 0)
+
+    @property
+    def bounced(self) -> int:
+        """Copies that bounced (hard or soft), each once."""
+        return self.deliverability.bounced_hard + self.deliverability.bounced_soft
+
+    @property
+    def delivered(self) -> int:
+        """Sent copies that did not bounce (sent - bounced; never below zero)."""
+        return max(self.sent - self.bounced, 0)
+
+    @property
+    def bounce_rate(self) -> float | None:
+        """Bounced copies per sent copy."""
+        return _rate(self.bounced, self.sent)
+
+    @property
+    def complaint_rate(self) -> float | None:
+        """Complaints per sent copy."""
+        return _rate(self.deliverability.complaints, self.sent)
 
     @property
     def open_rate(self) -> float | None:
@@ -116,6 +153,13 @@ class IssueStats:
             "subject": self.subject,
             "sent": self.sent,
             "failed": self.failed,
+            "delivered": self.delivered,
+            "bounced_hard": self.deliverability.bounced_hard,
+            "bounced_soft": self.deliverability.bounced_soft,
+            "complaints": self.deliverability.complaints,
+            "skipped_suppressed": self.deliverability.skipped_suppressed,
+            "bounce_rate": self.bounce_rate,
+            "complaint_rate": self.complaint_rate,
             "deliveries": dict(self.deliveries),
             "opens": self.opens.as_dict(),
             "clicks": self.clicks.as_dict(),
@@ -160,6 +204,7 @@ def issue_stats(session: Session, issue_guid: str | uuid.UUID) -> IssueStats:
         )
         or 0,
         **_aggregate(session, issue.id),
+        deliverability=deliverability(session, issue.id),
     )
 
 
@@ -175,6 +220,42 @@ def _aggregate(session: Session, issue_id: int) -> dict[str, int]:
         "aggregate_clicks": session.scalar(clicks) or 0,
         "untracked_copies": session.scalar(copies) or 0,
     }
+
+
+# The error a delivery skipped for a suppressed address carries: "suppressed: <reason>".
+SUPPRESSED_ERROR = "suppressed"
+
+
+def deliverability(session: Session, issue_id: int) -> Deliverability:
+    """Bounces, complaints (distinct deliveries) and copies skipped for a suppression."""
+    kinds = (
+        select(
+            DeliveryEvent.delivery_id,
+            func.max(case((DeliveryEvent.kind == "hard_bounce", 1), else_=0)).label("hard"),
+            func.max(case((DeliveryEvent.kind == "soft_bounce", 1), else_=0)).label("soft"),
+            func.max(case((DeliveryEvent.kind == "complaint", 1), else_=0)).label("complaint"),
+        )
+        .where(DeliveryEvent.issue_id == issue_id)
+        .group_by(DeliveryEvent.delivery_id)
+        .subquery()
+    )
+    hard, soft, complaints = session.execute(
+        select(
+            func.coalesce(func.sum(kinds.c.hard), 0),
+            func.coalesce(
+                func.sum(case(((kinds.c.soft == 1) & (kinds.c.hard == 0), 1), else_=0)), 0
+            ),
+            func.coalesce(func.sum(kinds.c.complaint), 0),
+        )
+    ).one()
+    skipped = session.scalar(
+        select(func.count()).where(
+            Delivery.issue_id == issue_id,
+            Delivery.status == SKIPPED,
+            Delivery.error.startswith(SUPPRESSED_ERROR, autoescape=True),
+        )
+    )
+    return Deliverability(int(hard), int(soft), int(complaints), skipped or 0)
 
 
 def _split(session: Session, table: type[EmailOpen] | type[EmailClick], issue_id: int) -> Split:

@@ -36,6 +36,7 @@ from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.storage.models import AuditEvent, Contact
 from contacthub.storage.types import utcnow
+from contacthub.suppressions import service as suppressions
 from contacthub.users import service as users
 from tests.admin.conftest import sign_in
 from tests.cli.conftest import Cli, cli_on
@@ -283,6 +284,28 @@ def _export_list_from_api(entry: Entry) -> None:
         headers=entry.headers,
     )
     assert answer.status_code == 200, answer.text
+
+
+BLOCKED = "blocked@example.com"
+BOUNCED = "bounced@example.com"
+EVIDENCE = "Asked by phone not to be mailed"
+
+
+def _bounce(entry: Entry) -> None:
+    with entry.database.write() as session:
+        suppressions.suppress(
+            session, BOUNCED, reason="hard_bounce", source="smtp", evidence="5.1.1 No such user"
+        )
+
+
+def _export_suppressions_from_api(entry: Entry) -> None:
+    assert entry.client is not None
+    assert entry.headers is not None
+    answer = entry.client.get(
+        "/api/suppressions", params={"search": "blocked", "format": "csv"}, headers=entry.headers
+    )
+    assert answer.status_code == 200, answer.text
+    assert len(answer.text.splitlines()) == 2  # the header and the one suppression
 
 
 STEPS: list[Step] = [
@@ -829,6 +852,33 @@ STEPS: list[Step] = [
         direct=_delete_group,
         api=lambda e: e.call("DELETE", "/api/groups/VIP"),
         cli=lambda e: e.run("group", "delete", "VIP"),
+    ),
+    # The suppression list (h-suppress). Lifting lifts an automatic suppression, made by the
+    # setup, so that its details (reason, source) are the same from every entry point.
+    Step(
+        "suppression.added",
+        BLOCKED,
+        {"reason": "manual", "evidence": EVIDENCE},
+        admin=lambda e: e.form("/admin/suppressions", email=BLOCKED, evidence=EVIDENCE),
+        api=lambda e: e.call("POST", "/api/suppressions", {"email": BLOCKED, "evidence": EVIDENCE}),
+        cli=lambda e: e.run("suppression", "add", BLOCKED, "--evidence", EVIDENCE),
+    ),
+    Step(
+        "suppression.lifted",
+        BOUNCED,
+        {"reason": "hard_bounce", "source": "smtp"},
+        setup=_bounce,
+        admin=lambda e: e.form("/admin/suppressions/lift", email=BOUNCED),
+        api=lambda e: e.call("DELETE", f"/api/suppressions/{BOUNCED}"),
+        cli=lambda e: e.run("suppression", "remove", BOUNCED),
+    ),
+    Step(
+        "suppression.list_exported",
+        "",
+        {"suppressions": 1, "search": "blocked"},
+        admin=lambda e: e.form("/admin/suppressions/export", q="blocked", reason=""),
+        api=_export_suppressions_from_api,
+        cli=lambda e: e.run("suppression", "list", "--search", "blocked", "--csv"),
     ),
     Step(
         "contact.exported",
