@@ -27,7 +27,9 @@ from contacthub.admin.routes import admin_routes
 from contacthub.admin.web import error_page
 from contacthub.analytics import rollups
 from contacthub.api.routes import api_routes
-from contacthub.email import background
+from contacthub.bounces import imap as bounce_mailbox
+from contacthub.bounces.webhooks import endpoints as webhooks
+from contacthub.email import background, schedule
 from contacthub.email.api import email_api_routes
 from contacthub.email.endpoints import email_routes, hot_paths
 from contacthub.email.signing import link_signer
@@ -45,6 +47,8 @@ from contacthub.hub import Hub, hub_of
 from contacthub.settings import DEFAULT_SECRET, Settings
 from contacthub.storage.database import Database
 from contacthub.storage.groupcommit import GroupCommitWriter
+from contacthub.subscriptions import optin
+from contacthub.subscriptions.endpoints import subscription_routes
 from contacthub.tracking.endpoints import tracking_routes
 
 logger = logging.getLogger(__name__)
@@ -171,6 +175,47 @@ def keep_retrying_deferred(
     )
 
 
+def keep_schedules_firing(
+    hub: Hub, sends: background.SendRegistry, stopping: asyncio.Event
+) -> Coroutine[Any, Any, None]:
+    """Send the due scheduled issues every `schedule_interval` seconds (each fires in one
+    process only: `schedule.claim_due`); mark those missed by more than `schedule_grace`."""
+    start = schedule.background_start(hub, sends)
+    return run_every(
+        hub.settings.schedule_interval,
+        stopping,
+        lambda: schedule.fire_due(hub.database, grace=hub.settings.schedule_grace, start=start),
+        # A schedule not claimed stays `scheduled`: the next run claims (or marks missed) it.
+        "Firing scheduled sends failed; retrying later.",
+    )
+
+
+# How often unconfirmed double opt-in subscriptions are looked for, to expire them.
+EXPIRE_UNCONFIRMED_INTERVAL = 600.0
+
+
+def expire_unconfirmed(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, None]:
+    """Remove subscriptions left unconfirmed past `unconfirmed_subscriber_hours` (every 10 min)."""
+    return run_every(
+        EXPIRE_UNCONFIRMED_INTERVAL,
+        stopping,
+        lambda: optin.expire_job(hub.database, hub.settings.unconfirmed_subscriber_hours),
+        # Unconfirmed subscribers are never mailed: a late expiry costs only a little storage.
+        "Expiring unconfirmed subscriptions failed; retrying later.",
+    )
+
+
+def keep_bounces_read(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, None]:
+    """Read the bounce mailbox every `bounce_imap_interval` seconds (bounces/imap.py)."""
+    return run_every(
+        hub.settings.bounce_imap_interval,
+        stopping,
+        lambda: bounce_mailbox.poll(hub.database, hub.settings, hub.link_signer),
+        # Unread messages stay in the mailbox until a poll has recorded them: nothing is lost.
+        "Reading the bounce mailbox failed; retrying later.",
+    )
+
+
 def admin_aware(handler: ExceptionHandler) -> ExceptionHandler:
     """Errors under /admin answer an HTML page; everywhere else, `handler`'s JSON."""
 
@@ -199,7 +244,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             asyncio.create_task(keep_rollups_fresh(hub, stopping)),
             asyncio.create_task(keep_groups_live(hub, stopping)),
             asyncio.create_task(keep_retrying_deferred(hub, sends, stopping)),
+            asyncio.create_task(keep_schedules_firing(hub, sends, stopping)),
+            asyncio.create_task(expire_unconfirmed(hub, stopping)),
         ]
+        if hub.settings.bounce_imap_host:
+            jobs.append(asyncio.create_task(keep_bounces_read(hub, stopping)))
         freeze_startup_objects()
         try:
             yield
@@ -221,7 +270,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes.append(tracking_routes(hub.settings))
     email = email_routes(hub.settings)
     routes += [*email, *email_api_routes(), Route("/health", health, methods=["GET"])]
+    routes += subscription_routes()
     routes += [*api_routes(), *admin_routes()]
+    routes += webhooks.webhook_routes()
 
     app = Starlette(
         routes=routes,
@@ -237,4 +288,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.hub = hub
     setattr(app.state, background.STATE_ATTRIBUTE, sends)
+    setattr(app.state, webhooks.STATE_ATTRIBUTE, webhooks.WebhookState.for_settings(hub.settings))
     return app

@@ -158,6 +158,12 @@ class Settings(BaseSettings):
         description="Seconds a scheduled send may start late (e.g. the hub was down); a "
         "schedule missed by more waits for confirmation instead of firing late.",
     )
+    schedule_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between two looks of the job that fires due scheduled sends (every "
+        "hub process runs it; each schedule fires once): a send starts at most this late.",
+    )
     bounce_domain: str | None = Field(
         default=None,
         description="Domain of the per-delivery return path (VERP), e.g. `bounces.example.com`:"
@@ -180,6 +186,11 @@ class Settings(BaseSettings):
     bounce_imap_password: SecretStr | None = Field(default=None, description="IMAP password.")
     bounce_imap_folder: str = Field(
         default="INBOX", description="Mailbox folder the DSNs arrive in."
+    )
+    bounce_imap_processed_folder: str | None = Field(
+        default=None,
+        description="Folder processed DSNs are moved to (created when missing); None: they "
+        "are deleted once recorded.",
     )
     bounce_imap_interval: float = Field(
         default=60.0, gt=0, description="Seconds between two polls of the bounce mailbox."

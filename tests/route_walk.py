@@ -21,6 +21,7 @@ from contacthub.contacts import service as contacts
 from contacthub.email import service as email
 from contacthub.groups import service as groups
 from contacthub.storage.database import Database
+from contacthub.suppressions import service as suppressions
 from contacthub.users import service as users
 from tests import factories
 
@@ -81,6 +82,7 @@ def world(database: Database) -> dict[str, dict[str, str]]:
         groups.create_group(session, "Everyone", conditions={"all": []})
         group = groups.create_group(session, "Walkers", kind="static")
         groups.add_members(session, "Walkers", ["anna@example.com"])
+        suppressions.suppress(session, "gone@example.com", reason="hard_bounce", source="smtp")
         session.flush()
         common = {
             "key_id": str(key.id),
@@ -96,6 +98,7 @@ def world(database: Database) -> dict[str, dict[str, str]]:
             "/api/channels": {**common, "name": "Web"},
             "/api/newsletters": {**common, "name": "Weekly"},
             "/api/groups": {**common, "name": "Walkers"},
+            "/api/suppressions": {**common, "email": "gone@example.com"},
             "/api/consents": {**common, "code": "Consent"},
             "/api/activity-types": {**common, "code": "custom"},
             "/api/contacts": {**common, "guid": str(contact.guid)},

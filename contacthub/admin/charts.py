@@ -123,6 +123,17 @@ def _y(value: int, top: int) -> float:
 
 def _frame(days: Sequence[date], top: int, step: int, width: int) -> list[Markup]:
     """Gridlines with their y labels, the baseline, and a few day labels under it."""
+    parts = _grid(top, step, width)
+    if days:
+        with_year = days[0].year != days[-1].year
+        every = max(1, math.ceil(len(days) / MAX_X_LABELS))
+        labels = [_day(day, with_year) if i % every == 0 else "" for i, day in enumerate(days)]
+        parts += _x_labels(labels, width)
+    return parts
+
+
+def _grid(top: int, step: int, width: int) -> list[Markup]:
+    """Gridlines with their y labels, and the baseline."""
     parts: list[Markup] = []
     for value in range(0, top + 1, step):
         y = _number(_y(value, top))
@@ -146,23 +157,21 @@ def _frame(days: Sequence[date], top: int, step: int, width: int) -> list[Markup
                 _compact(value),
             )
         )
-    if days:
-        slot = (width - LEFT - RIGHT) / len(days)
-        with_year = days[0].year != days[-1].year
-        every = max(1, math.ceil(len(days) / MAX_X_LABELS))
-        for index in range(0, len(days), every):
-            parts.append(
-                _element(
-                    "text",
-                    {
-                        "x": _number(LEFT + slot * (index + 0.5)),
-                        "y": HEIGHT - 6,
-                        "text-anchor": "middle",
-                    },
-                    _day(days[index], with_year),
-                )
-            )
     return parts
+
+
+def _x_labels(labels: Sequence[str], width: int) -> list[Markup]:
+    """A label under each slot that has one (empty: none)."""
+    slot = (width - LEFT - RIGHT) / max(1, len(labels))
+    return [
+        _element(
+            "text",
+            {"x": _number(LEFT + slot * (index + 0.5)), "y": HEIGHT - 6, "text-anchor": "middle"},
+            text,
+        )
+        for index, text in enumerate(labels)
+        if text
+    ]
 
 
 def _svg(label: str, parts: Sequence[Markup], width: int) -> Markup:
@@ -404,3 +413,90 @@ def meter(count: int, maximum: int) -> Markup:
         _void("rect", {"width": 100, "height": 6, "fill": TRACK_COLOUR}),
         _void("rect", {"width": _number(share * 100), "height": 6, "fill": PALETTE[0]}),
     )
+
+
+def line_chart(
+    labels: Sequence[str],
+    tooltips: Sequence[str],
+    series: Sequence[ChartSeries],
+    *,
+    label: str,
+    empty: str = "Nothing in this range.",
+    divider: tuple[int, str] | None = None,
+    width: int = WIDE,
+) -> Markup:
+    """A line per series over slots of any kind (hours, days), with its legend.
+
+    `labels` go under the slots (empty: no label), `tooltips` name each slot in its hover text,
+    which lists every series' figure there. `divider` draws a dashed line before a slot, with a
+    note (where the slots change from hours to days, say).
+    """
+    colours = _colours(series)
+    top, step = _axis_top(max((max(s.values, default=0) for s in series), default=0))
+    parts = _grid(top, step, width) + _x_labels(labels, width)
+    slot = (width - LEFT - RIGHT) / max(1, len(labels))
+    if divider is not None and 0 < divider[0] < len(labels):
+        x = _number(LEFT + slot * divider[0])
+        parts.append(
+            _void(
+                "line",
+                {
+                    "x1": x,
+                    "x2": x,
+                    "y1": TOP,
+                    "y2": TOP + PLOT_HEIGHT,
+                    "stroke": AXIS_COLOUR,
+                    "stroke-width": 1,
+                    "stroke-dasharray": "4 3",
+                },
+            )
+        )
+        parts.append(_element("text", {"x": x, "y": TOP + 10, "dx": 4}, divider[1]))
+    for s, colour in zip(series, colours, strict=True):
+        if s.total == 0:
+            continue
+        points = " ".join(
+            f"{_number(LEFT + slot * (i + 0.5))},{_number(_y(v, top))}"
+            for i, v in enumerate(s.values)
+        )
+        parts.append(
+            _void(
+                "polyline",
+                {
+                    "points": points,
+                    "fill": "none",
+                    "stroke": colour,
+                    "stroke-width": 2,
+                    "stroke-linejoin": "round",
+                    "stroke-linecap": "round",
+                },
+            )
+        )
+    for index, name in enumerate(tooltips):
+        lines = [name, *(f"{s.name}: {_count(s.values[index])}" for s in series)]
+        parts.append(
+            _element(
+                "g",
+                {"class": "point"},
+                _element("title", {}, "\n".join(lines)),
+                _void(
+                    "rect",
+                    {
+                        "x": _number(LEFT + slot * index),
+                        "y": TOP,
+                        "width": _number(slot),
+                        "height": PLOT_HEIGHT,
+                        "fill": "#000",
+                        "fill-opacity": 0,
+                    },
+                ),
+            )
+        )
+    grand_total = sum(s.total for s in series)
+    if grand_total == 0:
+        _empty_note(parts, empty, width)
+    summary = f"{label}: " + ", ".join(f"{s.name}: {_count(s.total)}" for s in series)
+    chart = _svg(summary, parts, width)
+    if not series:
+        return chart
+    return chart + _legend([(s.name, c, s.total) for s, c in zip(series, colours, strict=True)])

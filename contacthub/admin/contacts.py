@@ -32,6 +32,8 @@ from contacthub.contacts.search import (
 from contacthub.csv_export import MEDIA_TYPE, attachment
 from contacthub.errors import HubError, NotFound
 from contacthub.groups import service as groups
+from contacthub.suppressions import service as suppressions
+from contacthub.suppressions.service import SuppressionRow
 
 LIST_PATH = "/admin/contacts"
 # The latest group entries and exits the contact page shows.
@@ -174,16 +176,20 @@ async def contact_detail(admin: Admin) -> Response:
     guid = _guid(admin)
     before = profile.check_before(admin.param("before"))
 
-    def work(session: Session) -> tuple[profile.ContactProfile, list[Any], list[Any]]:
+    def work(
+        session: Session,
+    ) -> tuple[profile.ContactProfile, list[Any], list[Any], SuppressionRow | None]:
         found = profile.contact_profile(session, guid, before=before)
         contact_id = profile.find_contact(session, guid).id
         memberships = groups.contact_groups(session, contact_id)
         history = groups.membership_history(session, contact_id, limit=GROUP_HISTORY)
+        address = found.fields.email
+        suppression = suppressions.suppression_of(session, address) if address else None
         # Rows the page shows after the unit of work ends (which expires what it loaded).
         session.expunge_all()
-        return found, memberships, history
+        return found, memberships, history, suppression
 
-    view, memberships, history = await admin.hub.read(work)
+    view, memberships, history, suppression = await admin.hub.read(work)
     path = _contact_path(view.fields.guid)
     older = view.timeline.next_before
     return admin.render(
@@ -191,6 +197,7 @@ async def contact_detail(admin: Admin) -> Response:
         view=view,
         memberships=memberships,
         history=history,
+        suppression=suppression,
         group_history_limit=GROUP_HISTORY,
         contact_path=path,
         latest_url=path if before is not None else None,

@@ -1,9 +1,12 @@
 """Admin pages for newsletters and their subscribers (issues are in `admin/issues.py`).
 
 - `/admin/newsletters`: every newsletter with its counts; `/admin/newsletters/new` creates one.
-- `/admin/newsletters/{key}` (GUID or name): details, recent issues, the subscribers (keyset
-  paged, filtered by status and address), a form to add one, a button to unsubscribe one, and
-  a CSV upload that imports subscribers and lists the rows it skipped and why.
+- `/admin/newsletters/{key}` (GUID or name): details, recent issues, the subscription settings
+  (double opt-in, consent, tracking consent) and the public form's address, the subscribers
+  (keyset paged, filtered by status and address), a form to add one (on a double opt-in
+  newsletter: send the confirmation email, or vouch that the person confirmed), a button to
+  unsubscribe one, and a CSV upload that imports subscribers and lists the rows it skipped
+  and why.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from contacthub.admin.web import Admin, form_errors, page
+from contacthub.consents import service as consents
 from contacthub.email import importer, overview, service
 from contacthub.email.importer import ImportReport
-from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
+from contacthub.email.repository import SUBSCRIBER_STATES, UNSUBSCRIBED
 from contacthub.errors import HubError, InvalidInput
 from contacthub.identifiers import parse_cursor
 from contacthub.storage.database import Database
+from contacthub.subscriptions import optin
 
 NEWSLETTER_FIELDS = ("name", "sender_name", "sender_email", "base_url")
 SUBSCRIBER_FIELDS = ("email", "first_name", "last_name")
@@ -118,10 +123,15 @@ async def _newsletter_page(
             session,
             {
                 "summary": overview.newsletter_summary(session, found),
+                "options": service.newsletter_settings(session, found),
+                "consents": [
+                    (c.code_name, f"{c.display_name} ({c.code_name})")
+                    for c in consents.list_consents(session)
+                ],
                 "subscribers": overview.subscriber_page(
                     session,
                     found,
-                    status=wanted if wanted in (SUBSCRIBED, UNSUBSCRIBED) else None,
+                    status=wanted if wanted in SUBSCRIBER_STATES else None,
                     search=search,
                     before=before,
                     after=after,
@@ -139,10 +149,13 @@ async def _newsletter_page(
         return f"{base}?{urlencode(merged)}#subscribers" if merged else f"{base}#subscribers"
 
     page_of = context["subscribers"]
+    newsletter = context["summary"].newsletter
     return admin.render(
         "email/newsletter.html",
         status=status,
         base=base,
+        form_url=f"{newsletter.base_url}/subscribe/{newsletter.guid}",
+        states=SUBSCRIBER_STATES,
         filters=params,
         newer_url=link(after=page_of.newer) if page_of.newer is not None else None,
         older_url=link(before=page_of.older) if page_of.older is not None else None,
@@ -169,28 +182,72 @@ async def _newsletter_name(admin: Admin) -> tuple[str, str]:
     return await admin.hub.read(work)
 
 
-async def add_subscriber(admin: Admin) -> Response:
-    """Subscribe an address (again, if it had unsubscribed)."""
+async def save_settings(admin: Admin) -> Response:
+    """Change the subscription settings: double opt-in, consent, tracking consent."""
     name, guid = await _newsletter_name(admin)
-    values = {field: admin.field(field) for field in SUBSCRIBER_FIELDS}
+    values = {
+        field: admin.field(field) for field in ("double_opt_in", "consent", "tracking_consent")
+    }
 
-    def work(session: Session) -> str:
-        subscriber = service.add_subscriber(
+    def work(session: Session) -> None:
+        service.update_newsletter(
+            session,
+            name,
+            double_opt_in=values["double_opt_in"] == "yes",
+            consent=values["consent"],
+            tracking_consent=values["tracking_consent"],
+            actor=admin.actor,
+        )
+
+    try:
+        await admin.hub.write(work)
+    except HubError as error:
+        errors = {f"settings_{k}": v for k, v in form_errors(error).items()}
+        return await _newsletter_page(admin, status=error.status_code, errors=errors)
+    return admin.redirect(newsletter_path(guid), flash="Subscription settings saved.")
+
+
+async def add_subscriber(admin: Admin) -> Response:
+    """Subscribe an address (again, if it had unsubscribed); on a double opt-in newsletter,
+    send the confirmation email unless the operator says the person confirmed."""
+    name, guid = await _newsletter_name(admin)
+    values = {field: admin.field(field) for field in (*SUBSCRIBER_FIELDS, "confirmation")}
+    hub = admin.hub
+
+    def work(session: Session) -> tuple[str, optin.Confirmation | None, str]:
+        subscriber, confirmation = optin.add_subscriber(
             session,
             name,
             values["email"],
             values["first_name"],
             values["last_name"],
+            confirmed=values["confirmation"] == "confirmed",
+            signer=hub.link_signer,
             actor=admin.actor,
         )
-        return subscriber.email
+        return subscriber.email, confirmation, subscriber.status
 
     try:
-        email = await admin.hub.write(work)
+        email, confirmation, status = await hub.write(work)
+        if confirmation is not None:
+            sent = await anyio.to_thread.run_sync(
+                optin.send_now, hub.database, hub.settings, confirmation
+            )
+            if not sent:
+                raise optin.not_sent()
     except HubError as error:
         return await _newsletter_page(
             admin, status=error.status_code, errors=form_errors(error), values=values
         )
+    if status == "unconfirmed":
+        message = (
+            f"{email} is unconfirmed: the confirmation email went out."
+            if confirmation is not None
+            else f"{email} is unconfirmed: a confirmation email went out within the last"
+            f" {int(optin.RESEND_AFTER.total_seconds() // 60)} minutes (or the address is"
+            " suppressed)."
+        )
+        return admin.redirect(newsletter_path(guid), flash=message)
     return admin.redirect(newsletter_path(guid), flash=f"{email} is subscribed.")
 
 
@@ -252,6 +309,7 @@ routes = [
     Route("/admin/newsletters/new", page(new_newsletter), methods=["GET"]),
     Route("/admin/newsletters/new", page(create_newsletter), methods=["POST"]),
     Route("/admin/newsletters/{key}", page(newsletter), methods=["GET"]),
+    Route("/admin/newsletters/{key}/settings", page(save_settings), methods=["POST"]),
     Route("/admin/newsletters/{key}/subscribers", page(add_subscriber), methods=["POST"]),
     Route("/admin/newsletters/{key}/unsubscribe", page(unsubscribe), methods=["POST"]),
     Route("/admin/newsletters/{key}/import", page(import_subscribers, files=1), methods=["POST"]),

@@ -9,20 +9,40 @@
 - `POST /admin/issues/{guid}/send`: starts sending in the background (`email.background`) and
   goes back to the issue page, which refreshes itself while this process sends.
 - `/admin/issues/{guid}/stats`: the statistics, human and machine apart, per link.
+- `/admin/issues/{guid}/engagement`: who opened or clicked, a page at a time (human only unless
+  `?machines=yes`); `POST …/engagement/export` downloads them all as CSV (audited as
+  `issue.engagement_exported`). The issue page shows opens and clicks over time as a chart.
+- `POST /admin/issues/{guid}/schedule` (and `/schedule/cancel`, `/schedule/confirm`): schedule
+  a draft for a time (`email.schedule`), cancel it, or send now a missed schedule.
+- `POST /admin/issues/{guid}/test`: send a test copy to a few addresses (`email.testsend`).
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 from urllib.parse import urlencode
 
+import anyio.to_thread
+from markupsafe import Markup
 from sqlalchemy.orm import Session
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from contacthub.admin import charts
 from contacthub.admin.email import cursor, detached
 from contacthub.admin.web import Admin, form_errors, page, public_origin
-from contacthub.email import background, overview, service, stats
+from contacthub.csv_export import MEDIA_TYPE, attachment
+from contacthub.email import (
+    background,
+    engagement,
+    overview,
+    schedule,
+    sending,
+    service,
+    stats,
+    testsend,
+)
 from contacthub.email.compose import TrackedLink
 from contacthub.email.pages import EMAIL_CONTENT_POLICY
 from contacthub.errors import HubError
@@ -151,13 +171,29 @@ async def create_issue(admin: Admin) -> Response:
 
 async def issue(admin: Admin) -> Response:
     """An issue: details, progress, preview and the send button."""
+    return await _issue_page(admin)
+
+
+async def _issue_page(
+    admin: Admin,
+    status: int = 200,
+    *,
+    schedule_values: dict[str, str] | None = None,
+    schedule_errors: dict[str, str] | None = None,
+    test_to: str = "",
+    test_errors: dict[str, str] | None = None,
+    test_report: testsend.TestSendReport | None = None,
+) -> Response:
+    """The issue page, with what a schedule or test-send form left to show (its errors)."""
     guid = _guid(admin)
     preview_as = admin.param("email")[:254]
     here = hub_url(admin)
+    machines = _with_machines(admin)
 
     def work(session: Session) -> dict[str, Any]:
         found = service.get_issue(session, guid)
         summary = service.describe_issue(session, found)
+        line = engagement.timeline(session, found.guid, include_machines=machines)
         [row] = overview.issue_rows(session, [found])
         try:
             preview = overview.preview_issue(session, found, preview_as or None, base_url=here)
@@ -179,6 +215,7 @@ async def issue(admin: Admin) -> Response:
                 "group_options": group_options(session) if found.status == "draft" else [],
                 "preview": preview,
                 "preview_error": preview_error,
+                "timeline": line,
             },
         )
 
@@ -188,7 +225,20 @@ async def issue(admin: Admin) -> Response:
     if preview_as and context["preview_error"] is None:
         preview_src += "?" + urlencode({"email": preview_as})
     return admin.render(
-        "email/issue.html", run=run, preview_as=preview_as, preview_src=preview_src, **context
+        "email/issue.html",
+        status,
+        run=run,
+        preview_as=preview_as,
+        preview_src=preview_src,
+        machines=machines,
+        timeline_chart=timeline_chart(context["timeline"]),
+        schedule_values=schedule_values or {},
+        schedule_errors=schedule_errors or {},
+        test_to=test_to,
+        test_errors=test_errors or {},
+        test_report=test_report,
+        max_test_recipients=testsend.MAX_RECIPIENTS,
+        **context,
     )
 
 
@@ -238,6 +288,85 @@ async def set_group(admin: Admin) -> Response:
         else f"It will go to {ALL_SUBSCRIBERS.lower()}."
     )
     return admin.redirect(issue_path(guid), flash=flash)
+
+
+# -- schedules and test sends (email/schedule.py, email/testsend.py) -----------------------------
+
+
+async def schedule_send(admin: Admin) -> Response:
+    """Schedule (or reschedule) the issue: `at` is a `datetime-local` value in the time zone
+    `timezone` (the browser's, which admin.js fills in; UTC without JavaScript)."""
+    guid = _guid(admin)
+    values = {"at": admin.field("at"), "timezone": admin.field("timezone")}
+    try:
+        at = schedule.local_time(values["at"], values["timezone"])
+
+        def work(session: Session) -> None:
+            schedule.schedule_issue(
+                session, service.get_issue(session, guid), at, actor=admin.actor
+            )
+
+        await admin.hub.write(work)
+    except HubError as error:
+        return await _issue_page(
+            admin, error.status_code, schedule_values=values, schedule_errors=form_errors(error)
+        )
+    zone = values["timezone"] or "UTC"
+    local = "" if zone == "UTC" else f" ({values['at'].replace('T', ' ')} {zone})"
+    return admin.redirect(
+        issue_path(guid),
+        flash=f"Scheduled for {at.strftime('%Y-%m-%d %H:%M')} UTC{local}.",
+    )
+
+
+async def cancel_schedule(admin: Admin) -> Response:
+    """Cancel the issue's schedule: it is a draft again."""
+    guid = _guid(admin)
+
+    def work(session: Session) -> None:
+        schedule.cancel_schedule(session, service.get_issue(session, guid), actor=admin.actor)
+
+    await admin.hub.write(work)
+    return admin.redirect(issue_path(guid), flash="Schedule cancelled: the issue is a draft again.")
+
+
+async def confirm_schedule(admin: Admin) -> Response:
+    """Send now an issue whose schedule was missed."""
+    guid = _guid(admin)
+
+    def work(session: Session) -> uuid.UUID:
+        return schedule.confirm_schedule(
+            session, service.get_issue(session, guid), actor=admin.actor
+        ).guid
+
+    issue_guid = await admin.hub.write(work)
+    registry = background.registry_of(admin.request)
+    schedule.start_confirmed_send(admin.hub, registry, issue_guid, admin.actor)
+    return admin.redirect(issue_path(guid), flash="Sending started.")
+
+
+async def test_send(admin: Admin) -> Response:
+    """Send a test copy to the addresses of the `to` field (one a line, or comma-separated)."""
+    guid = _guid(admin)
+    to = admin.field("to")
+    addresses = [a for a in to.replace(",", "\n").split() if a]
+    hub = admin.hub
+
+    def work() -> testsend.TestSendReport:
+        with sending.smtp_mailer(hub.settings) as mailer:
+            return testsend.send_test(
+                hub.database, guid, addresses, mailer, signer=hub.link_signer, actor=admin.actor
+            )
+
+    try:
+        recipients = testsend.clean_recipients(addresses)
+        report = await anyio.to_thread.run_sync(work)
+    except HubError as error:
+        errors = {"to": error.message} if error.field in (None, "to") else form_errors(error)
+        return await _issue_page(admin, error.status_code, test_to=to, test_errors=errors)
+    if report.failed:
+        return await _issue_page(admin, test_to=to, test_report=report)
+    return admin.redirect(issue_path(guid), flash=f"Test sent to {', '.join(recipients)}.")
 
 
 async def issue_stats(admin: Admin) -> Response:
@@ -323,6 +452,97 @@ def link_chart(figures: stats.IssueStats) -> dict[str, Any]:
     )
 
 
+# -- engagement ----------------------------------------------------------------------------------
+
+
+def _with_machines(admin: Admin) -> bool:
+    """Machine traffic counts only when asked (`machines=yes`, in the query or the form)."""
+    return "yes" in (admin.param("machines"), admin.field("machines"))
+
+
+def timeline_chart(line: engagement.Timeline) -> Markup | None:
+    """Opens and clicks over time: an hour a slot for two days, then a day a slot."""
+    if line.started_at is None:
+        return None
+    labels, tooltips = [], []
+    for index, bucket in enumerate(line.buckets):
+        # Slots are all as wide: a label every 6 hours, then on the first day and each week.
+        day = (index - engagement.HOURLY_HOURS) + 2
+        shown = index % 6 == 0 if bucket.hourly else day == 2 or (day % 7 == 0)
+        labels.append(engagement.bucket_label(line, bucket) if shown else "")
+        end = "later" if bucket.end is None else f"{bucket.end:%d %b %H:%M}"
+        tooltips.append(f"{bucket.start:%d %b %Y %H:%M}–{end} UTC")
+    kind = "human and machine" if line.include_machines else "human"
+    return charts.line_chart(
+        labels,
+        tooltips,
+        [
+            charts.ChartSeries("Opens", [b.opens for b in line.buckets]),
+            charts.ChartSeries("Clicks", [b.clicks for b in line.buckets]),
+        ],
+        label=f"Opens and clicks ({kind}) since the issue went out",
+        empty="No opens or clicks yet.",
+        divider=(engagement.HOURLY_HOURS, "daily from here")
+        if len(line.buckets) > engagement.HOURLY_HOURS
+        else None,
+    )
+
+
+async def issue_engagement(admin: Admin) -> Response:
+    """Who opened or clicked the issue, a page at a time (by subscriber)."""
+    guid = _guid(admin)
+    machines = _with_machines(admin)
+    after = cursor(admin, "after")
+
+    def work(session: Session) -> dict[str, Any]:
+        found = service.get_issue(session, guid)
+        summary = service.describe_issue(session, found)
+        return detached(
+            session,
+            {
+                "issue": found,
+                "newsletter": summary.newsletter_name,
+                "people": engagement.people_page(
+                    session, found.guid, after=after, include_machines=machines
+                ),
+            },
+        )
+
+    context = await admin.hub.read(work)
+    base = f"{issue_path(context['issue'].guid)}/engagement"
+    keep = {"machines": "yes"} if machines else {}
+    people: engagement.PeoplePage = context["people"]
+    next_url = (
+        f"{base}?{urlencode({**keep, 'after': people.next_after})}"
+        if people.next_after is not None
+        else None
+    )
+    first_url = f"{base}?{urlencode(keep)}" if after else None
+    return admin.render(
+        "email/issue_engagement.html",
+        machines=machines,
+        next_url=next_url,
+        first_url=first_url,
+        **context,
+    )
+
+
+async def export_engagement(admin: Admin) -> Response:
+    """Download everyone who opened or clicked as CSV (a POST: it is recorded in the audit log)."""
+    guid = _guid(admin)
+    machines = _with_machines(admin)
+
+    def start(session: Session) -> engagement.PeopleExport:
+        return engagement.start_export(session, guid, include_machines=machines, actor=admin.actor)
+
+    started = await admin.hub.write(start)
+    return StreamingResponse(
+        engagement.stream(admin.hub.read, started),
+        media_type=MEDIA_TYPE,
+        headers=attachment(started.filename),
+    )
+
+
 routes = [
     Route("/admin/issues", page(issues), methods=["GET"]),
     Route("/admin/issues/new", page(new_issue), methods=["GET"]),
@@ -332,4 +552,10 @@ routes = [
     Route("/admin/issues/{guid}/send", page(send), methods=["POST"]),
     Route("/admin/issues/{guid}/group", page(set_group), methods=["POST"]),
     Route("/admin/issues/{guid}/stats", page(issue_stats), methods=["GET"]),
+    Route("/admin/issues/{guid}/engagement", page(issue_engagement), methods=["GET"]),
+    Route("/admin/issues/{guid}/engagement/export", page(export_engagement), methods=["POST"]),
+    Route("/admin/issues/{guid}/schedule", page(schedule_send), methods=["POST"]),
+    Route("/admin/issues/{guid}/schedule/cancel", page(cancel_schedule), methods=["POST"]),
+    Route("/admin/issues/{guid}/schedule/confirm", page(confirm_schedule), methods=["POST"]),
+    Route("/admin/issues/{guid}/test", page(test_send), methods=["POST"]),
 ]

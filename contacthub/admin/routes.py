@@ -18,6 +18,7 @@ from contacthub.admin import (
     email,
     groups,
     issues,
+    suppressions,
     users,
 )
 
@@ -38,6 +39,7 @@ def admin_routes() -> list[BaseRoute]:
         *groups.routes,
         *email.routes,
         *issues.routes,
+        *suppressions.routes,
         Mount(
             "/admin/static",
             StaticFiles(packages=[("contacthub.admin", "static")]),

@@ -10,13 +10,23 @@ from __future__ import annotations
 import io
 import uuid
 from datetime import datetime
+from typing import cast
 
 import anyio.to_thread
 import msgspec
 from sqlalchemy.orm import Session
 
 from contacthub.api.routing import ApiCall, ApiRouter, QueryParam
-from contacthub.email import background, importer, overview, service, stats
+from contacthub.email import (
+    background,
+    importer,
+    overview,
+    schedule,
+    sending,
+    service,
+    stats,
+    testsend,
+)
 from contacthub.email.background import SendRun
 from contacthub.email.importer import ImportReport
 from contacthub.email.overview import IssueRow, NewsletterSummary, SubscriberRow
@@ -24,6 +34,7 @@ from contacthub.errors import InvalidInput, UnsupportedMediaType
 from contacthub.http import read_body
 from contacthub.identifiers import MAX_ID
 from contacthub.storage.models import EmailIssue
+from contacthub.subscriptions import optin
 
 router = ApiRouter("Email")
 
@@ -52,6 +63,17 @@ class NewsletterIn(msgspec.Struct, forbid_unknown_fields=True):
     sender_name: str
     sender_email: str
     base_url: str
+    double_opt_in: bool = False
+    consent: str | None = None
+    tracking_consent: str | None = None
+
+
+class NewsletterChange(msgspec.Struct, forbid_unknown_fields=True):
+    """Absent: unchanged; `consent` or `tracking_consent` null: removed."""
+
+    double_opt_in: bool | msgspec.UnsetType = msgspec.UNSET
+    consent: str | msgspec.UnsetType | None = msgspec.UNSET
+    tracking_consent: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class NewsletterOut(msgspec.Struct):
@@ -64,12 +86,18 @@ class NewsletterOut(msgspec.Struct):
     unsubscribed: int
     issues: int
     created_at: datetime
+    double_opt_in: bool
+    consent: str | None
+    tracking_consent: str | None
 
 
 class SubscriberIn(msgspec.Struct, forbid_unknown_fields=True):
     email: str
     first_name: str | None = None
     last_name: str | None = None
+    # Double opt-in newsletters: true subscribes at once (the operator vouches for the consent);
+    # false leaves the address `unconfirmed` and sends the confirmation email.
+    confirmed: bool = False
 
 
 class SubscriberOut(msgspec.Struct):
@@ -81,6 +109,8 @@ class SubscriberOut(msgspec.Struct):
     contact: uuid.UUID
     created_at: datetime
     unsubscribed_at: datetime | None
+    confirmation_sent_at: datetime | None
+    confirmed_at: datetime | None
 
 
 class SubscriberPageOut(msgspec.Struct):
@@ -150,6 +180,9 @@ class IssueSummaryOut(msgspec.Struct):
     status: str
     created_at: datetime
     sent_at: datetime | None
+    # When it is (or was) scheduled to go out, and who scheduled it (email/schedule.py).
+    scheduled_at: datetime | None
+    scheduled_by: str | None
     recipients: int
     sent: int
     open_rate: float | None
@@ -219,6 +252,15 @@ class IssueStatsOut(msgspec.Struct):
     subject: str
     sent: int
     failed: int
+    # From bounce reports and provider webhooks: sent copies that did not bounce, copies that
+    # bounced (hard; soft, each copy once), complaints, and copies not sent (suppressed).
+    delivered: int
+    bounced_hard: int
+    bounced_soft: int
+    complaints: int
+    skipped_suppressed: int
+    bounce_rate: float | None
+    complaint_rate: float | None
     deliveries: dict[str, int]
     opens: SplitOut
     clicks: SplitOut
@@ -227,13 +269,17 @@ class IssueStatsOut(msgspec.Struct):
     click_through_rate: float | None
     click_to_open_rate: float | None
     links: list[LinkStatsOut]
+    # Consent-gated tracking: clicks counted per link only, and copies sent untracked.
+    aggregate_clicks: int = 0
+    untracked_copies: int = 0
 
 
 # -- conversions ---------------------------------------------------------------------------------
 
 
-def newsletter_out(summary: NewsletterSummary) -> NewsletterOut:
+def newsletter_out(session: Session, summary: NewsletterSummary) -> NewsletterOut:
     n = summary.newsletter
+    options = service.newsletter_settings(session, n)
     return NewsletterOut(
         n.guid,
         n.name,
@@ -244,6 +290,9 @@ def newsletter_out(summary: NewsletterSummary) -> NewsletterOut:
         summary.unsubscribed,
         summary.issues,
         n.created_at,
+        n.double_opt_in,
+        cast(str | None, options["consent"]),
+        cast(str | None, options["tracking_consent"]),
     )
 
 
@@ -258,6 +307,8 @@ def subscriber_out(row: SubscriberRow) -> SubscriberOut:
         row.contact_guid,
         s.created_at,
         s.unsubscribed_at,
+        s.confirmation_sent_at,
+        s.confirmed_at,
     )
 
 
@@ -270,6 +321,8 @@ def issue_summary_out(row: IssueRow) -> IssueSummaryOut:
         status=issue.status,
         created_at=issue.created_at,
         sent_at=issue.sent_at,
+        scheduled_at=issue.scheduled_at,
+        scheduled_by=issue.scheduled_by,
         recipients=row.recipients,
         sent=row.sent,
         open_rate=row.open_rate,
@@ -311,6 +364,13 @@ def stats_out(figures: stats.IssueStats) -> IssueStatsOut:
         subject=figures.subject,
         sent=figures.sent,
         failed=figures.failed,
+        delivered=figures.delivered,
+        bounced_hard=figures.deliverability.bounced_hard,
+        bounced_soft=figures.deliverability.bounced_soft,
+        complaints=figures.deliverability.complaints,
+        skipped_suppressed=figures.deliverability.skipped_suppressed,
+        bounce_rate=figures.bounce_rate,
+        complaint_rate=figures.complaint_rate,
         deliveries=dict(figures.deliveries),
         opens=_split(figures.opens),
         clicks=_split(figures.clicks),
@@ -324,6 +384,8 @@ def stats_out(figures: stats.IssueStats) -> IssueStatsOut:
             )
             for link in figures.links
         ],
+        aggregate_clicks=figures.aggregate_clicks,
+        untracked_copies=figures.untracked_copies,
     )
 
 
@@ -354,13 +416,14 @@ def _limit(call: ApiCall) -> int:
 async def list_newsletters(call: ApiCall) -> list[NewsletterOut]:
     """List the newsletters with their subscriber and issue counts."""
     return await call.hub.read(
-        lambda s: [newsletter_out(n) for n in overview.newsletter_summaries(s)]
+        lambda s: [newsletter_out(s, n) for n in overview.newsletter_summaries(s)]
     )
 
 
 @router.post("/api/newsletters", body=NewsletterIn, response=NewsletterOut, status=201)
 async def create_newsletter(call: ApiCall, body: NewsletterIn) -> NewsletterOut:
-    """Create a newsletter: its name, sender, and the public base URL its tracking links use."""
+    """Create a newsletter: its name, sender, and the public base URL its tracking links use;
+    optionally `double_opt_in`, its `consent` and a `tracking_consent` (consent code names)."""
 
     def work(session: Session) -> NewsletterOut:
         newsletter = service.create_newsletter(
@@ -369,9 +432,41 @@ async def create_newsletter(call: ApiCall, body: NewsletterIn) -> NewsletterOut:
             body.sender_name,
             body.sender_email,
             body.base_url,
+            double_opt_in=body.double_opt_in,
+            consent=body.consent,
+            tracking_consent=body.tracking_consent,
             actor=call.actor,
         )
-        return newsletter_out(overview.newsletter_summary(session, newsletter))
+        return newsletter_out(session, overview.newsletter_summary(session, newsletter))
+
+    return await call.hub.write(work)
+
+
+def _change(value: str | msgspec.UnsetType | None) -> str | None:
+    # The service's convention: None leaves a setting as it is, "" removes it.
+    if value is msgspec.UNSET:
+        return None
+    return "" if value is None else value
+
+
+@router.patch("/api/newsletters/{name}", body=NewsletterChange, response=NewsletterOut)
+async def change_newsletter(call: ApiCall, body: NewsletterChange) -> NewsletterOut:
+    """Change a newsletter's subscription settings: `double_opt_in` (needs a `consent`),
+    `consent` and `tracking_consent` (consent code names; null removes one). Absent
+    properties stay as they are."""
+    key = call.path("name")
+
+    def work(session: Session) -> NewsletterOut:
+        found = overview.find_newsletter(session, key)
+        newsletter = service.update_newsletter(
+            session,
+            found.name,
+            double_opt_in=None if body.double_opt_in is msgspec.UNSET else body.double_opt_in,
+            consent=_change(body.consent),
+            tracking_consent=_change(body.tracking_consent),
+            actor=call.actor,
+        )
+        return newsletter_out(session, overview.newsletter_summary(session, newsletter))
 
     return await call.hub.write(work)
 
@@ -381,7 +476,9 @@ async def get_newsletter(call: ApiCall) -> NewsletterOut:
     """A newsletter, by name or GUID."""
     key = call.path("name")
     return await call.hub.read(
-        lambda s: newsletter_out(overview.newsletter_summary(s, overview.find_newsletter(s, key)))
+        lambda s: newsletter_out(
+            s, overview.newsletter_summary(s, overview.find_newsletter(s, key))
+        )
     )
 
 
@@ -394,8 +491,8 @@ async def get_newsletter(call: ApiCall) -> NewsletterOut:
     query=(
         QueryParam(
             "status",
-            "Only `subscribed` or `unsubscribed` subscribers.",
-            enum=("subscribed", "unsubscribed"),
+            "Only `subscribed`, `unsubscribed` or `unconfirmed` (double opt-in) subscribers.",
+            enum=("subscribed", "unsubscribed", "unconfirmed"),
         ),
         QueryParam("q", "Only addresses containing this text."),
         BEFORE,
@@ -426,22 +523,38 @@ async def list_subscribers(call: ApiCall) -> SubscriberPageOut:
     "/api/newsletters/{name}/subscribers", body=SubscriberIn, response=SubscriberOut, status=201
 )
 async def add_subscriber(call: ApiCall, body: SubscriberIn) -> SubscriberOut:
-    """Subscribe an address (linked to its contact); subscribes an unsubscribed one again."""
-    key = call.path("name")
+    """Subscribe an address (linked to its contact); subscribes an unsubscribed one again.
 
-    def work(session: Session) -> SubscriberOut:
+    On a double opt-in newsletter the address stays `unconfirmed` and gets the confirmation
+    email, unless `confirmed` is true (the operator vouches for the person's consent). 503
+    `confirmation_not_sent` when the SMTP server did not take it (the address is kept
+    unconfirmed: add it again to retry).
+    """
+    key = call.path("name")
+    hub = call.hub
+
+    def work(session: Session) -> tuple[SubscriberOut, optin.Confirmation | None]:
         newsletter = overview.find_newsletter(session, key)
-        subscriber = service.add_subscriber(
+        subscriber, confirmation = optin.add_subscriber(
             session,
             newsletter.name,
             body.email,
             body.first_name,
             body.last_name,
+            confirmed=body.confirmed,
+            signer=hub.link_signer,
             actor=call.actor,
         )
-        return _subscriber(session, newsletter.name, subscriber.email)
+        return _subscriber(session, newsletter.name, subscriber.email), confirmation
 
-    return await call.hub.write(work)
+    added, confirmation = await hub.write(work)
+    if confirmation is not None:
+        sent = await anyio.to_thread.run_sync(
+            optin.send_now, hub.database, hub.settings, confirmation
+        )
+        if not sent:
+            raise optin.not_sent()
+    return added
 
 
 def _subscriber(session: Session, newsletter: str, email: str) -> SubscriberOut:
@@ -657,8 +770,122 @@ async def send_issue(call: ApiCall, body: SendIn) -> IssueOut:
 @router.get("/api/issues/{guid}/stats", response=IssueStatsOut)
 async def issue_stats(call: ApiCall) -> IssueStatsOut:
     """The issue's statistics: deliveries, opens and clicks (human, machine, all; total and
-    unique), per link, unsubscribes, and rates (human, per sent message)."""
+    unique), per link, unsubscribes, and rates (human, per sent message).
+
+    `delivered` is sent minus bounced (`bounced_hard` + `bounced_soft`, each copy once);
+    `complaints` counts copies reported as spam; `skipped_suppressed` copies not sent because
+    the address is on the suppression list.
+    """
     guid = call.path("guid")
     return await call.hub.read(
         lambda s: stats_out(stats.issue_stats(s, service.get_issue(s, guid).guid))
+    )
+
+
+# -- schedules and test sends (email/schedule.py, email/testsend.py) -----------------------------
+
+
+class ScheduleIn(msgspec.Struct, forbid_unknown_fields=True):
+    at: str
+
+
+class TestSendIn(msgspec.Struct, forbid_unknown_fields=True):
+    to: list[str]
+
+
+class TestRefusalOut(msgspec.Struct):
+    email: str
+    reason: str
+
+
+class TestSendOut(msgspec.Struct):
+    issue: uuid.UUID
+    subject: str
+    sent: list[str]
+    failed: list[TestRefusalOut]
+
+
+@router.post("/api/issues/{guid}/schedule", body=ScheduleIn, response=IssueOut)
+async def schedule_issue(call: ApiCall, body: ScheduleIn) -> IssueOut:
+    """Schedule a draft issue to be sent at `at`, an ISO 8601 time with its UTC offset
+    (`2026-12-24T09:00:00+01:00` or `…Z`), in the future; again to reschedule it.
+
+    The hub sends it at that time (within `schedule_interval` seconds), once. 409
+    `issue_not_draft` once its sending has started; 400 `invalid_time` without an offset,
+    `time_in_past` for a time that has passed.
+    """
+    guid = call.path("guid")
+    at = schedule.parse_time(body.at)
+    registry = background.registry_of(call.request)
+
+    def work(session: Session) -> IssueOut:
+        issue = schedule.schedule_issue(
+            session, service.get_issue(session, guid), at, actor=call.actor
+        )
+        return _issue_out(session, issue, registry.get(issue.guid))
+
+    return await call.hub.write(work)
+
+
+@router.delete("/api/issues/{guid}/schedule", response=IssueOut)
+async def cancel_schedule(call: ApiCall) -> IssueOut:
+    """Cancel the issue's schedule (also a missed one): it is a draft again. 409
+    `not_scheduled` when it is not scheduled (or has fired: it is sending)."""
+    guid = call.path("guid")
+    registry = background.registry_of(call.request)
+
+    def work(session: Session) -> IssueOut:
+        issue = schedule.cancel_schedule(
+            session, service.get_issue(session, guid), actor=call.actor
+        )
+        return _issue_out(session, issue, registry.get(issue.guid))
+
+    return await call.hub.write(work)
+
+
+@router.post("/api/issues/{guid}/schedule/confirm", response=IssueOut, status=202)
+async def confirm_schedule(call: ApiCall) -> IssueOut:
+    """Send now an issue whose schedule was missed (status `schedule_missed`: the hub was down
+    at its time, for longer than `schedule_grace`). Answers 202 as sending starts, like
+    `POST /api/issues/{guid}/send`. 409 `schedule_not_missed` for any other status."""
+    guid = call.path("guid")
+    registry = background.registry_of(call.request)
+
+    def claim(session: Session) -> uuid.UUID:
+        issue = schedule.confirm_schedule(
+            session, service.get_issue(session, guid), actor=call.actor
+        )
+        return issue.guid
+
+    issue_guid = await call.hub.write(claim)
+    run = schedule.start_confirmed_send(call.hub, registry, issue_guid, call.actor)
+
+    def work(session: Session) -> IssueOut:
+        return _issue_out(session, service.get_issue(session, issue_guid), run)
+
+    return await call.hub.read(work)
+
+
+@router.post("/api/issues/{guid}/test", body=TestSendIn, response=TestSendOut)
+async def test_send(call: ApiCall, body: TestSendIn) -> TestSendOut:
+    """Send a test copy of the issue (any status) to 1 to 10 addresses (`{"to": [...]}`):
+    subject prefixed `[Test] `, no tracking, not counted anywhere. Answers once the SMTP server
+    has answered for each address: `sent`, and `failed` with the server's reason. 503
+    `smtp_unavailable` when the server cannot be reached or refuses the login."""
+    guid = call.path("guid")
+    recipients = testsend.clean_recipients(body.to)
+    hub = call.hub
+
+    def work() -> testsend.TestSendReport:
+        with sending.smtp_mailer(hub.settings) as mailer:
+            return testsend.send_test(
+                hub.database, guid, recipients, mailer, signer=hub.link_signer, actor=call.actor
+            )
+
+    report = await anyio.to_thread.run_sync(work)
+    return TestSendOut(
+        uuid.UUID(report.issue_guid),
+        report.subject,
+        report.sent,
+        [TestRefusalOut(f.email, f.reason) for f in report.failed],
     )

@@ -16,8 +16,10 @@ from contacthub.api import (
     cors,
     dashboard,
     email,
+    engagement,
     groups,
     openapi,
+    suppressions,
     users,
 )
 from contacthub.api.routing import ApiRouter
@@ -36,6 +38,8 @@ ROUTERS: list[ApiRouter] = [
     groups.router,
     audit.router,
     email.router,
+    engagement.router,
+    suppressions.router,
 ]
 
 

@@ -58,6 +58,10 @@ ACTIONS = frozenset(
         "issue.created",
         "issue.group_set",
         "issue.send_started",
+        "issue.scheduled",
+        "issue.schedule_cancelled",
+        "issue.schedule_confirmed",
+        "issue.test_sent",
         "demo.created",
         "group.created",
         "group.updated",
@@ -68,6 +72,9 @@ ACTIONS = frozenset(
         "group.exported",
         "suppression.added",
         "suppression.lifted",
+        "issue.engagement_exported",
+        "newsletter.updated",
+        "suppression.list_exported",
     }
 )
 

@@ -33,7 +33,16 @@ from contacthub.cli.output import (
     report_error,
     unit_of_work,
 )
-from contacthub.email import importer, repository, sending, service, signing, stats
+from contacthub.email import (
+    importer,
+    repository,
+    schedule,
+    sending,
+    service,
+    signing,
+    stats,
+    testsend,
+)
 from contacthub.email.importer import ImportReport
 from contacthub.email.sending import SendReport
 from contacthub.errors import HubError, InvalidInput
@@ -41,6 +50,7 @@ from contacthub.identifiers import refuse_nul
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.storage.models import Contact, EmailIssue, Newsletter, Subscriber
+from contacthub.subscriptions import optin
 
 newsletter_app = typer.Typer(help="Newsletters: mailing lists with their sender and base URL.")
 subscriber_app = typer.Typer(help="Subscribers of newsletters (each linked to a contact).")
@@ -94,13 +104,16 @@ def _read_text(path: Path, what: str) -> str:
 # -- newsletters ---------------------------------------------------------------------------------
 
 
-def newsletter_record(newsletter: Newsletter, subscribed: int | None = None) -> dict[str, Any]:
+def newsletter_record(
+    session: Session, newsletter: Newsletter, subscribed: int | None = None
+) -> dict[str, Any]:
     record: dict[str, Any] = {
         "name": newsletter.name,
         "guid": newsletter.guid,
         "sender_name": newsletter.sender_name,
         "sender_email": newsletter.sender_email,
         "base_url": newsletter.base_url,
+        **service.newsletter_settings(session, newsletter),
     }
     if subscribed is not None:
         record["subscribed"] = subscribed
@@ -116,14 +129,60 @@ def newsletter_create(
     base_url: str = typer.Option(
         ..., help="Public base URL the tracking links point at, e.g. https://www.example.com."
     ),
+    double_opt_in: bool = typer.Option(
+        False, help="Public subscriptions wait for the confirmation link (needs --consent)."
+    ),
+    consent: str | None = typer.Option(None, help="Code name of the newsletter's consent."),
+    tracking_consent: str | None = typer.Option(
+        None, help="Code name of the consent per-person tracking needs."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Create a newsletter."""
     with unit_of_work() as session:
         newsletter = service.create_newsletter(
-            session, name, sender_name, sender_email, base_url, actor=CLI_ACTOR
+            session,
+            name,
+            sender_name,
+            sender_email,
+            base_url,
+            double_opt_in=double_opt_in,
+            consent=consent,
+            tracking_consent=tracking_consent,
+            actor=CLI_ACTOR,
         )
-        record = newsletter_record(newsletter)
+        record = newsletter_record(session, newsletter)
+    emit(record, as_json, "Newsletter")
+
+
+@newsletter_app.command("update")
+def newsletter_update(
+    name: str,
+    double_opt_in: bool | None = typer.Option(
+        None,
+        "--double-opt-in/--no-double-opt-in",
+        help="Public subscriptions wait for the confirmation link (needs a consent).",
+    ),
+    consent: str | None = typer.Option(
+        None, help="Code name of the newsletter's consent; an empty string removes it."
+    ),
+    tracking_consent: str | None = typer.Option(
+        None,
+        help="Code name of the consent per-person tracking needs; an empty string removes it.",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Change a newsletter's subscription settings (what is not given stays as it is)."""
+    with unit_of_work() as session:
+        newsletter = service.update_newsletter(
+            session,
+            name,
+            double_opt_in=double_opt_in,
+            consent=consent,
+            tracking_consent=tracking_consent,
+            actor=CLI_ACTOR,
+        )
+        record = newsletter_record(session, newsletter)
     emit(record, as_json, "Newsletter")
 
 
@@ -133,7 +192,9 @@ def newsletter_list(as_json: bool = JsonOption) -> None:
     with unit_of_work(write=False) as session:
         rows = [
             newsletter_record(
-                n, repository.subscriber_counts(session, n.id).get(repository.SUBSCRIBED, 0)
+                session,
+                n,
+                repository.subscriber_counts(session, n.id).get(repository.SUBSCRIBED, 0),
             )
             for n in service.list_newsletters(session)
         ]
@@ -152,6 +213,8 @@ def subscriber_record(session: Session, subscriber: Subscriber) -> dict[str, Any
         "contact": session.get_one(Contact, subscriber.contact_id).guid,
         "created_at": subscriber.created_at,
         "unsubscribed_at": subscriber.unsubscribed_at,
+        "confirmation_sent_at": subscriber.confirmation_sent_at,
+        "confirmed_at": subscriber.confirmed_at,
     }
 
 
@@ -161,21 +224,42 @@ def subscriber_add(
     newsletter: str = NewsletterOption,
     first_name: str | None = typer.Option(None, help="First name (for personalisation)."),
     last_name: str | None = typer.Option(None, help="Last name."),
+    confirmed: bool = typer.Option(
+        False,
+        help="Double opt-in newsletters: subscribe at once (you vouch for the person's consent)"
+        " instead of sending the confirmation email.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Subscribe an address (subscribes an unsubscribed address again)."""
-    with unit_of_work() as session:
-        subscriber = service.add_subscriber(
-            session, newsletter, email, first_name, last_name, actor=CLI_ACTOR
-        )
-        record = {"newsletter": newsletter, **subscriber_record(session, subscriber)}
+    """Subscribe an address (subscribes an unsubscribed address again).
+
+    On a double opt-in newsletter the address stays unconfirmed and gets the confirmation email
+    (through the configured SMTP server) unless --confirmed is given.
+    """
+    with _database() as (settings, database):
+        with database.write() as session:
+            subscriber, confirmation = optin.add_subscriber(
+                session,
+                newsletter,
+                email,
+                first_name,
+                last_name,
+                confirmed=confirmed,
+                signer=signing.link_signer(settings),
+                actor=CLI_ACTOR,
+            )
+            record = {"newsletter": newsletter, **subscriber_record(session, subscriber)}
+        if confirmation is not None and not optin.send_now(database, settings, confirmation):
+            raise optin.not_sent()
     emit(record, as_json, "Subscriber")
 
 
 @subscriber_app.command("list")
 def subscriber_list(
     newsletter: str = NewsletterOption,
-    status: str | None = typer.Option(None, help="Only `subscribed` or `unsubscribed` ones."),
+    status: str | None = typer.Option(
+        None, help="Only `subscribed`, `unsubscribed` or `unconfirmed` (double opt-in) ones."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """List a newsletter's subscribers in the order they were added."""
@@ -280,6 +364,8 @@ def issue_record(session: Session, issue: EmailIssue) -> dict[str, Any]:
         "links": len([link for link in summary.links if not link.hidden]),
         "created_at": issue.created_at,
         "sent_at": issue.sent_at,
+        "scheduled_at": issue.scheduled_at,
+        "scheduled_by": issue.scheduled_by,
     }
 
 
@@ -423,7 +509,8 @@ def _print_send(report: SendReport, as_json: bool) -> None:
 def issue_stats(
     issue: str = typer.Argument(..., help="GUID of the issue."), as_json: bool = JsonOption
 ) -> None:
-    """An issue's statistics: deliveries, opens, clicks per link, unsubscribes, rates."""
+    """An issue's statistics: deliveries, bounces, complaints, opens, clicks per link,
+    unsubscribes, rates."""
     with unit_of_work(write=False) as session:
         figures = stats.issue_stats(session, issue.strip()).as_dict()
     if as_json:
@@ -444,6 +531,11 @@ def _print_stats(figures: dict[str, Any]) -> None:
             "subject": figures["subject"],
             "sent": figures["sent"],
             "failed": figures["failed"],
+            "delivered": figures["delivered"],
+            "bounced (hard)": figures["bounced_hard"],
+            "bounced (soft)": figures["bounced_soft"],
+            "complaints": figures["complaints"],
+            "skipped (suppressed)": figures["skipped_suppressed"],
             "opens (human)": f"{opens['human']['total']} ({opens['human']['unique']} unique)",
             "opens (machine)": f"{opens['machine']['total']} ({opens['machine']['unique']} unique)",
             "clicks (human)": f"{clicks['human']['total']} ({clicks['human']['unique']} unique)",
@@ -471,3 +563,112 @@ def _print_stats(figures: dict[str, Any]) -> None:
         False,
         "Links",
     )
+
+
+# -- schedules and test sends (email/schedule.py, email/testsend.py) -----------------------------
+
+
+@issue_app.command("schedule")
+def issue_schedule(
+    issue: str = typer.Argument(..., help="GUID of the issue."),
+    at: str = typer.Option(
+        ...,
+        "--at",
+        help="When to send it: ISO 8601 with its UTC offset, e.g. 2026-12-24T09:00+01:00 or "
+        "2026-12-24T08:00Z.",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Schedule a draft issue to be sent at a time (again: reschedule it). A running hub sends
+    it then, once; a schedule the hub misses by more than `schedule_grace` waits for
+    `issue confirm-schedule`."""
+    with unit_of_work() as session:
+        when = schedule.parse_time(at)
+        found = schedule.schedule_issue(
+            session, service.get_issue(session, issue), when, actor=CLI_ACTOR
+        )
+        record = issue_record(session, found)
+    emit(record, as_json, "Issue")
+
+
+@issue_app.command("unschedule")
+def issue_unschedule(
+    issue: str = typer.Argument(..., help="GUID of the issue."), as_json: bool = JsonOption
+) -> None:
+    """Cancel an issue's schedule (also a missed one): it is a draft again."""
+    with unit_of_work() as session:
+        found = schedule.cancel_schedule(
+            session, service.get_issue(session, issue), actor=CLI_ACTOR
+        )
+        record = issue_record(session, found)
+    emit(record, as_json, "Issue")
+
+
+@issue_app.command("confirm-schedule")
+def issue_confirm_schedule(
+    issue: str = typer.Argument(..., help="GUID of the issue."),
+    chunk_size: int = typer.Option(
+        sending.DEFAULT_CHUNK_SIZE, min=1, help="Messages sent between two commits."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Send now an issue whose schedule was missed (status schedule_missed), here, through the
+    SMTP server of the configuration, as `issue send` does."""
+    with _database() as (settings, database):
+        signer = signing.link_signer(settings)
+        with database.write() as session:
+            found = schedule.confirm_schedule(
+                session, service.get_issue(session, issue), actor=CLI_ACTOR
+            )
+            guid = str(found.guid)
+        with _progress() as bar:
+            task = bar.add_task("Sending", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = sending.send_with_settings(
+                database, settings, guid, signer=signer, progress=advance, chunk_size=chunk_size
+            )
+    _print_send(report, as_json)
+    if report.stopped is not None:
+        report_error(
+            f"sending stopped: {report.stopped}\n"
+            "Nothing is lost: run `contacthub issue send` again to resume.",
+            code="sending_stopped",
+        )
+
+
+TestRecipientsOption = typer.Option(
+    ..., "--to", help=f"An address to send the test to (1 to {testsend.MAX_RECIPIENTS})."
+)
+
+
+@issue_app.command("test-send")
+def issue_test_send(
+    issue: str = typer.Argument(..., help="GUID of the issue."),
+    to: list[str] = TestRecipientsOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Send a test copy of an issue (any status) to a few addresses: subject prefixed
+    "[Test] ", no tracking, not counted in the statistics."""
+    with _database() as (settings, database):
+        signer = signing.link_signer(settings)
+        with sending.smtp_mailer(settings) as mailer:
+            report = testsend.send_test(database, issue, to, mailer, signer=signer, actor=CLI_ACTOR)
+    if as_json:
+        emit(report.as_dict(), True)
+    else:
+        emit(
+            {"issue": report.issue_guid, "subject": report.subject, "sent": ", ".join(report.sent)},
+            False,
+            "Test send",
+        )
+        if report.failed:
+            emit([{"email": f.email, "reason": f.reason} for f in report.failed], False, "Not sent")
+    if report.failed:
+        report_error(
+            f"{len(report.failed)} of {len(report.failed) + len(report.sent)} test message(s) "
+            "were not sent (see above).",
+            code="test_send_failed",
+        )

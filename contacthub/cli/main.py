@@ -6,14 +6,17 @@ import typer
 
 from contacthub.cli import server
 from contacthub.cli.activity_types import activity_type_app
+from contacthub.cli.bounces import bounces_app
 from contacthub.cli.channels import apikey_app, channel_app
 from contacthub.cli.consents import consent_app
 from contacthub.cli.contacts import contact_app
 from contacthub.cli.cors import cors_app
 from contacthub.cli.demo import demo
 from contacthub.cli.email import issue_app, newsletter_app, subscriber_app
+from contacthub.cli.engagement import issue_engagement
 from contacthub.cli.groups import group_app
 from contacthub.cli.output import Commands
+from contacthub.cli.suppressions import suppression_app
 from contacthub.cli.users import token_app, user_app
 
 app = typer.Typer(
@@ -37,5 +40,8 @@ app.add_typer(group_app, name="group")
 app.add_typer(newsletter_app, name="newsletter")
 app.add_typer(subscriber_app, name="subscriber")
 app.add_typer(issue_app, name="issue")
+issue_app.command("engagement")(issue_engagement)
+app.add_typer(suppression_app, name="suppression")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
+app.add_typer(bounces_app, name="bounces")

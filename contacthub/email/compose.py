@@ -4,7 +4,7 @@ Personalisation placeholders, in the subject, the HTML, the plain text and link 
 
     {{ first_name }}   {{ last_name }}   {{ email }}
     {{ first_name | "there" }}           a fallback, used when the value is missing or empty
-    {{ unsubscribe_url }}   {{ view_in_browser_url }}
+    {{ unsubscribe_url }}   {{ view_in_browser_url }}   {{ preferences_url }}
 
 Spaces inside the braces are optional; names are lower case. A value is escaped for where it
 lands: HTML-escaped in HTML text and attributes, percent-encoded in URL attributes (`href`,
@@ -21,8 +21,9 @@ Every recipient's copy gets:
   just before `</body>` (or at the end);
 - the view-in-browser link `{base}/CMSPages/Newsletters/GetEmailBrowserContent.ashx?issueguid=…`
   `&email=…&hash=…` and the unsubscribe link `{base}/contacthub/unsubscribe?issueguid=…&email=…`
-  `&hash=…`: where the HTML uses their placeholders, there; otherwise in a small footer added
-  before `</body>`;
+  `&hash=…` and the preference page `{base}/contacthub/preferences?issueguid=…&email=…&hash=…`
+  (subscriptions/preferences.py): where the HTML uses their placeholders, there; otherwise in
+  a small footer added before `</body>`;
 - the honeypot: each of the issue's links flagged `hidden` is added as an empty, invisible
   anchor (`display:none`, hidden from screen readers) that only a machine follows;
 - `List-Unsubscribe` (RFC 2369, with an optional mailto) and, when the unsubscribe URL is HTTPS,
@@ -40,10 +41,22 @@ view in browser and unsubscribe are appended unless the text already uses their 
 
 Links inside HTML comments (Outlook's conditional `<!--[if mso]>` buttons) are not seen by the
 HTML parser and stay untracked.
+
+How much a copy tracks is its `Tracking` mode. All of the above is `Tracking.PERSONAL`.
+`Tracking.AGGREGATE` (consent-gated newsletters, for subscribers who did not agree to tracking)
+has no open pixel, and each tracked link points at the click handler with its link GUID alone,
+`{base}/CMSModules/Newsletters/CMSPages/Redirect.ashx?linkguid=…`: the handler counts the click
+for the link, for nobody in particular, and redirects to the link's stored target. A link whose
+target uses a recipient placeholder (`{{ email }}`, `{{ first_name }}`, …) cannot go through the
+handler without naming the person, so in an aggregate copy it goes straight to its personalised
+target and is not counted. `Tracking.NONE` (test sends) has no pixel and every link goes
+straight to its target. In all modes the view-in-browser and unsubscribe links stay signed:
+they are how the reader reaches their copy and leaves, not tracking, and log nothing.
 """
 
 from __future__ import annotations
 
+import enum
 import html as html_lib
 import re
 import uuid
@@ -59,6 +72,7 @@ CLICK_PATH = "/CMSModules/Newsletters/CMSPages/Redirect.ashx"
 OPEN_PATH = "/CMSModules/Newsletters/CMSPages/Track.ashx"
 BROWSER_VIEW_PATH = "/CMSPages/Newsletters/GetEmailBrowserContent.ashx"
 UNSUBSCRIBE_PATH = "/contacthub/unsubscribe"
+PREFERENCES_PATH = "/contacthub/preferences"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +94,7 @@ ROUTES: Mapping[Purpose, Route] = {
     Purpose.CLICK: Route(CLICK_PATH, "linkguid", ("email",)),
     Purpose.BROWSER_VIEW: Route(BROWSER_VIEW_PATH, "issueguid", ("email", "recipientemail")),
     Purpose.UNSUBSCRIBE: Route(UNSUBSCRIBE_PATH, "issueguid", ("email",)),
+    Purpose.PREFERENCES: Route(PREFERENCES_PATH, "issueguid", ("email",)),
 }
 
 _TRACKING_PATHS = tuple(route.path.lower() for route in ROUTES.values())
@@ -88,8 +103,19 @@ _PLACEHOLDER = re.compile(r'\{\{\s*([a-z_]+)\s*(?:\|\s*"([^"]*)"\s*)?\}\}')
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]+")
 
 RECIPIENT_FIELDS = ("first_name", "last_name", "email")
+
+
+class Tracking(enum.Enum):
+    """How much a copy tracks its reader (see the module's docstring)."""
+
+    PERSONAL = "personal"  # open pixel, and links signed for this reader
+    AGGREGATE = "aggregate"  # no pixel; links counted per link, for nobody in particular
+    NONE = "none"  # no pixel; links go straight to their targets
+
+
 UNSUBSCRIBE_URL = "unsubscribe_url"
 VIEW_IN_BROWSER_URL = "view_in_browser_url"
+PREFERENCES_URL = "preferences_url"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +201,14 @@ def _signed_url(
         f"&{route.email_params[0]}={quote(email, safe='@')}"
         f"&hash={signer.sign(purpose, guid, email)}"
     )
+
+
+def aggregate_click_url(base: str, link_guid: uuid.UUID | str) -> str:
+    """The click handler's URL for a link counted in aggregate: the link GUID, nobody's address.
+
+    The handler redirects to the link's stored target, never to a URL from the request.
+    """
+    return f"{base}{CLICK_PATH}?{ROUTES[Purpose.CLICK].guid_param}={canonical_guid(link_guid)}"
 
 
 def is_trackable(url: str) -> bool:
@@ -346,10 +380,18 @@ class PreparedIssue:
         self.unsubscribe_mailto = unsubscribe_mailto
         self._honeypots = tuple(link.guid for link in links if link.hidden)
         tracked = {link.target_url: link.guid for link in links if not link.hidden}
+        self._targets = {guid: target for target, guid in tracked.items()}
+        # Targets naming the reader cannot be counted in aggregate without naming them.
+        self._personal_targets = frozenset(
+            guid
+            for target, guid in tracked.items()
+            if _placeholder_names(target) & set(RECIPIENT_FIELDS)
+        )
         self._segments = self._compile(issue.html, tracked)
         used = _placeholder_names(issue.html)
         self._footer_unsubscribe = UNSUBSCRIBE_URL not in used
         self._footer_browser_view = VIEW_IN_BROWSER_URL not in used
+        self._footer_preferences = PREFERENCES_URL not in used
         self._text = self._compile_text(issue, tracked)
 
     @staticmethod
@@ -410,6 +452,7 @@ class PreparedIssue:
             f"{label}: {{{{ {name} }}}}"
             for name, label in (
                 (VIEW_IN_BROWSER_URL, "View in browser"),
+                (PREFERENCES_URL, "Manage subscriptions"),
                 (UNSUBSCRIBE_URL, "Unsubscribe"),
             )
             if name not in used
@@ -422,23 +465,36 @@ class PreparedIssue:
         # split() puts the captured link numbers at the odd positions.
         return [guids[int(piece)] if i % 2 else piece for i, piece in enumerate(pieces)]
 
-    def render(self, recipient: Recipient, signer: LinkSigner) -> RenderedEmail:
+    def render(
+        self, recipient: Recipient, signer: LinkSigner, tracking: Tracking = Tracking.PERSONAL
+    ) -> RenderedEmail:
         """This recipient's copy: subject, HTML, plain text and list headers."""
         email = recipient.email
         values = _values(recipient)
 
         signed: dict[tuple[Purpose, uuid.UUID], str] = {}
 
-        def url(purpose: Purpose, guid: uuid.UUID) -> str:
+        def signed_url(purpose: Purpose, guid: uuid.UUID) -> str:
             # Links appear in the HTML and in the text, often more than once: sign each once.
             key = (purpose, guid)
             if key not in signed:
                 signed[key] = _signed_url(self.base_url, purpose, guid, email, signer)
             return signed[key]
 
+        def click_url(guid: uuid.UUID) -> str:
+            if tracking is Tracking.PERSONAL:
+                return signed_url(Purpose.CLICK, guid)
+            if tracking is Tracking.AGGREGATE and guid not in self._personal_targets:
+                return aggregate_click_url(self.base_url, guid)
+            return personalise_url(self._targets[guid], recipient)
+
+        def url(purpose: Purpose, guid: uuid.UUID) -> str:
+            return click_url(guid) if purpose is Purpose.CLICK else signed_url(purpose, guid)
+
         urls = {
             UNSUBSCRIBE_URL: url(Purpose.UNSUBSCRIBE, self.issue.guid),
             VIEW_IN_BROWSER_URL: url(Purpose.BROWSER_VIEW, self.issue.guid),
+            PREFERENCES_URL: url(Purpose.PREFERENCES, self.issue.guid),
         }
         html_urls = {name: _escape_html(value) for name, value in urls.items()}
 
@@ -451,7 +507,7 @@ class PreparedIssue:
                 click = url(Purpose.CLICK, guid) if guid is not None else None
                 parts.append(_render_tag(segment, values, urls, click))
             else:
-                parts.append(self._slot(urls, url))
+                parts.append(self._slot(urls, url, tracking))
         html = "".join(parts)
 
         text = "".join(
@@ -468,11 +524,20 @@ class PreparedIssue:
             headers=list_unsubscribe_headers(urls[UNSUBSCRIBE_URL], self.unsubscribe_mailto),
         )
 
-    def _slot(self, urls: Mapping[str, str], url: Callable[[Purpose, uuid.UUID], str]) -> str:
+    def _slot(
+        self,
+        urls: Mapping[str, str],
+        url: Callable[[Purpose, uuid.UUID], str],
+        tracking: Tracking,
+    ) -> str:
         footer_links = []
         if self._footer_browser_view:
             footer_links.append(
                 f'<a href="{_escape_html(urls[VIEW_IN_BROWSER_URL])}">View in browser</a>'
+            )
+        if self._footer_preferences:
+            footer_links.append(
+                f'<a href="{_escape_html(urls[PREFERENCES_URL])}">Manage subscriptions</a>'
             )
         if self._footer_unsubscribe:
             footer_links.append(f'<a href="{_escape_html(urls[UNSUBSCRIBE_URL])}">Unsubscribe</a>')
@@ -483,15 +548,18 @@ class PreparedIssue:
                 + " | ".join(footer_links)
                 + "</p>"
             )
+        if tracking is Tracking.NONE:
+            return "".join(parts)  # a honeypot only matters where clicks are counted
         for guid in self._honeypots:
             parts.append(
                 f'<a href="{_escape_html(url(Purpose.CLICK, guid))}" style="display:none" '
                 'aria-hidden="true" tabindex="-1"></a>'
             )
-        parts.append(
-            f'<img src="{_escape_html(url(Purpose.OPEN, self.issue.guid))}" width="1" height="1" '
-            'alt="" style="display:none">'
-        )
+        if tracking is Tracking.PERSONAL:
+            parts.append(
+                f'<img src="{_escape_html(url(Purpose.OPEN, self.issue.guid))}" width="1" '
+                'height="1" alt="" style="display:none">'
+            )
         return "".join(parts)
 
 
@@ -534,13 +602,14 @@ def render_for_recipient(
     base_url: str,
     signer: LinkSigner,
     unsubscribe_mailto: str | None = None,
+    tracking: Tracking = Tracking.PERSONAL,
 ) -> RenderedEmail:
     """One recipient's copy of an issue (also what view in browser shows).
 
     To render many recipients, build a `PreparedIssue` once and call its `render`.
     """
     prepared = PreparedIssue(issue, links, base_url, unsubscribe_mailto=unsubscribe_mailto)
-    return prepared.render(recipient, signer)
+    return prepared.render(recipient, signer, tracking)
 
 
 # --- Plain text from HTML -------------------------------------------------------------------

@@ -59,6 +59,7 @@ ERROR_TITLES = {
     400: "This link is incomplete",
     403: "This link is not valid",
     404: "Not found",
+    410: "This link has expired",
     413: "Too large",
     503: "Please try again",
 }

@@ -28,6 +28,8 @@ from contacthub.email.repository import (
     SENT,
     SKIPPED,
     SUBSCRIBED,
+    SUBSCRIBER_STATES,
+    UNCONFIRMED,
     UNSUBSCRIBED,
 )
 from contacthub.errors import InvalidInput, NotFound
@@ -177,9 +179,9 @@ def subscriber_page(
     limit: int = PAGE_SIZE,
 ) -> Page[SubscriberRow]:
     """The newsletter's subscribers, newest first; `search` keeps addresses containing it."""
-    if status is not None and status not in (SUBSCRIBED, UNSUBSCRIBED):
+    if status is not None and status not in SUBSCRIBER_STATES:
         raise InvalidInput(
-            f"A subscriber status is {SUBSCRIBED!r} or {UNSUBSCRIBED!r}.",
+            f"A subscriber status is {SUBSCRIBED!r}, {UNSUBSCRIBED!r} or {UNCONFIRMED!r}.",
             code="invalid_status",
             field="status",
         )

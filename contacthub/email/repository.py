@@ -16,17 +16,20 @@ from sqlalchemy import (
     and_,
     case,
     exists,
+    false,
     func,
     insert,
     literal,
     null,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from contacthub.storage.models import (
+    ConsentAgreement,
     Contact,
     Delivery,
     EmailIssue,
@@ -39,6 +42,10 @@ from contacthub.storage.models import (
 
 SUBSCRIBED = "subscribed"
 UNSUBSCRIBED = "unsubscribed"
+# Double opt-in: subscribed through the public form or API, confirmation link not yet followed.
+# Never mailed (sending takes `subscribed` only); expires (subscriptions/optin.py).
+UNCONFIRMED = "unconfirmed"
+SUBSCRIBER_STATES = (SUBSCRIBED, UNSUBSCRIBED, UNCONFIRMED)
 
 # Delivery states. `sending` marks a message handed to the SMTP server whose outcome is not yet
 # recorded; after a crash it stays there, "in doubt", and is never sent again on its own.
@@ -184,6 +191,9 @@ class ClaimedDelivery:
     first_name: str | None
     last_name: str | None
     attempts: int
+    # Whether this copy tracks its reader personally (`compose.Tracking.PERSONAL`) or only in
+    # aggregate: see `tracking_allowed`.
+    tracked: bool = True
 
 
 def _not_suppressed(email: InstrumentedAttribute[str]) -> ColumnElement[bool]:
@@ -465,6 +475,45 @@ def reset_in_doubt(session: Session, issue_id: int) -> int:
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 
 
+# -- consent-gated tracking (see docs/email.md "Consent-gated tracking") ----------------------
+
+
+def tracking_consent_of_deliveries(session: Session, ids: Collection[int]) -> int | None:
+    """The tracking consent of the newsletter these deliveries (all of one issue) belong to."""
+    return session.scalar(
+        select(Newsletter.tracking_consent_id)
+        .join(EmailIssue, EmailIssue.newsletter_id == Newsletter.id)
+        .join(Delivery, Delivery.issue_id == EmailIssue.id)
+        .where(Delivery.id == min(ids))
+    )
+
+
+def tracking_allowed(tracking_consent_id: int | None) -> ColumnElement[bool]:
+    """Whether a delivery's copy may track its reader personally, as SQL on `Delivery`.
+
+    Always, when the newsletter has no tracking consent; otherwise only when the latest
+    agreement (highest id) of the subscriber's contact to that consent is an agree: a revoke,
+    or no answer at all, means aggregate tracking only.
+    """
+    if tracking_consent_id is None:
+        return true()
+    latest = (
+        select(ConsentAgreement.agreed)
+        .join(Subscriber, Subscriber.contact_id == ConsentAgreement.contact_id)
+        .where(
+            Subscriber.id == Delivery.subscriber_id,
+            ConsentAgreement.consent_id == tracking_consent_id,
+        )
+        .order_by(ConsentAgreement.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return func.coalesce(latest, false())
+
+
+# -- claiming ----------------------------------------------------------------------------------
+
+
 def claim_deliveries(
     session: Session, ids: Collection[int], max_attempts: int, now: datetime
 ) -> list[ClaimedDelivery]:
@@ -473,16 +522,25 @@ def claim_deliveries(
 
     The UPDATE re-checks the status, and RETURNING answers only the rows this transaction changed:
     two senders running at once (SQLite serialises them; PostgreSQL re-evaluates the condition
-    after the row lock) never claim the same delivery.
+    after the row lock) never claim the same delivery. The same UPDATE decides whether each
+    copy tracks its reader (`tracking_allowed`), stored in `Delivery.tracked`, so that what was
+    sent and what is recorded cannot differ.
     """
     if not ids:
         return []
     sendable = _sendable(max_attempts, now)
+    tracked = tracking_allowed(tracking_consent_of_deliveries(session, ids))
     claimed = session.execute(
         update(Delivery)
         .where(Delivery.id.in_(ids), sendable)
-        .values(status=SENDING, attempts=Delivery.attempts + 1, error=None)
-        .returning(Delivery.id, Delivery.subscriber_id, Delivery.email, Delivery.attempts)
+        .values(status=SENDING, attempts=Delivery.attempts + 1, error=None, tracked=tracked)
+        .returning(
+            Delivery.id,
+            Delivery.subscriber_id,
+            Delivery.email,
+            Delivery.attempts,
+            Delivery.tracked,
+        )
         .execution_options(synchronize_session=False)
     ).all()
     names = {
@@ -501,6 +559,7 @@ def claim_deliveries(
             first_name=names.get(c.subscriber_id, (None, None))[0],
             last_name=names.get(c.subscriber_id, (None, None))[1],
             attempts=c.attempts,
+            tracked=bool(c.tracked),
         )
         for c in claimed
     ]

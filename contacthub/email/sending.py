@@ -479,7 +479,8 @@ def _message(
     token: str,
 ) -> EmailMessage:
     who = compose.Recipient(recipient.email, recipient.first_name, recipient.last_name)
-    rendered = prepared.render(who, signer)
+    tracking = compose.Tracking.PERSONAL if recipient.tracked else compose.Tracking.AGGREGATE
+    rendered = prepared.render(who, signer, tracking)
     # One Message-ID per delivery, the same if it is ever sent again (see the module docstring).
     message_id = f"<{prepared.issue.guid}.{recipient.delivery_id}@{sender.domain}>"
     return build_message(

@@ -9,6 +9,10 @@ Subscribing:
   A CSV import never does that (see `importer`): a list must not undo an unsubscribe.
   `unsubscribed_at` and `unsubscribed_issue_id` keep the last unsubscribe (statistics of the
   issue whose link was used do not change); `status` alone says whether mail goes out.
+- Double opt-in newsletters: an operator's add (admin, API, CLI) with `confirmed=False` leaves
+  the subscriber `unconfirmed`, and the caller sends the confirmation email
+  (`subscriptions.optin`); with `confirmed=True` the operator vouches for the person's consent
+  and the address is subscribed at once. Without double opt-in `confirmed` changes nothing.
 
 Changes made by people are recorded in the audit log, in the caller's unit of work, when the
 caller names an `actor` (every entry point does: a user's address, or `cli`). An unsubscribe
@@ -25,14 +29,16 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import Session
 
 from contacthub.audit import service as audit
+from contacthub.consents import repository as consent_repository
 from contacthub.contacts import service as contacts
 from contacthub.email import compose, repository
-from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
+from contacthub.email.repository import SUBSCRIBED, SUBSCRIBER_STATES, UNCONFIRMED, UNSUBSCRIBED
 from contacthub.errors import Conflict, InvalidInput, NotFound, with_article
 from contacthub.groups import repository as group_repository
 from contacthub.groups.queue import enqueue_contacts
 from contacthub.identifiers import base_url, parse_guid
 from contacthub.storage.models import (
+    Consent,
     Contact,
     ContactGroup,
     EmailIssue,
@@ -122,11 +128,16 @@ def create_newsletter(
     sender_email: str,
     base_url: str,
     *,
+    double_opt_in: bool = False,
+    consent: str | None = None,
+    tracking_consent: str | None = None,
     actor: str | None = None,
 ) -> Newsletter:
-    """Create a newsletter. `base_url` is the public site its tracking links point at.
+    """Create a newsletter. `base_url` is the public site its tracking links point at;
+    `double_opt_in`, `consent` and `tracking_consent` as in `update_newsletter`.
 
-    Errors name the field at fault: `name`, `sender_name`, `sender_email` or `base_url`.
+    Errors name the field at fault: `name`, `sender_name`, `sender_email`, `base_url`,
+    `consent`, `tracking_consent` or `double_opt_in`.
     """
     name = _one_line(name, "newsletter name", 100, "name")
     if repository.newsletter_by_name(session, name) is not None:
@@ -139,18 +150,98 @@ def create_newsletter(
         sender_name=_one_line(sender_name, "sender name", 200, "sender_name"),
         sender_email=_sender_email(sender_email),
         base_url=clean_base_url(base_url, field="base_url"),
+        double_opt_in=double_opt_in,
+        consent_id=_consent_id(session, consent, "consent") if consent else None,
+        tracking_consent_id=(
+            _consent_id(session, tracking_consent, "tracking_consent") if tracking_consent else None
+        ),
     )
+    _refuse_double_opt_in_without_consent(newsletter)
     session.add(newsletter)
+    session.flush()
+    if actor is not None:
+        details: dict[str, object] = {
+            "guid": str(newsletter.guid),
+            "sender": newsletter.sender_email,
+        }
+        if double_opt_in or consent or tracking_consent:
+            details.update(newsletter_settings(session, newsletter))
+        audit.record(session, actor, "newsletter.created", newsletter.name, details)
+    return newsletter
+
+
+def update_newsletter(
+    session: Session,
+    name: str,
+    *,
+    double_opt_in: bool | None = None,
+    consent: str | None = None,
+    tracking_consent: str | None = None,
+    actor: str | None,
+) -> Newsletter:
+    """Change a newsletter's subscription settings; None leaves a setting as it is.
+
+    - `double_opt_in`: public subscriptions wait for the confirmation link (subscriptions/).
+    - `consent`: the code name of the newsletter's consent; a confirmation is stored as an
+      agreement to its current revision. "" removes it. A double opt-in newsletter needs one.
+    - `tracking_consent`: the code name of the consent that per-person tracking needs
+      (consent-gated tracking); "" removes it.
+
+    Recorded as `newsletter.updated` with the settings after the change.
+    """
+    newsletter = get_newsletter(session, name)
+    if double_opt_in is not None:
+        newsletter.double_opt_in = double_opt_in
+    if consent is not None:
+        newsletter.consent_id = _consent_id(session, consent, "consent") if consent else None
+    if tracking_consent is not None:
+        newsletter.tracking_consent_id = (
+            _consent_id(session, tracking_consent, "tracking_consent") if tracking_consent else None
+        )
+    _refuse_double_opt_in_without_consent(newsletter)
     session.flush()
     if actor is not None:
         audit.record(
             session,
             actor,
-            "newsletter.created",
+            "newsletter.updated",
             newsletter.name,
-            {"guid": str(newsletter.guid), "sender": newsletter.sender_email},
+            newsletter_settings(session, newsletter),
         )
     return newsletter
+
+
+def newsletter_settings(session: Session, newsletter: Newsletter) -> dict[str, object]:
+    """The subscription settings as shown everywhere: consents by code name (or None)."""
+    return {
+        "double_opt_in": newsletter.double_opt_in,
+        "consent": _consent_code(session, newsletter.consent_id),
+        "tracking_consent": _consent_code(session, newsletter.tracking_consent_id),
+    }
+
+
+def _consent_code(session: Session, consent_id: int | None) -> str | None:
+    return None if consent_id is None else session.get_one(Consent, consent_id).code_name
+
+
+def _consent_id(session: Session, code_name: str, field: str) -> int:
+    consent = consent_repository.consent_by_code(session, code_name.strip())
+    if consent is None:
+        raise NotFound(
+            f"No consent with code name {code_name.strip()!r}.", code="unknown_consent", field=field
+        )
+    return consent.id
+
+
+def _refuse_double_opt_in_without_consent(newsletter: Newsletter) -> None:
+    # The confirmation is the legal evidence of consent: it must say which consent it proves.
+    if newsletter.double_opt_in and newsletter.consent_id is None:
+        raise InvalidInput(
+            "A double opt-in newsletter needs a consent: the confirmation is stored as an"
+            " agreement to it. Choose the newsletter's consent too.",
+            code="consent_required",
+            field="consent",
+        )
 
 
 def _sender_email(text: str) -> str:
@@ -188,16 +279,20 @@ def add_subscriber(
     first_name: str | None = None,
     last_name: str | None = None,
     *,
+    confirmed: bool = True,
     actor: str | None = None,
 ) -> Subscriber:
     """Subscribe an address (linked to its contact); re-subscribes an unsubscribed one.
 
+    On a double opt-in newsletter with `confirmed=False` the subscriber is left `unconfirmed`
+    (the caller sends the confirmation email: `subscriptions.optin.add_unconfirmed`).
     Errors name the field at fault: `email`, `first_name` or `last_name`.
     """
     newsletter = get_newsletter(session, newsletter_name)
     address = normalise_email(email, "subscriber", field="email")
     first = clean_person_name(first_name, "first name", field="first_name")
     last = clean_person_name(last_name, "last name", field="last_name")
+    status = SUBSCRIBED if confirmed or not newsletter.double_opt_in else UNCONFIRMED
     existing = repository.subscriber_by_email(session, newsletter.id, address)
     if existing is not None:
         if existing.status == SUBSCRIBED:
@@ -206,19 +301,22 @@ def add_subscriber(
                 code="already_subscribed",
                 field="email",
             )
-        existing.status = SUBSCRIBED
+        existing.status = status
         existing.first_name = first or existing.first_name
         existing.last_name = last or existing.last_name
         session.flush()
         subscriber = existing
     else:
         contact = repository.oldest_contacts_with_emails(session, [address]).get(address)
-        subscriber = subscribe_new(session, newsletter, address, first, last, contact)
+        subscriber = subscribe_new(session, newsletter, address, first, last, contact, status)
+    if status == SUBSCRIBED and newsletter.double_opt_in:
+        subscriber.confirmed_at = utcnow()  # vouched for by the operator (audited below)
     enqueue_contacts(session, [subscriber.contact_id])  # for groups on subscriptions
     if actor is not None:
-        audit.record(
-            session, actor, "subscriber.added", subscriber.email, {"newsletter": newsletter.name}
-        )
+        details: dict[str, object] = {"newsletter": newsletter.name}
+        if newsletter.double_opt_in:
+            details["confirmed"] = status == SUBSCRIBED
+        audit.record(session, actor, "subscriber.added", subscriber.email, details)
     return subscriber
 
 
@@ -229,6 +327,7 @@ def subscribe_new(
     first_name: str | None,
     last_name: str | None,
     contact: Contact | None,
+    status: str = SUBSCRIBED,
 ) -> Subscriber:
     """Add a subscriber for a validated address not yet known to the newsletter.
 
@@ -247,7 +346,7 @@ def subscribe_new(
         email=address,
         first_name=first_name or contact.first_name,
         last_name=last_name or contact.last_name,
-        status=SUBSCRIBED,
+        status=status,
     )
     session.add(subscriber)
     session.flush()
@@ -297,9 +396,10 @@ def list_subscribers(
     session: Session, newsletter_name: str, *, status: str | None = None
 ) -> Sequence[Subscriber]:
     """The newsletter's subscribers in the order they were added, optionally of one status."""
-    if status is not None and status not in (SUBSCRIBED, UNSUBSCRIBED):
+    if status is not None and status not in SUBSCRIBER_STATES:
         raise InvalidInput(
-            f"A subscriber status is {SUBSCRIBED!r} or {UNSUBSCRIBED!r}.", code="invalid_status"
+            f"A subscriber status is {SUBSCRIBED!r}, {UNSUBSCRIBED!r} or {UNCONFIRMED!r}.",
+            code="invalid_status",
         )
     newsletter = get_newsletter(session, newsletter_name)
     return repository.subscribers_of(session, newsletter.id, status=status)

@@ -3,6 +3,11 @@
 Every figure comes in three flavours: `human`, `machine` (mail privacy proxies, link scanners:
 see `docs/email.md`) and `all`. A `total` counts hits; a `unique` counts subscribers, each once.
 
+Clicks on aggregate links (copies sent without per-person tracking, see docs/email.md
+"Consent-gated tracking") have no subscriber: they count in the totals, per link and overall,
+but in no `unique` figure and so in no rate; `aggregate_clicks` says how many there are and
+`untracked_copies` how many sent copies had no per-person tracking.
+
 A click counts as an open too, as the vendor does: a subscriber whose mail client blocked the
 pixel but who clicked a link did open the email. So the unique openers of a kind are the
 subscribers with an open *or* a click of that kind, and the total opens of a kind are the
@@ -17,13 +22,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, union
+from sqlalchemy import case, func, select, union
 from sqlalchemy.orm import Session
 
-from contacthub.email.repository import FAILED, SENT, delivery_counts
+from contacthub.email.repository import FAILED, SENT, SKIPPED, delivery_counts
 from contacthub.errors import NotFound
 from contacthub.identifiers import parse_guid
 from contacthub.storage.models import (
+    Delivery,
+    DeliveryEvent,
     EmailClick,
     EmailIssue,
     EmailOpen,
@@ -67,6 +74,21 @@ class LinkStats:
 
 
 @dataclass(frozen=True, slots=True)
+class Deliverability:
+    """What became of the sent copies, from the bounce reports and provider webhooks
+    (delivery_events), and the copies not sent because the address is suppressed.
+
+    Each figure counts deliveries, each once: a copy that bounced soft and then hard counts as a
+    hard bounce only, so `bounced_hard + bounced_soft` is every bounced copy.
+    """
+
+    bounced_hard: int = 0
+    bounced_soft: int = 0
+    complaints: int = 0
+    skipped_suppressed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class IssueStats:
     """What one issue did. Rates are over the sent messages, None while nothing was sent."""
 
@@ -77,6 +99,9 @@ class IssueStats:
     clicks: Split
     links: list[LinkStats]
     unsubscribes: int
+    aggregate_clicks: int = 0  # clicks counted per link only, human and machine
+    untracked_copies: int = 0  # sent copies without per-person tracking (no consent)
+    deliverability: Deliverability = Deliverability()
 
     @property
     def sent(self) -> int:
@@ -85,6 +110,26 @@ class IssueStats:
     @property
     def failed(self) -> int:
         return self.deliveries.get(FAILED, 0)
+
+    @property
+    def bounced(self) -> int:
+        """Copies that bounced (hard or soft), each once."""
+        return self.deliverability.bounced_hard + self.deliverability.bounced_soft
+
+    @property
+    def delivered(self) -> int:
+        """Sent copies that did not bounce (sent - bounced; never below zero)."""
+        return max(self.sent - self.bounced, 0)
+
+    @property
+    def bounce_rate(self) -> float | None:
+        """Bounced copies per sent copy."""
+        return _rate(self.bounced, self.sent)
+
+    @property
+    def complaint_rate(self) -> float | None:
+        """Complaints per sent copy."""
+        return _rate(self.deliverability.complaints, self.sent)
 
     @property
     def open_rate(self) -> float | None:
@@ -108,10 +153,19 @@ class IssueStats:
             "subject": self.subject,
             "sent": self.sent,
             "failed": self.failed,
+            "delivered": self.delivered,
+            "bounced_hard": self.deliverability.bounced_hard,
+            "bounced_soft": self.deliverability.bounced_soft,
+            "complaints": self.deliverability.complaints,
+            "skipped_suppressed": self.deliverability.skipped_suppressed,
+            "bounce_rate": self.bounce_rate,
+            "complaint_rate": self.complaint_rate,
             "deliveries": dict(self.deliveries),
             "opens": self.opens.as_dict(),
             "clicks": self.clicks.as_dict(),
             "unsubscribes": self.unsubscribes,
+            "aggregate_clicks": self.aggregate_clicks,
+            "untracked_copies": self.untracked_copies,
             "open_rate": self.open_rate,
             "click_through_rate": self.click_through_rate,
             "click_to_open_rate": self.click_to_open_rate,
@@ -149,7 +203,59 @@ def issue_stats(session: Session, issue_guid: str | uuid.UUID) -> IssueStats:
             select(func.count()).where(Subscriber.unsubscribed_issue_id == issue.id)
         )
         or 0,
+        **_aggregate(session, issue.id),
+        deliverability=deliverability(session, issue.id),
     )
+
+
+def _aggregate(session: Session, issue_id: int) -> dict[str, int]:
+    """Consent-gated tracking: clicks with no subscriber, and copies sent untracked."""
+    clicks = select(func.count()).where(
+        EmailClick.issue_id == issue_id, EmailClick.subscriber_id.is_(None)
+    )
+    copies = select(func.count()).where(
+        Delivery.issue_id == issue_id, Delivery.status == SENT, Delivery.tracked.is_(False)
+    )
+    return {
+        "aggregate_clicks": session.scalar(clicks) or 0,
+        "untracked_copies": session.scalar(copies) or 0,
+    }
+
+
+# The error a delivery skipped for a suppressed address carries: "suppressed: <reason>".
+SUPPRESSED_ERROR = "suppressed"
+
+
+def deliverability(session: Session, issue_id: int) -> Deliverability:
+    """Bounces, complaints (distinct deliveries) and copies skipped for a suppression."""
+    kinds = (
+        select(
+            DeliveryEvent.delivery_id,
+            func.max(case((DeliveryEvent.kind == "hard_bounce", 1), else_=0)).label("hard"),
+            func.max(case((DeliveryEvent.kind == "soft_bounce", 1), else_=0)).label("soft"),
+            func.max(case((DeliveryEvent.kind == "complaint", 1), else_=0)).label("complaint"),
+        )
+        .where(DeliveryEvent.issue_id == issue_id)
+        .group_by(DeliveryEvent.delivery_id)
+        .subquery()
+    )
+    hard, soft, complaints = session.execute(
+        select(
+            func.coalesce(func.sum(kinds.c.hard), 0),
+            func.coalesce(
+                func.sum(case(((kinds.c.soft == 1) & (kinds.c.hard == 0), 1), else_=0)), 0
+            ),
+            func.coalesce(func.sum(kinds.c.complaint), 0),
+        )
+    ).one()
+    skipped = session.scalar(
+        select(func.count()).where(
+            Delivery.issue_id == issue_id,
+            Delivery.status == SKIPPED,
+            Delivery.error.startswith(SUPPRESSED_ERROR, autoescape=True),
+        )
+    )
+    return Deliverability(int(hard), int(soft), int(complaints), skipped or 0)
 
 
 def _split(session: Session, table: type[EmailOpen] | type[EmailClick], issue_id: int) -> Split:

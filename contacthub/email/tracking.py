@@ -12,6 +12,12 @@ Rules:
 - Human hits are also activities on the subscriber's contact: each click, and the first open of
   an issue (reopening an email adds no news to the timeline). Machine hits are not: a proxy
   fetching images or a scanner following links is not something the person did.
+- A click on an aggregate link (no address and no hash: the copy of a reader who did not agree
+  to tracking, see `compose.Tracking.AGGREGATE`) is stored for its link with no subscriber, is
+  classified like any other, and is never an activity: it proves nobody. It redirects to the
+  link's own stored target with placeholders left empty (aggregate copies link placeholder
+  targets directly, so there are none to fill). An address without a hash, or a hash without an
+  address, is a broken personal link: redirected, not logged.
 - A browser view is not stored on its own: the page is the recipient's copy, with its open
   pixel and tracked links, which log themselves when the browser loads and follows them.
 
@@ -93,6 +99,11 @@ class HitJob:
     hash: str | None
     visitor: Visitor
     key_hash: str | None = None
+
+    @property
+    def aggregate(self) -> bool:
+        """A click on an aggregate link: neither an address nor a hash."""
+        return self.kind is HitKind.CLICK and not self.email and not self.hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +282,8 @@ def _click(job: HitJob, verified: bool, batch: _Batch) -> HitOutcome:
     if not verified:
         # The link's own target, with no subscriber's data in it.
         anonymous = compose.personalise_url(link.target_url, compose.Recipient(email=""))
+        if job.aggregate:
+            return _aggregate_click(job, link, anonymous, batch)
         return HitOutcome(reason=INVALID_HASH, target_url=anonymous)
     issue = link.issue
     subscriber = batch.subscribers.get((issue.id, job.email.lower()))
@@ -307,6 +320,16 @@ def _click(job: HitJob, verified: bool, batch: _Batch) -> HitOutcome:
                 created_at=visitor.at,
             )
         )
+    return HitOutcome(logged=True, verdict=verdict, target_url=target)
+
+
+def _aggregate_click(job: HitJob, link: _Link, target: str, batch: _Batch) -> HitOutcome:
+    """Count a click for its link alone (subscriber_id NULL); no activity: it names nobody."""
+    visitor = job.visitor
+    verdict = _classify(
+        HitKind.CLICK, visitor, seconds_since_delivery=None, hidden_link=link.hidden
+    )
+    batch.clicks.append((link.id, link.issue.id, None, *_hit_columns(verdict, visitor), visitor.at))
     return HitOutcome(logged=True, verdict=verdict, target_url=target)
 
 
@@ -548,9 +571,18 @@ def _verified_subscriber(
 
 
 def browser_view(session: Session, signer: LinkSigner, link: SignedLink) -> str:
-    """The issue's HTML as the subscriber received it (their copy, links and pixel included)."""
+    """The issue's HTML as the subscriber received it (their copy, links and pixel included).
+
+    A copy sent untracked (`Delivery.tracked` false: no consent to tracking) is shown untracked
+    too: aggregate links, no pixel.
+    """
     issue, newsletter, subscriber = _verified_subscriber(
         session, signer, Purpose.BROWSER_VIEW, link
+    )
+    tracked = session.scalar(
+        select(Delivery.tracked).where(
+            Delivery.issue_id == issue.id, Delivery.subscriber_id == subscriber.id
+        )
     )
     links = [
         compose.TrackedLink(row.guid, row.target_url, row.hidden)
@@ -562,6 +594,7 @@ def browser_view(session: Session, signer: LinkSigner, link: SignedLink) -> str:
         compose.Recipient(subscriber.email, subscriber.first_name, subscriber.last_name),
         base_url=newsletter.base_url,
         signer=signer,
+        tracking=compose.Tracking.AGGREGATE if tracked is False else compose.Tracking.PERSONAL,
     )
     return rendered.html
 

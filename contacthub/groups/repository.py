@@ -24,7 +24,7 @@ from contacthub.storage.types import UTCDateTime
 DYNAMIC = "dynamic"
 STATIC = "static"
 STATE_ID = 1
-UNSENT_ISSUE_STATES = ("draft", "sending")
+UNSENT_ISSUE_STATES = ("draft", "scheduled", "schedule_missed", "sending")
 # Ids per IN list: well below SQLite's limit on bound parameters (32,766).
 ID_CHUNK = 5_000
 # Rows per streamed fetch of a members export.
@@ -198,7 +198,7 @@ def stream_members(session: Session, group_id: int) -> Iterator[tuple[Contact, d
 
 
 def unsent_issues_for(session: Session, group_id: int) -> Sequence[EmailIssue]:
-    """The issues not sent yet (draft or sending) that target the group."""
+    """The issues not sent yet (draft, scheduled or sending) that target the group."""
     return session.scalars(
         select(EmailIssue)
         .where(EmailIssue.group_id == group_id, EmailIssue.status.in_(UNSENT_ISSUE_STATES))

@@ -180,3 +180,43 @@ def test_an_empty_area_chart_draws_no_line() -> None:
 
     assert svg.find(f".//{SVG}polyline") is None
     assert svg.find(f".//{SVG}path") is None
+
+
+def test_line_chart_draws_a_line_per_series_with_a_tooltip_per_slot() -> None:
+    chart = charts.line_chart(
+        ["+0 h", "", "+2 h", "+1 d"],
+        ["first hour", "second hour", "third hour", "<b>a day</b>"],
+        [
+            charts.ChartSeries("Opens", [3, 1, 0, 2]),
+            charts.ChartSeries('Clicks "<script>"', [1, 0, 0, 0]),
+            charts.ChartSeries("Nothing", [0, 0, 0, 0]),
+        ],
+        label="Opens and clicks",
+        divider=(3, "daily from here"),
+    )
+    root = parse(chart)
+    svg = svg_of(root)
+    assert len(list(svg.iter(f"{SVG}polyline"))) == 2  # a series without any hit draws none
+    shown = titles(root)
+    assert shown[0] == 'first hour\nOpens: 3\nClicks "<script>": 1\nNothing: 0'
+    assert shown[3].startswith("<b>a day</b>")  # text, escaped in the markup
+    assert "<b>" not in str(chart)
+    assert "<script>" not in str(chart)
+    labels = [t.text for t in svg.iter(f"{SVG}text")]
+    assert {"+0 h", "+2 h", "+1 d", "daily from here"} <= set(labels)
+    assert svg.get("aria-label") == 'Opens and clicks: Opens: 6, Clicks "<script>": 1, Nothing: 0'
+    assert "style=" not in str(chart)
+
+
+def test_an_empty_line_chart_says_so() -> None:
+    chart = str(
+        charts.line_chart(
+            ["+0 h"],
+            ["first hour"],
+            [charts.ChartSeries("Opens", [0])],
+            label="Opens",
+            empty="No opens yet.",
+        )
+    )
+    assert "No opens yet." in chart
+    assert "polyline" not in chart

@@ -27,12 +27,15 @@ CURSORS = {
     "/admin/contacts/{guid}": {"before"},
     "/admin/contacts": {"after"},
     "/admin/groups/{key}": {"after"},
+    "/admin/suppressions": {"before"},
+    "/admin/deliverability": {"before"},
 }
 REFUSING_2_31 = {
     "/admin/issues",
     "/admin/newsletters/{key}",
     "/admin/contacts",
     "/admin/groups/{key}",
+    "/admin/suppressions",
 }
 
 

@@ -24,6 +24,7 @@ REFUSING_2_31 = {
     "/api/issues",
     "/api/contacts",
     "/api/groups/{name}/members",
+    "/api/suppressions",
 }
 
 

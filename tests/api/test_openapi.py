@@ -58,7 +58,7 @@ def test_the_management_api_states_its_limits(client: TestClient) -> None:
                 assert schema == {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
             elif parameter["name"] == "guid":
                 assert schema == {"type": "string", "format": "uuid"}
-    assert (limits, cursors) == (7, 7)
+    assert (limits, cursors) == (10, 10)
     contacts = document["paths"]["/api/contacts"]["get"]["parameters"]
     sort = next(p for p in contacts if p["name"] == "sort")
     assert "-created" in sort["schema"]["enum"]

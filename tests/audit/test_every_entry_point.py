@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ from contacthub.groups import service as groups
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.storage.models import AuditEvent, Contact
+from contacthub.storage.types import utcnow
+from contacthub.suppressions import service as suppressions
 from contacthub.users import service as users
 from tests.admin.conftest import sign_in
 from tests.cli.conftest import Cli, cli_on
@@ -211,6 +214,39 @@ def _draft_guid(entry: Entry) -> str:
         return str(draft.guid)
 
 
+def _export_engagement_from_api(entry: Entry) -> None:
+    assert entry.client is not None
+    assert entry.headers is not None
+    path = f"/api/issues/{entry.issue_guid()}/engagement/people?format=csv"
+    answer = entry.client.get(path, headers=entry.headers)
+    assert answer.status_code == 200, answer.text
+    assert len(answer.text.splitlines()) == 1  # the header: nobody opened yet
+
+
+NEXT_YEAR = utcnow().year + 1
+SCHEDULED_AT = f"{NEXT_YEAR}-12-24T08:00:00+00:00"
+MISSED_AT = datetime(2026, 1, 1, 8, tzinfo=UTC)
+
+
+def _miss_the_schedule(entry: Entry) -> None:
+    """The draft was scheduled, and the hub was down at its time."""
+    with entry.database.write() as session:
+        issue = email.get_issue(session, _draft_guid(entry))
+        issue.status, issue.scheduled_at, issue.scheduled_by = "schedule_missed", MISSED_AT, ADA
+
+
+def _confirm_from_admin(entry: Entry) -> None:
+    entry.form(f"/admin/issues/{_draft_guid(entry)}/schedule/confirm")
+    assert entry.client is not None
+    wait_for_run(entry.client, _draft_guid(entry))
+
+
+def _confirm_from_api(entry: Entry) -> None:
+    entry.call("POST", f"/api/issues/{_draft_guid(entry)}/schedule/confirm")
+    assert entry.client is not None
+    wait_for_run(entry.client, _draft_guid(entry))
+
+
 def _export_group_from_api(entry: Entry) -> None:
     assert entry.client is not None
     assert entry.headers is not None
@@ -248,6 +284,28 @@ def _export_list_from_api(entry: Entry) -> None:
         headers=entry.headers,
     )
     assert answer.status_code == 200, answer.text
+
+
+BLOCKED = "blocked@example.com"
+BOUNCED = "bounced@example.com"
+EVIDENCE = "Asked by phone not to be mailed"
+
+
+def _bounce(entry: Entry) -> None:
+    with entry.database.write() as session:
+        suppressions.suppress(
+            session, BOUNCED, reason="hard_bounce", source="smtp", evidence="5.1.1 No such user"
+        )
+
+
+def _export_suppressions_from_api(entry: Entry) -> None:
+    assert entry.client is not None
+    assert entry.headers is not None
+    answer = entry.client.get(
+        "/api/suppressions", params={"search": "blocked", "format": "csv"}, headers=entry.headers
+    )
+    assert answer.status_code == 200, answer.text
+    assert len(answer.text.splitlines()) == 2  # the header and the one suppression
 
 
 STEPS: list[Step] = [
@@ -535,6 +593,31 @@ STEPS: list[Step] = [
         ),
     ),
     Step(
+        "newsletter.updated",
+        "Weekly",
+        {"double_opt_in": False, "consent": "Marketing", "tracking_consent": "Marketing"},
+        admin=lambda e: e.form(
+            "/admin/newsletters/Weekly/settings",
+            double_opt_in="no",
+            consent="Marketing",
+            tracking_consent="Marketing",
+        ),
+        api=lambda e: e.call(
+            "PATCH",
+            "/api/newsletters/Weekly",
+            {"consent": "Marketing", "tracking_consent": "Marketing"},
+        ),
+        cli=lambda e: e.run(
+            "newsletter",
+            "update",
+            "Weekly",
+            "--consent",
+            "Marketing",
+            "--tracking-consent",
+            "Marketing",
+        ),
+    ),
+    Step(
         "subscriber.added",
         ANNA,
         {"newsletter": "Weekly"},
@@ -600,6 +683,14 @@ STEPS: list[Step] = [
         admin=_send_from_admin,
         api=_send_from_api,
         cli=lambda e: e.run("issue", "send", e.issue_guid()),
+    ),
+    Step(
+        "issue.engagement_exported",
+        ANY_GUID,
+        {"people": 0, "include_machines": False},
+        admin=lambda e: e.form(f"/admin/issues/{e.issue_guid()}/engagement/export"),
+        api=_export_engagement_from_api,
+        cli=lambda e: e.run("issue", "engagement", e.issue_guid(), "--csv"),
     ),
     Step(
         "subscriber.unsubscribed",
@@ -687,6 +778,49 @@ STEPS: list[Step] = [
         api=lambda e: e.call("PATCH", f"/api/issues/{_draft_guid(e)}", {"group": "First names"}),
         cli=lambda e: e.run("issue", "set-group", _draft_guid(e), "First names"),
     ),
+    # Scheduled sends and test sends (email/schedule.py, email/testsend.py), on the draft.
+    Step(
+        "issue.scheduled",
+        ANY_GUID,
+        {"at": SCHEDULED_AT},
+        # The admin's field is in the browser's time zone (Paris: UTC+1 in December).
+        admin=lambda e: e.form(
+            f"/admin/issues/{_draft_guid(e)}/schedule",
+            at=f"{NEXT_YEAR}-12-24T09:00",
+            timezone="Europe/Paris",
+        ),
+        api=lambda e: e.call(
+            "POST",
+            f"/api/issues/{_draft_guid(e)}/schedule",
+            {"at": f"{NEXT_YEAR}-12-24T09:00:00+01:00"},
+        ),
+        cli=lambda e: e.run("issue", "schedule", _draft_guid(e), "--at", SCHEDULED_AT),
+    ),
+    Step(
+        "issue.schedule_cancelled",
+        ANY_GUID,
+        {"at": SCHEDULED_AT},
+        admin=lambda e: e.form(f"/admin/issues/{_draft_guid(e)}/schedule/cancel"),
+        api=lambda e: e.call("DELETE", f"/api/issues/{_draft_guid(e)}/schedule"),
+        cli=lambda e: e.run("issue", "unschedule", _draft_guid(e)),
+    ),
+    Step(
+        "issue.test_sent",
+        ANY_GUID,
+        {"to": [ANNA]},
+        admin=lambda e: e.form(f"/admin/issues/{_draft_guid(e)}/test", to=ANNA),
+        api=lambda e: e.call("POST", f"/api/issues/{_draft_guid(e)}/test", {"to": [ANNA]}),
+        cli=lambda e: e.run("issue", "test-send", _draft_guid(e), "--to", ANNA),
+    ),
+    Step(
+        "issue.schedule_confirmed",
+        ANY_GUID,
+        {"at": MISSED_AT.isoformat()},
+        setup=_miss_the_schedule,
+        admin=_confirm_from_admin,
+        api=_confirm_from_api,
+        cli=lambda e: e.run("issue", "confirm-schedule", _draft_guid(e)),
+    ),
     Step(
         "group.members_added",
         "VIP",
@@ -718,6 +852,33 @@ STEPS: list[Step] = [
         direct=_delete_group,
         api=lambda e: e.call("DELETE", "/api/groups/VIP"),
         cli=lambda e: e.run("group", "delete", "VIP"),
+    ),
+    # The suppression list (h-suppress). Lifting lifts an automatic suppression, made by the
+    # setup, so that its details (reason, source) are the same from every entry point.
+    Step(
+        "suppression.added",
+        BLOCKED,
+        {"reason": "manual", "evidence": EVIDENCE},
+        admin=lambda e: e.form("/admin/suppressions", email=BLOCKED, evidence=EVIDENCE),
+        api=lambda e: e.call("POST", "/api/suppressions", {"email": BLOCKED, "evidence": EVIDENCE}),
+        cli=lambda e: e.run("suppression", "add", BLOCKED, "--evidence", EVIDENCE),
+    ),
+    Step(
+        "suppression.lifted",
+        BOUNCED,
+        {"reason": "hard_bounce", "source": "smtp"},
+        setup=_bounce,
+        admin=lambda e: e.form("/admin/suppressions/lift", email=BOUNCED),
+        api=lambda e: e.call("DELETE", f"/api/suppressions/{BOUNCED}"),
+        cli=lambda e: e.run("suppression", "remove", BOUNCED),
+    ),
+    Step(
+        "suppression.list_exported",
+        "",
+        {"suppressions": 1, "search": "blocked"},
+        admin=lambda e: e.form("/admin/suppressions/export", q="blocked", reason=""),
+        api=_export_suppressions_from_api,
+        cli=lambda e: e.run("suppression", "list", "--search", "blocked", "--csv"),
     ),
     Step(
         "contact.exported",

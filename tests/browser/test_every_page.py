@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx2
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from contacthub.channels import cors
 from contacthub.demo import service as demo
 from contacthub.groups import service as groups
 from contacthub.storage.database import Database
-from contacthub.storage.models import Activity, Contact, EmailIssue
+from contacthub.storage.models import Activity, Contact, Delivery, EmailIssue, FeedbackRejection
+from contacthub.suppressions import service as suppressions
 from tests.browser.conftest import EMAIL, PASSWORD, Tab, sign_in
 from tests.browser.layout import PHONE, phone_and_desktop_problems
 
@@ -59,6 +62,8 @@ SHOTS = {
     "/admin/newsletters/{}": "newsletter",
     "/admin/issues": "issues",
     "/admin/issues/new": "issue-new",
+    "/admin/suppressions": "suppressions",
+    "/admin/deliverability": "deliverability",
     "/admin/channels": "channels",
     "/admin/channels/new": "channel-new",
     "/admin/channels/{}": "channel",
@@ -132,6 +137,46 @@ def fill_the_hub(database: Database) -> None:
             select(Contact.email).where(Contact.email.is_not(None)).order_by(Contact.id).limit(5)
         ).all()
         groups.add_members(session, "Press", [a for a in addresses if a], actor=EMAIL)
+        suppress_some(session, addresses)
+
+
+def suppress_some(session: Session, addresses: Sequence[str | None]) -> None:
+    """A bounce tied to a delivery of a sent issue, a complaint, one added by hand, and refused
+    feedback: every column of the suppression and deliverability pages has something to show."""
+    delivery = session.scalars(
+        select(Delivery)
+        .join(EmailIssue, EmailIssue.id == Delivery.issue_id)
+        .where(EmailIssue.status == "sent")
+        .order_by(Delivery.id)
+        .limit(1)
+    ).one()
+    suppressions.suppress(
+        session,
+        delivery.email,
+        reason="hard_bounce",
+        source="imap",
+        evidence="5.1.1 <" + delivery.email + ">: Recipient address rejected: User unknown in "
+        "virtual mailbox table (a long diagnostic, as remote servers write them)",
+        delivery_id=delivery.id,
+    )
+    suppressions.suppress(
+        session, str(addresses[0]), reason="complaint", source="ses", evidence="abuse"
+    )
+    suppressions.add_manual(
+        session,
+        "asked.by.phone@example.net",
+        evidence="Asked by phone",
+        source="admin",
+        actor=EMAIL,
+    )
+    session.add(
+        FeedbackRejection(
+            source="sendgrid",
+            reason="bad_signature",
+            detail="The ECDSA signature of the event batch does not verify: " + "x" * 300,
+        )
+    )
+    session.add(FeedbackRejection(source="imap", reason="malformed", detail="No report part"))
 
 
 def settle_in(tab: Tab) -> None:
@@ -236,7 +281,12 @@ def test_every_admin_page_opens_without_an_error(
     routes = {route for route, _ in seen}
     # The crawler reached every page of the navigation and the detail pages behind them.
     assert set(SHOTS) <= routes, sorted(set(SHOTS) - routes)
-    assert {"/admin/contacts/{}", "/admin/issues/{}", "/admin/issues/{}/stats"} <= routes
+    assert {
+        "/admin/contacts/{}",
+        "/admin/issues/{}",
+        "/admin/issues/{}/stats",
+        "/admin/issues/{}/engagement",
+    } <= routes
     assert any(
         route.startswith("/admin/consents/") and route != "/admin/consents/new" for route in routes
     )

@@ -197,6 +197,25 @@ def test_a_click_with_a_bad_hash_answers_the_links_own_target_unlogged(
     assert logged(database).clicks == []
 
 
+def test_an_aggregate_click_is_logged_for_its_link_alone(
+    client: TestClient, database: Database, sent: SentIssue, key: dict[str, str]
+) -> None:
+    body = {"linkGuid": sent.links[SALE], "userAgent": BROWSER, "url": "https://evil.example"}
+    answer = client.post("/v1/emails/clicks", json=body, headers=key)
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "url": "https://shop.example.com/spring?name=",
+        "logged": True,
+        "isMachine": False,
+        "machineReason": None,
+    }
+    [(_, subscriber, _, _)] = logged(database).clicks
+    assert subscriber is None
+    assert logged(database).activities == []
+    # The key is still checked.
+    assert client.post("/v1/emails/clicks", json=body).status_code == 401
+
+
 def test_a_click_on_the_honeypot_is_a_machine_click(
     client: TestClient, database: Database, sent: SentIssue, key: dict[str, str]
 ) -> None:

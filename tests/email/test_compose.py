@@ -12,12 +12,15 @@ from contacthub.email.compose import (
     BROWSER_VIEW_PATH,
     CLICK_PATH,
     OPEN_PATH,
+    PREFERENCES_PATH,
     UNSUBSCRIBE_PATH,
     IssueTemplate,
     PreparedIssue,
     Recipient,
     RenderedEmail,
     TrackedLink,
+    Tracking,
+    aggregate_click_url,
     extract_links,
     html_to_text,
     is_trackable,
@@ -225,25 +228,34 @@ def test_footer_links_when_the_html_has_no_placeholders() -> None:
     assert SIGNER.verify(Purpose.UNSUBSCRIBE, params["issueguid"], params["email"], params["hash"])
     assert unsubscribe.startswith(f"{BASE}/contacthub/unsubscribe?")
     assert rendered.html.index("Unsubscribe</a>") < rendered.html.index("</body>")
+    preferences = query(next(h for h in hrefs if PREFERENCES_PATH in h))
+    assert list(preferences) == ["issueguid", "email", "hash"]
+    assert SIGNER.verify(Purpose.PREFERENCES, ISSUE_GUID, ANN.email, preferences["hash"])
+    # Each link opens only its own page: the preference link cannot unsubscribe.
+    assert not SIGNER.verify(Purpose.UNSUBSCRIBE, ISSUE_GUID, ANN.email, preferences["hash"])
 
 
 def test_placeholders_place_the_links_and_suppress_the_footer() -> None:
     html = (
         '<body><a href="{{ view_in_browser_url }}">Web version</a>'
-        '<p>Bye. <a href="{{unsubscribe_url}}">Leave</a></p></body>'
+        '<p>Bye. <a href="{{unsubscribe_url}}">Leave</a>'
+        ' <a href="{{ preferences_url }}">Choose</a></p></body>'
     )
     rendered = render(html, links_for(html))
     hrefs = Elements(rendered.html).attribute("a", "href")
-    assert len(hrefs) == 2
+    assert len(hrefs) == 3
     assert BROWSER_VIEW_PATH in hrefs[0]  # inserted as a URL, not percent-encoded
     assert UNSUBSCRIBE_PATH in hrefs[1]
+    assert PREFERENCES_PATH in hrefs[2]
     assert "View in browser" not in rendered.html
+    assert "Manage subscriptions" not in rendered.html
     assert SIGNER.verify(Purpose.UNSUBSCRIBE, ISSUE_GUID, ANN.email, query(hrefs[1])["hash"])
 
 
 def test_only_the_missing_footer_link_is_added() -> None:
     rendered = render('<body><a href="{{ unsubscribe_url }}">Leave</a></body>', [])
     assert "View in browser</a>" in rendered.html
+    assert "Manage subscriptions</a>" in rendered.html  # every email has the preference link
     assert "Unsubscribe</a>" not in rendered.html
 
 
@@ -339,6 +351,9 @@ def test_plain_text_is_personalised_raw_with_footer() -> None:
     assert lines[1] == "See https://shop.example.com/"  # free-text URLs are not tracked
     assert any(line.startswith(f"Unsubscribe: {BASE}{UNSUBSCRIBE_PATH}?") for line in lines)
     assert any(line.startswith(f"View in browser: {BASE}{BROWSER_VIEW_PATH}?") for line in lines)
+    assert any(
+        line.startswith(f"Manage subscriptions: {BASE}{PREFERENCES_PATH}?") for line in lines
+    )
 
 
 def test_plain_text_with_its_own_unsubscribe_gets_no_footer() -> None:
@@ -466,3 +481,68 @@ def test_prepared_issue_renders_each_recipient() -> None:
     assert bob == render_for_recipient(
         issue, links, Recipient("bob@example.com", "Bob"), base_url=BASE, signer=SIGNER
     )
+
+
+# --- tracking modes -----------------------------------------------------------------------------
+
+MODES_HTML = (
+    "<html><body>"
+    '<a href="https://shop.example.com/p?id=7&amp;ref=mail">Buy</a>'
+    '<a href="https://shop.example.com/me?who={{ email }}">Mine</a>'
+    "</body></html>"
+)
+
+
+def render_mode(tracking: Tracking) -> tuple[RenderedEmail, list[TrackedLink]]:
+    visible = links_for(MODES_HTML)
+    honeypot = TrackedLink(uuid.uuid4(), "https://shop.example.com/", hidden=True)
+    links = [*visible, honeypot]
+    issue = IssueTemplate(ISSUE_GUID, "News", MODES_HTML, None)
+    rendered = PreparedIssue(issue, links, BASE).render(ANN, SIGNER, tracking)
+    return rendered, links
+
+
+def test_personal_is_the_default_mode() -> None:
+    issue = IssueTemplate(ISSUE_GUID, "News", MODES_HTML, None)
+    prepared = PreparedIssue(issue, links_for(MODES_HTML), BASE)
+    assert prepared.render(ANN, SIGNER) == prepared.render(ANN, SIGNER, Tracking.PERSONAL)
+    assert OPEN_PATH in prepared.render(ANN, SIGNER).html
+
+
+def test_aggregate_copies_have_no_pixel_and_count_links_without_the_address() -> None:
+    rendered, links = render_mode(Tracking.AGGREGATE)
+    plain, personal, honeypot = links
+    assert OPEN_PATH not in rendered.html
+    assert "<img" not in rendered.html
+    hrefs = Elements(rendered.html).attribute("a", "href")
+    # The plain link goes through the click handler with its GUID alone: no address, no hash.
+    assert hrefs[0] == f"{BASE}{CLICK_PATH}?linkguid={plain.guid}"
+    assert hrefs[0] == aggregate_click_url(BASE, plain.guid)
+    # A target naming the reader cannot be counted without naming them: it goes straight there.
+    assert hrefs[1] == "https://shop.example.com/me?who=ann%2Bnews@example.com"
+    # The honeypot stays, aggregate too, so that scanners are still recognised.
+    assert f"{BASE}{CLICK_PATH}?linkguid={honeypot.guid}" in hrefs
+    # Nothing in the tracked URLs names the reader; view in browser and unsubscribe still do.
+    for href in hrefs:
+        if CLICK_PATH in href:
+            assert set(query(href)) == {"linkguid"}
+    assert any(UNSUBSCRIBE_PATH in href for href in hrefs)
+    assert "List-Unsubscribe" in rendered.headers
+    # The derived text shows the same aggregate link.
+    assert f"{BASE}{CLICK_PATH}?linkguid={plain.guid}" in rendered.text
+    assert "email=" not in rendered.text.split("--")[0]
+    assert personal.target_url not in rendered.html
+
+
+def test_untracked_copies_link_straight_to_the_targets() -> None:
+    rendered, links = render_mode(Tracking.NONE)
+    hrefs = Elements(rendered.html).attribute("a", "href")
+    assert hrefs[:2] == [
+        "https://shop.example.com/p?id=7&ref=mail",
+        "https://shop.example.com/me?who=ann%2Bnews@example.com",
+    ]
+    assert CLICK_PATH not in rendered.html
+    assert OPEN_PATH not in rendered.html
+    assert str(links[2].guid) not in rendered.html  # no honeypot
+    assert "https://shop.example.com/p?id=7&ref=mail" in rendered.text
+    assert UNSUBSCRIBE_PATH in rendered.html  # the reader can still leave

@@ -7,6 +7,7 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from sqlalchemy import update
 from starlette.testclient import TestClient
 
 from contacthub.app import create_app
@@ -16,6 +17,7 @@ from contacthub.email.hashing import LinkSigner, Purpose
 from contacthub.email.pages import PIXEL_GIF
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
+from contacthub.storage.models import Delivery
 from contacthub.storage.types import utcnow
 from tests.email.tracking_support import (
     ANNA,
@@ -360,6 +362,92 @@ def test_a_click_by_a_subscriber_without_delivery_is_human(
     # Carol never got the issue (legacy emails have no delivery here either): no timing rule.
     click(client, sent.links[BLOG], CAROL)
     assert logged(database).clicks[0][1:] == (sent.subscriber_ids[CAROL], False, None)
+
+
+# -- aggregate clicks (copies of readers who did not agree to tracking) ---------------------------
+
+
+def aggregate_click(client: TestClient, guid: str, extra: str = "", **headers: str) -> str:
+    """Follow an aggregate link (link GUID alone); answers the 303's Location."""
+    answer = client.get(
+        f"{CLICK_PATH}?linkguid={guid}{extra}",
+        headers={**HEADERS, **headers},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    assert "no-store" in answer.headers["cache-control"]
+    return answer.headers["location"]
+
+
+@pytest.mark.parametrize("extra", ["", "&email=&hash=", "&EMAIL=&Hash="])
+def test_an_aggregate_click_is_counted_for_its_link_alone(
+    client: TestClient, database: Database, sent: SentIssue, extra: str
+) -> None:
+    assert aggregate_click(client, sent.links[BLOG], extra) == BLOG
+    stored = logged(database)
+    assert stored.clicks == [(link_id(database, sent.links[BLOG]), None, False, None)]
+    assert stored.activities == []  # it proves nobody: no contact's timeline gets it
+
+
+def test_an_aggregate_click_goes_to_the_links_own_target_whatever_the_request_says(
+    client: TestClient, database: Database, sent: SentIssue
+) -> None:
+    evil = "&url=https://evil.example&target=https://evil.example&redirect=//evil.example"
+    # The target's placeholders stay empty: nobody is named.
+    location = aggregate_click(client, sent.links[SALE], evil)
+    assert location == "https://shop.example.com/spring?name="
+    assert len(logged(database).clicks) == 1
+
+
+def test_aggregate_clicks_are_classified_like_any_other(
+    client: TestClient, database: Database, sent: SentIssue
+) -> None:
+    aggregate_click(client, sent.honeypot)
+    head = client.head(f"{CLICK_PATH}?linkguid={sent.links[BLOG]}", follow_redirects=False)
+    assert head.status_code == 303
+    clicks = logged(database).clicks
+    assert [(subscriber, machine) for _, subscriber, machine, _ in clicks] == [
+        (None, True),
+        (None, True),
+    ]
+    assert [reason for *_, reason in clicks] == ["honeypot link", "HEAD request"]
+
+
+def test_an_aggregate_click_on_an_unknown_link_is_a_404(
+    client: TestClient, database: Database, sent: SentIssue
+) -> None:
+    answer = client.get(
+        f"{CLICK_PATH}?linkguid=c9fe0cee-7066-4017-b31c-6e98c0cf4bb3", follow_redirects=False
+    )
+    assert answer.status_code == 404
+    assert "location" not in answer.headers
+    assert logged(database).clicks == []
+
+
+def test_view_in_browser_of_an_untracked_copy_stays_untracked(
+    client: TestClient, database: Database, sent: SentIssue
+) -> None:
+    with database.write() as session:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.subscriber_id == sent.subscriber_ids[ANNA])
+            .values(tracked=False)
+        )
+    answer = client.get(
+        url(BROWSER_VIEW_PATH, params(SIGNER, Purpose.BROWSER_VIEW, sent.guid, ANNA))
+    )
+    assert answer.status_code == 200
+    expected = compose.render_for_recipient(
+        compose.IssueTemplate(uuid.UUID(sent.guid), SUBJECT, HTML),
+        sent.tracked,
+        compose.Recipient(ANNA, "Anna", "Smith"),
+        base_url="https://www.example.com",
+        signer=SIGNER,
+        tracking=compose.Tracking.AGGREGATE,
+    )
+    assert answer.text == expected.html
+    assert OPEN_PATH not in answer.text
+    assert f'{CLICK_PATH}?linkguid={sent.links[BLOG]}"' in answer.text
 
 
 # -- view in browser -----------------------------------------------------------------------------

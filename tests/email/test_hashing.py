@@ -187,3 +187,17 @@ def test_unsafe_configuration_is_refused(
 ) -> None:
     with pytest.raises(error):
         LinkSigner(secrets, legacy_salts=salts)
+
+
+def test_signed_parts_bind_every_part_and_only_their_purpose() -> None:
+    signer = LinkSigner(["s1"])
+    guid = "1eb1cb43-8820-4eda-866b-140c62ed7f69"
+    parts = ["ann@example.com", "2", "en", "1765000000"]
+    digest = signer.sign_parts(Purpose.CONFIRM, guid, *parts)
+    assert signer.verify_parts(Purpose.CONFIRM, guid, parts, digest)
+    assert not signer.verify_parts(Purpose.CONFIRM, guid, [*parts[:3], "1765000001"], digest)
+    assert not signer.verify_parts(Purpose.PREFERENCES, guid, parts, digest)
+    # A NUL inside a part could shift the boundaries between parts: refused, never verified.
+    assert not signer.verify_parts(Purpose.CONFIRM, guid, ["ann@example.com\0" + "2", "en"], digest)
+    # Joined parts never pass as a single address's hash of another purpose.
+    assert not signer.verify(Purpose.UNSUBSCRIBE, guid, "ann@example.com", digest)

@@ -22,3 +22,16 @@ document.addEventListener("DOMContentLoaded", () => {
   const element = document.querySelector("[data-refresh]");
   if (element) setTimeout(() => window.location.reload(), Number(element.dataset.refresh) * 1000);
 });
+
+// Schedule forms: the datetime-local field is read in the browser's time zone (without this,
+// the hub reads it as UTC, which the label then says).
+document.addEventListener("DOMContentLoaded", () => {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if (!zone) return;
+  document.querySelectorAll("input[data-browser-time-zone]").forEach((input) => {
+    if (input.value) return; // a form shown again keeps the zone it was sent with
+    input.value = zone;
+    const label = input.form.querySelector("[data-time-zone-label]");
+    if (label) label.textContent = zone;
+  });
+});

@@ -1,0 +1,1 @@
+"""Public subscriptions: double opt-in and the preference page."""
