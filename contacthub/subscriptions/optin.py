@@ -328,7 +328,13 @@ def add_subscriber(
 
 
 def send_now(database: Database, settings: Settings, confirmation: Confirmation) -> bool:
-    """Send a confirmation through the configured SMTP server (see `send_confirmation`)."""
+    """Send a confirmation through the configured SMTP server (see `send_confirmation`).
+
+    It counts against the server's send-rate limit like any copy of an issue: it waits for its
+    token (a short wait; a confirmation is one message)."""
+    limiter = sending.rate_limiter_of(database, settings)
+    if limiter is not None:
+        limiter.acquire(1)
     with sending.smtp_mailer(settings) as mailer:
         return send_confirmation(database, mailer, confirmation)
 
