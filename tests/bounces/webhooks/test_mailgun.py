@@ -20,6 +20,7 @@ from contacthub.storage.models import WebhookToken
 from tests.bounces.support import SIGNER, SentIssue
 from tests.bounces.webhooks.conftest import ANNA, BOB, MAILGUN_KEY
 from tests.bounces.webhooks.support import mailgun_signed, stored
+from tests.races import overlapping
 
 URL = "/webhooks/email/mailgun"
 
@@ -187,3 +188,10 @@ def test_a_refused_token_is_not_taken_and_expired_tokens_are_forgotten(
     with database.read() as session:
         left = session.execute(select(WebhookToken.provider, WebhookToken.token)).all()
     assert sorted(left) == [("mailgun", "c")]
+
+
+def test_of_two_calls_with_one_token_at_once_exactly_one_takes_it(database: Database) -> None:
+    first, second = overlapping(
+        database, lambda session: tokens.claim(session, "mailgun", "t", max_age=300)
+    )
+    assert (first.value, second.value, second.error) == (True, False, None)
