@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contacthub.audit import service as audit
@@ -286,7 +287,8 @@ def add_subscriber(
 
     On a double opt-in newsletter with `confirmed=False` the subscriber is left `unconfirmed`
     (the caller sends the confirmation email: `subscriptions.optin.add_unconfirmed`).
-    Errors name the field at fault: `email`, `first_name` or `last_name`.
+    Errors name the field at fault: `email`, `first_name` or `last_name`. Two adds of a new
+    address at once answer as if one came after the other (see `_subscribe_new_once`).
     """
     newsletter = get_newsletter(session, newsletter_name)
     address = normalise_email(email, "subscriber", field="email")
@@ -294,6 +296,10 @@ def add_subscriber(
     last = clean_person_name(last_name, "last name", field="last_name")
     status = SUBSCRIBED if confirmed or not newsletter.double_opt_in else UNCONFIRMED
     existing = repository.subscriber_by_email(session, newsletter.id, address)
+    if existing is None:
+        subscriber, created = _subscribe_new_once(session, newsletter, address, first, last, status)
+        if not created:
+            existing = subscriber  # added by another transaction meanwhile: as if it came first
     if existing is not None:
         if existing.status == SUBSCRIBED:
             raise Conflict(
@@ -306,9 +312,6 @@ def add_subscriber(
         existing.last_name = last or existing.last_name
         session.flush()
         subscriber = existing
-    else:
-        contact = repository.oldest_contacts_with_emails(session, [address]).get(address)
-        subscriber = subscribe_new(session, newsletter, address, first, last, contact, status)
     if status == SUBSCRIBED and newsletter.double_opt_in:
         subscriber.confirmed_at = utcnow()  # vouched for by the operator (audited below)
     enqueue_contacts(session, [subscriber.contact_id])  # for groups on subscriptions
@@ -318,6 +321,38 @@ def add_subscriber(
             details["confirmed"] = status == SUBSCRIBED
         audit.record(session, actor, "subscriber.added", subscriber.email, details)
     return subscriber
+
+
+def _subscribe_new_once(
+    session: Session,
+    newsletter: Newsletter,
+    address: str,
+    first_name: str | None,
+    last_name: str | None,
+    status: str,
+) -> tuple[Subscriber, bool]:
+    """Add the subscriber (and its contact when it has none) in a savepoint; (the subscriber,
+    True when this transaction added it).
+
+    Two transactions adding one new address at once both find no subscriber; on PostgreSQL the
+    second insert waits for the first to commit and then breaks the unique (newsletter, email)
+    rule. Its savepoint is rolled back (the contact it made too) and the row the first one
+    committed is returned with False, so that the caller goes on as if it had come second,
+    instead of a 500. (On SQLite write transactions run one at a time: the second finds the
+    row at once.)
+    """
+    try:
+        with session.begin_nested():
+            contact = repository.oldest_contacts_with_emails(session, [address]).get(address)
+            added = subscribe_new(
+                session, newsletter, address, first_name, last_name, contact, status
+            )
+        return added, True
+    except IntegrityError:
+        existing = repository.subscriber_by_email(session, newsletter.id, address)
+        if existing is None:
+            raise  # another rule was broken: not a race with a subscription
+        return existing, False
 
 
 def subscribe_new(

@@ -631,3 +631,20 @@ class SendRateBucket(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     tokens: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class WebhookToken(Base):
+    """A signature token a provider's webhook call was taken with (Mailgun's), so that each is
+    taken once, by whichever worker process or machine gets it first.
+
+    Mailgun signs only `timestamp + token`, not the event: a captured signature could carry
+    another event. Rows are kept while a call signed with the token could still pass the
+    timestamp check, then deleted (bounces/webhooks/tokens.py).
+    """
+
+    __tablename__ = "webhook_tokens"
+    __table_args__ = (Index(None, "seen_at"),)
+
+    provider: Mapped[str] = mapped_column(String(20), primary_key=True)
+    token: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -44,7 +44,7 @@ from contacthub.email import compose, repository, sending, service
 from contacthub.email.hashing import LinkSigner, Purpose, canonical_guid
 from contacthub.email.repository import SUBSCRIBED, UNCONFIRMED, UNSUBSCRIBED
 from contacthub.email.sender import Mailer, SendError, build_message
-from contacthub.errors import HubError, InvalidInput, NotFound, Unavailable
+from contacthub.errors import Conflict, HubError, InvalidInput, NotFound, Unavailable
 from contacthub.groups.queue import enqueue_contacts
 from contacthub.identifiers import guid_or_none
 from contacthub.settings import Settings
@@ -218,7 +218,12 @@ def subscribe(
     existing = repository.subscriber_by_email(session, newsletter.id, address)
     if not newsletter.double_opt_in:
         if existing is None or existing.status != SUBSCRIBED:
-            service.add_subscriber(session, newsletter.name, address, first, last)
+            try:
+                service.add_subscriber(session, newsletter.name, address, first, last)
+            except Conflict as error:
+                # Subscribed by a request at the same moment: the answer of one after it.
+                if error.code != "already_subscribed":
+                    raise
         return Subscription(newsletter.name, address, SUBSCRIBED)
     pending = Subscription(newsletter.name, address, "pending_confirmation")
     if existing is not None and existing.status == SUBSCRIBED:

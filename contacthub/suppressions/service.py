@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from contacthub.audit import service as audit
@@ -44,7 +46,9 @@ def suppress(
 ) -> tuple[Suppression, bool]:
     """Suppress the address; (the suppression, True when it is new).
 
-    An address already suppressed keeps its first suppression (returned with False).
+    An address already suppressed keeps its first suppression (returned with False). One
+    INSERT … ON CONFLICT DO NOTHING: of two suppressions of an address at once, the second
+    (on PostgreSQL it waits for the first to commit) finds the first, as if it came after it.
     """
     if reason not in REASONS:
         raise InvalidInput(
@@ -53,19 +57,34 @@ def suppress(
             field="reason",
         )
     address = normalise_email(email, field="email")
-    existing = session.scalar(select(Suppression).where(Suppression.email == address))
-    if existing is not None:
-        return existing, False
-    suppression = Suppression(
-        email=address,
-        reason=reason,
-        source=source,
-        evidence=evidence[:MAX_EVIDENCE],
-        delivery_id=delivery_id,
-        created_by=actor,
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    added = session.scalar(
+        insert(Suppression)
+        .values(
+            email=address,
+            reason=reason,
+            source=source,
+            evidence=evidence[:MAX_EVIDENCE],
+            delivery_id=delivery_id,
+            created_by=actor,
+        )
+        .on_conflict_do_nothing(index_elements=["email"])
+        .returning(Suppression.id)
     )
-    session.add(suppression)
-    session.flush()
+    suppression = session.scalar(select(Suppression).where(Suppression.email == address))
+    if suppression is None:
+        # The suppression in the way was lifted in between (PostgreSQL): suppress anew.
+        return suppress(
+            session,
+            address,
+            reason=reason,
+            source=source,
+            evidence=evidence,
+            delivery_id=delivery_id,
+            actor=actor,
+        )
+    if added is None:
+        return suppression, False
     if actor is not None:
         details = {"reason": reason, "evidence": evidence[:200]} if evidence else {"reason": reason}
         audit.record(session, actor, "suppression.added", address, details)

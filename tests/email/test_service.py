@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from contacthub.contacts import service as contacts
 from contacthub.email import repository, service
 from contacthub.errors import Conflict, InvalidInput, NotFound
 from contacthub.storage.database import Database
-from contacthub.storage.models import Contact, IssueLink
+from contacthub.storage.models import Contact, IssueLink, Subscriber
+from tests.races import overlapping
 
 NEWS = "Weekly"
 
@@ -128,6 +130,24 @@ def test_subscribing_twice_is_a_conflict(database: Database, newsletter: str) ->
     with database.write() as session, pytest.raises(Conflict) as error:
         service.add_subscriber(session, NEWS, "JANE@example.com")
     assert error.value.code == "already_subscribed"
+
+
+def test_two_adds_of_a_new_address_at_once_answer_as_one_after_the_other(
+    database: Database, newsletter: str
+) -> None:
+    def add(session: Session) -> str:
+        return service.add_subscriber(session, NEWS, "new@example.com", "New", actor="ada").status
+
+    first, second = overlapping(database, add)
+
+    assert first.value == "subscribed"
+    # Not a 500 (IntegrityError): the answer of a second add after the first one.
+    assert isinstance(second.error, Conflict), second.error
+    assert second.error.code == "already_subscribed"
+    with database.read() as session:
+        assert session.scalar(select(func.count()).select_from(Subscriber)) == 1
+        # The second's contact went with its savepoint.
+        assert session.scalar(select(func.count()).select_from(Contact)) == 1
 
 
 def test_an_unsubscribed_address_can_be_subscribed_again(

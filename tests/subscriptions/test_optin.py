@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from contacthub import app as app_module
@@ -24,6 +25,7 @@ from contacthub.storage.models import ConsentAgreement, ConsentRevision, Subscri
 from contacthub.storage.types import utcnow
 from contacthub.subscriptions import optin
 from tests.email.smtp_server import HOST, SmtpServer, smtp_server
+from tests.races import overlapping
 from tests.subscriptions.support import (
     CONSENT,
     GERMAN_TEXT,
@@ -223,6 +225,32 @@ def test_without_double_opt_in_the_form_subscribes_at_once(
     assert done is not None
     assert done.status == "subscribed"
     assert smtp.received == []
+
+
+@pytest.mark.parametrize("double_opt_in", [False, True])
+def test_two_subscriptions_of_a_new_address_at_once_answer_as_one_after_the_other(
+    database: Database, settings: Settings, double_opt_in: bool
+) -> None:
+    guid = make_newsletter(database, double_opt_in=double_opt_in)
+    signer = signing.link_signer(settings)
+
+    def subscribe(session: Session) -> optin.Subscription:
+        newsletter = optin.public_newsletter(session, guid)
+        return optin.subscribe(
+            session, newsletter, "New@example.com", "New", None, signer=signer, languages=[]
+        )
+
+    first, second = overlapping(database, subscribe)
+
+    # No 500 (IntegrityError): both get the public answer, and one confirmation email is made.
+    assert second.error is None, second.error
+    status = "pending_confirmation" if double_opt_in else "subscribed"
+    assert (first.value.status, second.value.status) == (status, status)
+    assert (first.value.confirmation is not None) is double_opt_in
+    assert second.value.confirmation is None
+    with database.read() as session:
+        rows = session.scalars(select(Subscriber.status)).all()
+    assert rows == ["unconfirmed" if double_opt_in else "subscribed"]
 
 
 def test_a_tampered_or_expired_link_confirms_nothing(

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from contacthub.email import service as email
 from contacthub.errors import Conflict, InvalidInput, NotFound
@@ -15,6 +16,7 @@ from contacthub.storage.models import AuditEvent, Delivery, FeedbackRejection, S
 from contacthub.storage.types import utcnow
 from contacthub.suppressions import rejections
 from contacthub.suppressions import service as suppressions
+from tests.races import overlapping
 
 
 def suppress_many(database: Database) -> None:
@@ -162,3 +164,23 @@ def test_rejections_are_counted_by_source_reason_and_age(database: Database) -> 
         assert (len(rest.rejections), rest.next_before) == (2, None)
         ses = rejections.latest_rejections(session, source="ses")
         assert {r.source for r in ses.rejections} == {"ses"}
+
+
+def test_two_manual_adds_of_one_address_at_once_answer_as_one_after_the_other(
+    database: Database,
+) -> None:
+    def add(session: Session) -> str:
+        return suppressions.add_manual(
+            session, "Anna@example.com", evidence="asked", source="api", actor="ada"
+        ).email
+
+    first, second = overlapping(database, add)
+
+    assert first.value == "anna@example.com"
+    # Not a 500 (IntegrityError): the answer of a second add after the first one.
+    assert isinstance(second.error, Conflict), second.error
+    assert second.error.code == "already_suppressed"
+    with database.read() as session:
+        assert session.scalars(select(Suppression.email)).all() == ["anna@example.com"]
+        added = select(AuditEvent).where(AuditEvent.action == "suppression.added")
+        assert len(session.scalars(added).all()) == 1

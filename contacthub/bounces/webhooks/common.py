@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +39,9 @@ class Intake:
     unused: list[tuple[str, str]] = field(default_factory=list)
     # Said in the JSON answer, e.g. that an SNS subscription was confirmed.
     note: str | None = None
+    # A signature token the call may be taken with only once (Mailgun's): claimed in the
+    # transaction that records the events (tokens.py), else the call is refused as replayed.
+    single_use_token: str | None = None
 
     def ignore(self, what: str) -> None:
         """An event of a kind the hub does not use (opens, clicks, ...): counted, not lost."""
@@ -141,29 +143,3 @@ def check_timestamp(value: str | None, max_age: float, *, now: float | None = No
             code="stale_timestamp",
         )
     return stamp
-
-
-class SeenTokens:
-    """Tokens seen within the replay window, so that each is taken once (Mailgun's advice).
-
-    Kept in the process: a token replayed to another worker process is not recognised here,
-    but the events it carries are still not counted twice (the processor's `(source,
-    event_id)` rule). Bounded: the oldest entries go first.
-    """
-
-    def __init__(self, max_entries: int = 100_000) -> None:
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self._max_entries = max_entries
-
-    def first_use(self, token: str, window: float, *, now: float | None = None) -> bool:
-        """True the first time `token` is seen within `window` seconds; records it."""
-        current = time.monotonic() if now is None else now
-        while self._seen:
-            oldest, seen_at = next(iter(self._seen.items()))
-            if current - seen_at <= window and len(self._seen) < self._max_entries:
-                break
-            del self._seen[oldest]
-        if token in self._seen:
-            return False
-        self._seen[token] = current
-        return True

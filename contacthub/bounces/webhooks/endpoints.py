@@ -7,7 +7,8 @@ before anything in it is believed. What every one answers, as JSON:
 - 400 `malformed`, 401 (`missing_signature`, `missing_credentials`, `bad_credentials`), 403
   (`bad_signature`, `stale_timestamp`, `replayed_token`, `unknown_topic`, `untrusted_url`),
   413 `body_too_large`, 503 (`certificate_unavailable`, `confirmation_failed`): nothing is
-  taken, and a feedback rejection is recorded and logged;
+  taken, and a feedback rejection is recorded and logged. A Mailgun token is taken in the
+  transaction that records the call's events, so a call refused or failed leaves it unused;
 - 200 with the counts otherwise. Events of unknown deliveries are rejections too, but the call
   still answers 200: retrying would not make them known, and a provider retries non-2xx calls
   for hours. A replayed event is counted as a duplicate, never twice.
@@ -26,8 +27,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from contacthub.bounces.processor import FeedbackReport, record_feedback, reject
-from contacthub.bounces.webhooks import mailgun, postmark, sendgrid, ses
-from contacthub.bounces.webhooks.common import MAX_BODY, Intake, SeenTokens
+from contacthub.bounces.webhooks import mailgun, postmark, sendgrid, ses, tokens
+from contacthub.bounces.webhooks.common import MAX_BODY, Intake
 from contacthub.email.machine import IPNetwork
 from contacthub.email.pages import parse_networks, request_client_ip
 from contacthub.errors import HubError
@@ -43,10 +44,10 @@ MAX_LISTED = 20
 
 @dataclass(slots=True)
 class WebhookState:
-    """What the webhooks keep between calls in one process."""
+    """What the webhooks keep between calls in one process (nothing a replay check needs:
+    used tokens are in the database, shared by every process)."""
 
     sns: ses.SnsClient = field(default_factory=ses.SnsClient)
-    mailgun_tokens: SeenTokens = field(default_factory=SeenTokens)
     sendgrid_key: ec.EllipticCurvePublicKey | None = None
     trusted_proxies: tuple[IPNetwork, ...] = ()
 
@@ -84,6 +85,7 @@ async def serve(request: Request, source: str, enabled: bool, read: Reader) -> R
     try:
         body = await read_body(request, MAX_BODY)
         intake = await read(request, body, hub, state)
+        report = await hub.write(lambda session: record(session, source, intake, hub.settings))
     except HubError as error:
         client = request_client_ip(request.scope, state.trusted_proxies) or "unknown address"
         reason, detail = error.code, f"{error.message} (from {client})"
@@ -93,7 +95,6 @@ async def serve(request: Request, source: str, enabled: bool, read: Reader) -> R
             scheme = "Basic" if source == postmark.SOURCE else "Signature"
             headers = {"WWW-Authenticate": f'{scheme} realm="contacthub webhooks"'}
         return json_response(error.as_dict(), error.status_code, headers)
-    report = await hub.write(lambda session: record(session, source, intake, hub.settings))
     answer: dict[str, object] = {
         "recorded": report.recorded,
         "duplicates": report.duplicates,
@@ -107,7 +108,16 @@ async def serve(request: Request, source: str, enabled: bool, read: Reader) -> R
 
 
 def record(session: Session, source: str, intake: Intake, settings: Settings) -> FeedbackReport:
-    """Record the events of one call, and one rejection per reason for the events not used."""
+    """Record the events of one call, and one rejection per reason for the events not used.
+
+    A single-use token is taken first: when it was already taken, nothing is recorded (the
+    transaction rolls back) and the call is refused (403 `replayed_token`).
+    """
+    token = intake.single_use_token
+    if token is not None and not tokens.claim(
+        session, source, token, max_age=settings.webhook_max_age
+    ):
+        raise mailgun.replayed_token()
     unused: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for reason, detail in intake.unused:
         unused[reason][detail] += 1
@@ -155,17 +165,19 @@ async def read_postmark(request: Request, body: bytes, hub: Hub, state: WebhookS
 
 
 async def read_mailgun(request: Request, body: bytes, hub: Hub, state: WebhookState) -> Intake:
-    """A Mailgun call: HMAC of timestamp + token (fresh, unused), then the event."""
+    """A Mailgun call: HMAC of timestamp + token (fresh; taken once when recorded), then the
+    event."""
     settings = hub.settings
     assert settings.mailgun_webhook_signing_key is not None
     document = mailgun.payload(body)
-    mailgun.verify(
+    token = mailgun.verify(
         document,
         signing_key=settings.mailgun_webhook_signing_key.get_secret_value(),
         max_age=settings.webhook_max_age,
-        seen=state.mailgun_tokens,
     )
-    return mailgun.events(document, hub.link_signer)
+    intake = mailgun.events(document, hub.link_signer)
+    intake.single_use_token = token
+    return intake
 
 
 async def ses_webhook(request: Request) -> Response:

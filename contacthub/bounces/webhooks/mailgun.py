@@ -3,8 +3,9 @@
 Each call's body has `signature` {timestamp, token, signature}: the signature is the hex
 HMAC-SHA256 of `timestamp + token` under the HTTP webhook signing key
 (`mailgun_webhook_signing_key`). As Mailgun advises, a timestamp more than `webhook_max_age`
-seconds off is refused, and so is a token already used within that window (the signature does
-not cover the event, so a reused one could carry another event).
+seconds off is refused, and so is a token already used (the signature does not cover the event,
+so a reused one could carry another event): the endpoint takes the token once, in the database,
+shared by every worker process (tokens.py).
 
 The delivery comes from the user variable `contacthub_delivery` (the `X-Mailgun-Variables`
 header of each copy), which Mailgun echoes in `event-data.user-variables`.
@@ -19,7 +20,6 @@ from contacthub.bounces import verp
 from contacthub.bounces.processor import FeedbackEvent
 from contacthub.bounces.webhooks.common import (
     Intake,
-    SeenTokens,
     angle_bracketed,
     as_dict,
     check_timestamp,
@@ -44,10 +44,9 @@ def payload(body: bytes) -> dict[str, object]:
     return document
 
 
-def verify(
-    document: dict[str, object], *, signing_key: str, max_age: float, seen: SeenTokens
-) -> None:
-    """Refuse a call whose signature is missing, wrong, stale, or whose token was used."""
+def verify(document: dict[str, object], *, signing_key: str, max_age: float) -> str:
+    """The signature's token, to be taken once (`tokens.claim`); refuse a call whose signature
+    is missing, wrong or stale."""
     signed = as_dict(document.get("signature"))
     timestamp, token, signature = (
         text(signed.get(name), 200) for name in ("timestamp", "token", "signature")
@@ -60,12 +59,16 @@ def verify(
     ).hexdigest()
     if not hmac.compare_digest(expected.encode("ascii"), signature.lower().encode("utf-8")):
         raise Forbidden("The Mailgun signature does not verify.", code="bad_signature")
-    # Only a verified token is remembered: made-up ones cannot fill the memory.
-    if not seen.first_use(token, max_age):
-        raise Forbidden(
-            "This signature's token was already used; Mailgun signs every call anew.",
-            code="replayed_token",
-        )
+    # Only a verified token is ever stored: made-up ones cannot fill the table.
+    return token
+
+
+def replayed_token() -> Forbidden:
+    """The refusal of a call whose token was already taken."""
+    return Forbidden(
+        "This signature's token was already used; Mailgun signs every call anew.",
+        code="replayed_token",
+    )
 
 
 def events(document: dict[str, object], signer: LinkSigner) -> Intake:

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
+from contacthub.app import create_app
 from contacthub.bounces import verp
-from contacthub.bounces.webhooks.common import SeenTokens
+from contacthub.bounces.webhooks import tokens
+from contacthub.settings import Settings
 from contacthub.storage.database import Database
+from contacthub.storage.models import WebhookToken
 from tests.bounces.support import SIGNER, SentIssue
 from tests.bounces.webhooks.conftest import ANNA, BOB, MAILGUN_KEY
 from tests.bounces.webhooks.support import mailgun_signed, stored
+from tests.races import overlapping
 
 URL = "/webhooks/email/mailgun"
 
@@ -135,13 +141,57 @@ def test_unknown_deliveries_answer_200_and_are_counted(
     assert found.rejections == {"unknown_delivery": 2}
 
 
-def test_seen_tokens_forget_after_the_window_and_stay_bounded() -> None:
-    seen = SeenTokens(max_entries=3)
-    assert seen.first_use("a", 300, now=0)
-    assert not seen.first_use("a", 300, now=299)
-    assert seen.first_use("a", 300, now=601)  # the first use is older than the window
-    for number, token in enumerate("bcd"):
-        assert seen.first_use(token, 300, now=602 + number)
-    # Full: the oldest ("a") made room.
-    assert seen.first_use("a", 300, now=700)
-    assert not seen.first_use("d", 300, now=701)
+def test_a_token_is_taken_once_across_worker_processes(
+    hub: TestClient, webhook_settings: Settings, database: Database, sent: SentIssue
+) -> None:
+    """Two app instances on one database, as two workers: a signature taken by one is refused
+    by the other, whatever event it carries."""
+    good = mailgun_signed(failed("permanent", "mg-1", ANNA, sent.token(ANNA)), MAILGUN_KEY)
+    other_event = {**good, "event-data": failed("permanent", "mg-2", BOB, sent.token(BOB))}
+    with TestClient(create_app(webhook_settings)) as second_worker:
+        assert post(hub, good).status_code == 200
+        replayed = post(second_worker, other_event)
+        assert (replayed.status_code, replayed.json()["code"]) == (403, "replayed_token")
+        # And the other way round.
+        fresh = mailgun_signed(failed("permanent", "mg-2", BOB, sent.token(BOB)), MAILGUN_KEY)
+        assert post(second_worker, fresh).status_code == 200
+        again = post(hub, {**fresh, "event-data": failed("temporary", "mg-3", ANNA, None)})
+        assert (again.status_code, again.json()["code"]) == (403, "replayed_token")
+
+    found = stored(database, "mailgun")
+    assert found.events == [
+        (sent.deliveries[ANNA], "hard_bounce", ANNA, "5.1.1"),
+        (sent.deliveries[BOB], "hard_bounce", BOB, "5.1.1"),
+    ]
+    assert found.rejections == {"replayed_token": 2}
+    with database.read() as session:
+        assert session.scalar(select(func.count()).select_from(WebhookToken)) == 2
+
+
+def test_a_refused_token_is_not_taken_and_expired_tokens_are_forgotten(
+    database: Database,
+) -> None:
+    start = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+    with database.write() as session:
+        assert tokens.claim(session, "mailgun", "a", max_age=300, now=start)
+        assert tokens.claim(session, "mailgun", "b", max_age=300, now=start)
+        assert tokens.claim(session, "other", "a", max_age=300, now=start)  # per provider
+    # Refused while a call signed with it could still pass the timestamp check (signed up to
+    # 300 s ahead, taken until 300 s after its timestamp): twice the window.
+    with database.write() as session:
+        assert not tokens.claim(
+            session, "mailgun", "a", max_age=300, now=start + timedelta(seconds=599)
+        )
+    with database.write() as session:
+        later = start + timedelta(seconds=601)
+        assert tokens.claim(session, "mailgun", "c", max_age=300, now=later)
+    with database.read() as session:
+        left = session.execute(select(WebhookToken.provider, WebhookToken.token)).all()
+    assert sorted(left) == [("mailgun", "c")]
+
+
+def test_of_two_calls_with_one_token_at_once_exactly_one_takes_it(database: Database) -> None:
+    first, second = overlapping(
+        database, lambda session: tokens.claim(session, "mailgun", "t", max_age=300)
+    )
+    assert (first.value, second.value, second.error) == (True, False, None)

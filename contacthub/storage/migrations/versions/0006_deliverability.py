@@ -38,6 +38,16 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "webhook_tokens",
+        sa.Column("provider", sa.String(length=20), nullable=False),
+        sa.Column("token", sa.String(length=200), nullable=False),
+        sa.Column("seen_at", contacthub.storage.types.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("provider", "token", name=op.f("pk_webhook_tokens")),
+    )
+    with op.batch_alter_table("webhook_tokens", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_webhook_tokens_seen_at"), ["seen_at"], unique=False)
+
+    op.create_table(
         "send_rate_buckets",
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("tokens", sa.Float(), nullable=False),
@@ -220,6 +230,10 @@ def downgrade() -> None:
 
     op.drop_table("delivery_events")
     op.drop_table("send_rate_buckets")
+    with op.batch_alter_table("webhook_tokens", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_webhook_tokens_seen_at"))
+
+    op.drop_table("webhook_tokens")
     with op.batch_alter_table("feedback_rejections", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_feedback_rejections_created_at"))
 
