@@ -29,6 +29,7 @@ CURSORS = {
     "/admin/groups/{key}": {"after"},
     "/admin/suppressions": {"before"},
     "/admin/deliverability": {"before"},
+    "/admin/issues/{guid}/engagement": {"after"},
 }
 REFUSING_2_31 = {
     "/admin/issues",
@@ -36,6 +37,7 @@ REFUSING_2_31 = {
     "/admin/contacts",
     "/admin/groups/{key}",
     "/admin/suppressions",
+    "/admin/issues/{guid}/engagement",
 }
 
 
