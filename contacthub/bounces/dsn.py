@@ -189,7 +189,9 @@ def read_message(raw: bytes) -> Message:
     ).encode("ascii") + b"\n".join(lines)
     parsed = email.message_from_bytes(stand_in, policy=email.policy.compat32)
     if _SHARED_BOUNDARY in (parsed.epilogue or "") or any(
-        part.get_boundary() == boundary for part in parsed.walk() if part.is_multipart()
+        part.get_boundary() == boundary
+        for part in parsed.walk()
+        if part is not parsed and part.is_multipart()
     ):  # delimiter lines after the closing one, or a part nested under the same boundary
         return email.message_from_bytes(raw, policy=email.policy.compat32)
     head.set_payload(parsed.get_payload())
