@@ -112,7 +112,7 @@ def issue_stats(database: Database, issue: str) -> stats.IssueStats:
 
 
 def feedback(database: Database) -> tuple[object, ...]:
-    """Everything the feedback left in the store (events, suppressions, statistics' inputs)."""
+    """What the feedback left in the store: the events of each source and the suppressions."""
     return (
         stored(database, "smtp").events,
         stored(database, "mailgun").events,
