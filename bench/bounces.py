@@ -7,7 +7,7 @@ hard bounces (Postfix style, with the original's headers), 20 % soft (failed 4.4
 style, with the original attached) and 10 % ARF complaints. Then it measures, in this run:
 
 - the baseline: parsing the N messages with the standard library's email parser alone
-  (`email.message_from_bytes`, the parser bounces/dsn.py uses), nothing stored;
+  (`email.message_from_bytes`, whose result bounces/dsn.py reads), nothing stored;
 - end to end: `dsn.record_messages` in units of work of 100 messages (as the IMAP poll does):
   parse, resolve the deliveries, store the events, suppress the addresses, commit;
 - the replay: the same N messages again, every event recognised as a duplicate;

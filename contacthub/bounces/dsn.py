@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
-from email.parser import HeaderParser
+from email.parser import BytesHeaderParser, HeaderParser
 from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
 
 from sqlalchemy.orm import Session
@@ -126,7 +126,7 @@ def parse_bounce(
     if not raw or not raw.strip():
         return ParsedBounce(rejection=MALFORMED, detail="The message is empty.")
     try:
-        message = email.message_from_bytes(raw, policy=email.policy.compat32)
+        message = read_message(raw)
     except Exception as error:  # the parser is lenient; anything it still trips on is bad input
         return ParsedBounce(rejection=MALFORMED, detail=f"Unreadable message: {error}")
     if not message.keys():
@@ -136,6 +136,68 @@ def parse_bounce(
         return context.parse()
     except (LookupError, ValueError, TypeError, UnicodeError, AttributeError) as error:
         return ParsedBounce(rejection=MALFORMED, detail=f"{context.describe()}: {error}")
+
+
+# The top-level boundary every multipart bounce is re-parsed with (see `read_message`).
+_SHARED_BOUNDARY = "contacthub-bounce-part-8f1c2a"
+_SHARED_DELIMITER = b"--" + _SHARED_BOUNDARY.encode("ascii")
+
+
+def read_message(raw: bytes) -> Message:
+    """`email.message_from_bytes(raw, policy=compat32)`, the same message, in less time.
+
+    The standard library's parser compiles a regular expression for each multipart's boundary,
+    and every bounce has its own boundary: that compile was a third of the time taken to read a
+    DSN. So the top-level header fields are read alone, the body's delimiter lines are given one
+    shared boundary (already compiled after the first message), the body is parsed under a
+    header naming it, and its parts are put back under the original header fields, unchanged.
+    Whenever that cannot be done exactly (not multipart, no boundary, bare CR line ends, a
+    header block ended by a line that is not a field, the shared boundary occurring in the
+    message, no closing delimiter), the message is parsed as it is.
+    """
+    if raw.count(b"\r") != raw.count(b"\r\n"):  # bare CRs end lines too: leave it as it is
+        return email.message_from_bytes(raw, policy=email.policy.compat32)
+    header_end = raw.find(b"\r\n\r\n")
+    separator = 4
+    if header_end < 0 or raw.find(b"\n\n", 0, header_end) >= 0:
+        header_end, separator = raw.find(b"\n\n"), 2
+    if header_end < 0:
+        return email.message_from_bytes(raw, policy=email.policy.compat32)
+    head = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw[: header_end + 2])
+    if head.get_payload():  # a line that is not a header field ended the header block early
+        return email.message_from_bytes(raw, policy=email.policy.compat32)
+    boundary = head.get_boundary() if head.get_content_maintype() == "multipart" else None
+    body = raw[header_end + separator :]
+    if not boundary or not boundary.isascii() or _SHARED_DELIMITER in raw:
+        return email.message_from_bytes(raw, policy=email.policy.compat32)
+    delimiter = b"--" + boundary.encode("ascii")
+    lines = body.split(b"\n")
+    closed = False
+    for index, line in enumerate(lines):
+        if not line.startswith(delimiter):
+            continue
+        rest = line[len(delimiter) :].rstrip(b"\r")
+        closing = rest.startswith(b"--")
+        if rest[2:].strip(b" \t") if closing else rest.strip(b" \t"):
+            continue  # a longer word that starts like the delimiter: not a delimiter line
+        lines[index] = _SHARED_DELIMITER + line[len(delimiter) :]
+        closed = closed or closing
+    if not closed:
+        return email.message_from_bytes(raw, policy=email.policy.compat32)
+    stand_in = (
+        f'Content-Type: {head.get_content_type()}; boundary="{_SHARED_BOUNDARY}"\r\n\r\n'
+    ).encode("ascii") + b"\n".join(lines)
+    parsed = email.message_from_bytes(stand_in, policy=email.policy.compat32)
+    if _SHARED_BOUNDARY in (parsed.epilogue or "") or any(
+        part.get_boundary() == boundary
+        for part in parsed.walk()
+        if part is not parsed and part.is_multipart()
+    ):  # delimiter lines after the closing one, or a part nested under the same boundary
+        return email.message_from_bytes(raw, policy=email.policy.compat32)
+    head.set_payload(parsed.get_payload())
+    head.preamble, head.epilogue = parsed.preamble, parsed.epilogue
+    head.defects.extend(parsed.defects)
+    return head
 
 
 class _Context:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contacthub.bounces import verp
+from contacthub.bounces import dsn, verp
 from contacthub.bounces.dsn import MALFORMED, NOT_A_BOUNCE, ParsedBounce, parse_bounce
 from tests.bounces.support import SIGNER
 
@@ -236,3 +238,67 @@ def test_a_plain_bounce_with_the_original_attached_reads_only_the_notice() -> No
     (event,) = parse(raw).events
     assert (event.email, event.kind, event.status_code) == (ANNA, "soft_bounce", "4.2.2")
     assert event.delivery_id == DELIVERY
+
+
+# -- the parser's shortcut (dsn.read_message) gives the standard library's message ------------
+
+MULTIPART = (
+    "From: MAILER-DAEMON@mx.example.org\n"
+    "Subject: Undelivered\n"
+    'Content-Type: multipart/report; report-type=delivery-status; boundary="{b}"\n'
+    "\n"
+    "preamble\n"
+    "{body}"
+)
+EDGE_CASES = {
+    "plain": "--b1\nContent-Type: text/plain\n\nhello\n--b1--\nepilogue\n",
+    "delimiter-like word": "--b1\n\n--b1x is not a delimiter\n--b1 \t\n\nsecond\n--b1-- \n",
+    "after the closing": "--b1\n\none\n--b1--\n--b1\n\nnot a part\n--b1--\n",
+    "no closing": "--b1\n\nnever closed\n",
+    "nested, same boundary": (
+        '--b1\nContent-Type: multipart/mixed; boundary="b1"\n\n--b1\n\ninner\n--b1--\n--b1--\n'
+    ),
+    "nested, own boundary": (
+        '--b1\nContent-Type: multipart/alternative; boundary="b2"\n\n'
+        "--b2\n\ntext\n--b2\nContent-Type: text/html\n\n<p>html</p>\n--b2--\n"
+        "--b1\nContent-Type: message/rfc822\n\nSubject: original\n\nbody\n--b1--\n"
+    ),
+}
+
+
+def _same_as_stdlib(raw: bytes) -> None:
+    mine = dsn.read_message(raw)
+    theirs = email.message_from_bytes(raw, policy=email.policy.compat32)
+    assert mine.as_bytes() == theirs.as_bytes()
+    assert [(p.get_content_type(), p.items()) for p in mine.walk()] == [
+        (p.get_content_type(), p.items()) for p in theirs.walk()
+    ]
+    assert (mine.preamble, mine.epilogue) == (theirs.preamble, theirs.epilogue)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.eml")))
+def test_the_parser_shortcut_reads_every_fixture_as_the_standard_library_does(name: str) -> None:
+    _same_as_stdlib(fixture(name))
+    _same_as_stdlib(fixture(name).replace(b"\r\n", b"\n"))
+
+
+@pytest.mark.parametrize("case", sorted(EDGE_CASES))
+@pytest.mark.parametrize("line_end", ["\n", "\r\n", "\r"])
+def test_the_parser_shortcut_reads_odd_multiparts_as_the_standard_library_does(
+    case: str, line_end: str
+) -> None:
+    text = MULTIPART.format(b="b1", body=EDGE_CASES[case])
+    _same_as_stdlib(text.replace("\n", line_end).encode())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    name=st.sampled_from(sorted(p.name for p in FIXTURES.glob("*.eml"))),
+    cut=st.integers(min_value=0, max_value=4000),
+    noise=st.binary(max_size=40),
+)
+def test_the_parser_shortcut_reads_corrupted_reports_as_the_standard_library_does(
+    name: str, cut: int, noise: bytes
+) -> None:
+    raw = fixture(name)
+    _same_as_stdlib(raw[:cut] + noise + raw[cut + len(noise) :])
