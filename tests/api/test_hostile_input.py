@@ -25,6 +25,7 @@ REFUSING_2_31 = {
     "/api/contacts",
     "/api/groups/{name}/members",
     "/api/suppressions",
+    "/api/issues/{guid}/engagement/people",
 }
 
 
