@@ -188,20 +188,40 @@ async def start_send(
         lambda session: service.refuse_if_group_deleted(service.get_issue(session, guid))
     )
     run = registry.begin(guid, actor)
+    registry.launch(run, send_work(hub, guid, actor=actor, retry_in_doubt=retry_in_doubt))
+    return run
+
+
+def send_work(
+    hub: Hub,
+    guid: uuid.UUID,
+    *,
+    actor: str | None = None,
+    retry_in_doubt: bool = False,
+    stopping: Callable[[], bool] | None = None,
+) -> Work:
+    """A run of `sending.send_with_settings` for the issue, reporting to its `SendRun`: what
+    every background send (a request, a fired schedule, the retry job) launches. `actor` is who
+    the audit log names (None: nothing recorded); `stopping()` true ends the run after its
+    current message, as `SendRun.stop` does."""
 
     def work(run: SendRun) -> SendReport:
+        def progress(handled: int, to_send: int) -> None:
+            if stopping is not None and stopping():
+                run.stop.set()
+            run.progress(handled, to_send)
+
         return sending.send_with_settings(
             hub.database,
             hub.settings,
             str(guid),
             signer=hub.link_signer,
-            progress=run.progress,
+            progress=progress,
             retry_in_doubt=retry_in_doubt,
             actor=actor,
         )
 
-    registry.launch(run, work)
-    return run
+    return work
 
 
 def retry_interval(settings: Settings) -> float:
@@ -228,16 +248,6 @@ def retry_due(hub: Hub, registry: SendRegistry, stopping: Callable[[], bool]) ->
         except Conflict:
             continue  # being sent by this process right now
 
-        def progress(handled: int, to_send: int, run: SendRun = run) -> None:
-            if stopping():
-                run.stop.set()
-            run.progress(handled, to_send)
-
-        def work(run: SendRun, guid: uuid.UUID = guid) -> SendReport:
-            return sending.send_with_settings(
-                hub.database, settings, str(guid), signer=hub.link_signer, progress=progress
-            )
-
-        registry.run_here(run, work)
+        registry.run_here(run, send_work(hub, guid, stopping=stopping))
         resumed += 1
     return resumed

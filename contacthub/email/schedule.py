@@ -38,9 +38,8 @@ from sqlalchemy import and_, update
 from sqlalchemy.orm import Session
 
 from contacthub.audit import service as audit
-from contacthub.email import background, repository, sending, service
+from contacthub.email import background, repository, service
 from contacthub.email.background import SendRegistry, SendRun
-from contacthub.email.sending import SendReport
 from contacthub.errors import Conflict, InvalidInput
 from contacthub.hub import Hub
 from contacthub.storage.database import Database
@@ -281,29 +280,13 @@ def fire_due(
 # -- sending in the hub's background -------------------------------------------------------------
 
 
-def _send_work(hub: Hub, guid: uuid.UUID, actor: str | None) -> background.Work:
-    """A background send run of the issue, as `background.start_send` runs one."""
-
-    def work(run: SendRun) -> SendReport:
-        return sending.send_with_settings(
-            hub.database,
-            hub.settings,
-            str(guid),
-            signer=hub.link_signer,
-            progress=run.progress,
-            actor=actor,
-        )
-
-    return work
-
-
 def background_start(hub: Hub, registry: SendRegistry) -> Start:
     """How the hub's job sends a claimed schedule: a run in this process's send registry (the
     issue page shows its progress; the hub's shutdown stops it after its current message)."""
 
     def start(fired: Fired) -> None:
         run = registry.begin(fired.issue_guid, fired.actor)
-        registry.launch(run, _send_work(hub, fired.issue_guid, fired.actor))
+        registry.launch(run, background.send_work(hub, fired.issue_guid, actor=fired.actor))
 
     return start
 
@@ -312,5 +295,5 @@ def start_confirmed_send(hub: Hub, registry: SendRegistry, guid: uuid.UUID, acto
     """Send an issue whose missed schedule `actor` just confirmed (`confirm_schedule`), in the
     background; the run records no `issue.send_started` (the confirmation is its record)."""
     run = registry.begin(guid, actor)
-    registry.launch(run, _send_work(hub, guid, None))
+    registry.launch(run, background.send_work(hub, guid))
     return run
