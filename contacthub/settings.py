@@ -248,6 +248,53 @@ class Settings(BaseSettings):
         gt=0,
         description="Hours a double opt-in subscription may stay unconfirmed before it is deleted.",
     )
+    ingest_dedupe_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="Days a `messageId` or `Idempotency-Key` is remembered: a retry within this "
+        "window is answered as the first request and stores nothing new.",
+    )
+    webhook_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds an outgoing webhook call may take before it counts as failed.",
+    )
+    webhook_max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="Tries of an event at one endpoint before its delivery is dead (dead letter).",
+    )
+    webhook_retry_delay: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds before a failed webhook call is tried again; doubled after each "
+        "try, with jitter, up to `webhook_retry_max_delay`.",
+    )
+    webhook_retry_max_delay: float = Field(
+        default=21_600.0,
+        gt=0,
+        description="Longest wait between two tries of a webhook call.",
+    )
+    webhook_dispatch_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between two looks of the webhook dispatcher for new events.",
+    )
+    retention_interval: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds between two runs of the retention job.",
+    )
+    retention_batch_size: int = Field(
+        default=5000,
+        ge=1,
+        description="Rows the retention job deletes per transaction (short write locks).",
+    )
+    partition_months_ahead: int = Field(
+        default=3,
+        ge=1,
+        description="PostgreSQL: months of activity and email-hit partitions kept created ahead.",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses or CIDR ranges of the reverse proxies in front of the hub, e.g. "

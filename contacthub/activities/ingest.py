@@ -29,6 +29,7 @@ from contacthub.channels.service import Principal, check_key
 from contacthub.consents import repository as consent_repository
 from contacthub.contacts.service import apply_data_input
 from contacthub.errors import Forbidden, HubError, NotFound
+from contacthub.events import outbox
 from contacthub.storage.models import ActivityType, Contact
 
 ACCEPTED: dict[str, Any] = {"status": 202}
@@ -81,6 +82,7 @@ def process_batch(session: Session, jobs: Sequence[IngestJob]) -> list[IngestOut
         results = _log_all(session, job, principal.channel_id, contact_id, context, rows)
         outcomes.append(IngestOutcome(results=results))
     repository.insert_activities(session, rows)
+    outbox.emit_activities(session, rows)
     return outcomes
 
 

@@ -116,3 +116,13 @@ def driver_cursor(session: Session) -> Iterator[Any]:
         yield cursor
     finally:
         cursor.close()
+
+
+def insert_or_ignore(session: Session, table: Any, index: list[str]) -> Any:
+    """An INSERT into `table` that skips rows whose `index` columns already exist (`ON CONFLICT
+    DO NOTHING`), in the session's dialect; add `.values()` and `.returning()` as needed."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=index)

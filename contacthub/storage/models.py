@@ -648,3 +648,156 @@ class WebhookToken(Base):
     provider: Mapped[str] = mapped_column(String(20), primary_key=True)
     token: Mapped[str] = mapped_column(String(200), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IngestMessageId(Base):
+    """A client-chosen `messageId` of an activity stored on a channel, kept for the dedupe
+    window so that a retried activity is answered as the first time and stored once.
+
+    `result` is the item's answer when it was more than a plain 202 (a data input that went to
+    another contact), as JSON; None for a plain 202.
+    """
+
+    __tablename__ = "ingest_message_ids"
+    __table_args__ = (Index(None, "created_at"),)
+
+    channel_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    result: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """An `Idempotency-Key` a channel's client sent with a request, and the answer it got.
+
+    `scope` names the endpoint (`activities`, `contacts`, `consent`); `request_hash` is a
+    SHA-256 of what the request asked for, so that the same key with another request is refused
+    rather than answered with the first one's result. `status` and `response` are None while the
+    request that claimed the key has not finished (they are set in the same transaction).
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index(None, "created_at"),)
+
+    channel_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(20), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """A URL the hub posts events to, signed with its secret (docs/webhooks.md).
+
+    The secret signs each call, so it is kept as given, not hashed: the hub must compute the
+    same HMAC as the receiver. `events` is a JSON list of event types (`["*"]` for every one);
+    `activity_types` and `channel_ids` (JSON lists, None for any) narrow `activity.stored`.
+    """
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guid: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(100))
+    events: Mapped[str] = mapped_column(Text, default='["*"]')
+    activity_types: Mapped[str | None] = mapped_column(Text)
+    channel_ids: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(254), default="")
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxEvent(Base):
+    """An event written in the same transaction as the change it describes (the outbox).
+
+    `payload` is the JSON body receivers get. `contact_id` orders a contact's events (no
+    foreign key: the `contact.erased` event outlives its contact). `dispatched_at` is set once
+    the dispatcher has made a delivery of it for every endpoint that wants it.
+    """
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (Index(None, "dispatched_at", "id"), Index(None, "created_at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    type: Mapped[str] = mapped_column(String(50))
+    contact_id: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """One event owed to one endpoint: `pending` (due at `next_attempt_at`), `delivered` or
+    `dead` (given up after the configured number of tries; retry or replay sends it again)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id"),
+        # Named: the convention would name both after their first column.
+        Index("ix_webhook_deliveries_due", "endpoint_id", "state", "next_attempt_at"),
+        Index("ix_webhook_deliveries_contact_order", "endpoint_id", "contact_id", "event_id"),
+        Index(None, "event_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("outbox_events.id", ondelete="CASCADE")
+    )
+    contact_id: Mapped[int | None] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RetentionPolicy(Base):
+    """How long one kind of data is kept (`kind`; for activities also `activity_type`, '' for
+    every type without a policy of its own). No row: kept forever."""
+
+    __tablename__ = "retention_policies"
+
+    kind: Mapped[str] = mapped_column(String(30), primary_key=True)
+    activity_type: Mapped[str] = mapped_column(String(100), primary_key=True, default="")
+    days: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(254), default="")
+
+
+class RetentionRun(Base):
+    """One run of the retention job: what it deleted (`deleted`, JSON counts per kind), how
+    long it took, and the error that stopped it, if one did."""
+
+    __tablename__ = "retention_runs"
+    __table_args__ = (Index(None, "started_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted: Mapped[str] = mapped_column(Text, default="{}")
+    partitions_dropped: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(254), default="")
+
+
+class JobLease(Base):
+    """Which hub process runs a job that must run in one process at a time (the webhook
+    dispatcher, retention), until when. Taken and renewed in storage/leases.py."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

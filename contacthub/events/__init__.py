@@ -1,0 +1,1 @@
+"""Events out: the transactional outbox, outgoing webhooks, their endpoints (docs/webhooks.md)."""
