@@ -723,7 +723,12 @@ class OutboxEvent(Base):
     """
 
     __tablename__ = "outbox_events"
-    __table_args__ = (Index(None, "dispatched_at", "id"), Index(None, "created_at"))
+    __table_args__ = (
+        Index(None, "dispatched_at", "id"),
+        Index(None, "created_at"),
+        # A contact's events in order: erasure deletes them, the dispatcher keeps their order.
+        Index(None, "contact_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
