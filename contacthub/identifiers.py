@@ -133,32 +133,70 @@ def refuse_nul(text: str, field: str) -> str:
     return text
 
 
-def base_url(text: str, what: str, *, code: str, field: str | None = None) -> str:
-    """An absolute http(s) URL that others are built on (a newsletter's site, the hub behind a
-    proxy): no query, fragment or credentials, at most 500 characters; without a trailing slash.
+def web_url(
+    text: str,
+    what: str,
+    *,
+    code: str,
+    field: str | None = None,
+    maximum: int,
+    query: bool = True,
+    given: str | None = None,
+) -> str:
+    """An absolute http(s) URL the hub calls or builds on: a host, no fragment, no credentials,
+    no spaces, at most `maximum` characters; a query only if `query`. The one URL rule of the
+    hub's settings (base URLs, the hub behind a proxy, webhook endpoints).
 
-    `what` names it in the messages ("base URL", "hub URL").
+    `what` names it in the messages ("base URL", "webhook URL"); `given`, the text as typed.
     """
-    url = text.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    url = text.strip()
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. "http://[::1": a bracket that never closes
+        host = None
+    if not host or parts.scheme not in ("http", "https"):
         raise InvalidInput(
             f"The {what} must be an absolute http(s) URL, e.g. https://www.example.com "
-            f"({text!r} given).",
+            f"({text if given is None else given!r} given).",
             code=code,
             field=field,
         )
-    if parts.query or parts.fragment or "#" in url or parts.username or parts.password:
+    if (
+        (parts.query and not query)
+        or parts.fragment
+        or "#" in url
+        or parts.username
+        or parts.password
+    ):
+        refused = "a fragment" if query else "a query, a fragment"
         raise InvalidInput(
-            f"The {what} may not carry a query, a fragment or credentials.", code=code, field=field
+            f"The {what} may not carry {refused} or credentials.", code=code, field=field
         )
-    if len(url) > MAX_BASE_URL or any(c.isspace() for c in url):
+    if len(url) > maximum or any(c.isspace() or not c.isprintable() for c in url):
         raise InvalidInput(
-            f"The {what} has at most {MAX_BASE_URL} characters and no spaces.",
+            f"The {what} has at most {maximum} characters and no spaces.",
             code=code,
             field=field,
         )
     return url
+
+
+def base_url(text: str, what: str, *, code: str, field: str | None = None) -> str:
+    """An absolute http(s) URL that others are built on (a newsletter's site, the hub behind a
+    proxy): `web_url` without a query, at most 500 characters; without a trailing slash.
+
+    `what` names it in the messages ("base URL", "hub URL").
+    """
+    return web_url(
+        text.strip().rstrip("/"),
+        what,
+        code=code,
+        field=field,
+        maximum=MAX_BASE_URL,
+        query=False,
+        given=text,
+    )
 
 
 def refuse_nul_within(value: object, field: str = "") -> None:

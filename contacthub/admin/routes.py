@@ -20,6 +20,7 @@ from contacthub.admin import (
     issues,
     suppressions,
     users,
+    webhooks,
 )
 
 
@@ -40,6 +41,7 @@ def admin_routes() -> list[BaseRoute]:
         *email.routes,
         *issues.routes,
         *suppressions.routes,
+        *webhooks.routes,
         Mount(
             "/admin/static",
             StaticFiles(packages=[("contacthub.admin", "static")]),

@@ -34,6 +34,8 @@ _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "key_id": _ID,
     "origin_id": _ID,
     "number": _ID,
+    # Deliveries are BigInteger rows.
+    "delivery_id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
     "guid": {"type": "string", "format": "uuid"},
     "code": {"type": "string", **(CODE_NAME.extra_json_schema or {})},
     "language": {"type": "string", **(LANGUAGE.extra_json_schema or {})},

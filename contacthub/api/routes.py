@@ -21,6 +21,7 @@ from contacthub.api import (
     openapi,
     suppressions,
     users,
+    webhooks,
 )
 from contacthub.api.routing import ApiRouter
 from contacthub.http import json_response
@@ -40,6 +41,7 @@ ROUTERS: list[ApiRouter] = [
     email.router,
     engagement.router,
     suppressions.router,
+    webhooks.router,
 ]
 
 

@@ -75,6 +75,14 @@ ACTIONS = frozenset(
         "issue.engagement_exported",
         "newsletter.updated",
         "suppression.list_exported",
+        "webhook.created",
+        "webhook.updated",
+        "webhook.enabled",
+        "webhook.disabled",
+        "webhook.deleted",
+        "webhook.secret_rotated",
+        "webhook.retried",
+        "webhook.replayed",
     }
 )
 

@@ -18,6 +18,7 @@ from contacthub.cli.groups import group_app
 from contacthub.cli.output import Commands
 from contacthub.cli.suppressions import suppression_app
 from contacthub.cli.users import token_app, user_app
+from contacthub.cli.webhooks import webhooks_app
 
 app = typer.Typer(
     help="contacthub: the central hub for contacts, consents, activities and emails.",
@@ -45,3 +46,4 @@ app.add_typer(suppression_app, name="suppression")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(bounces_app, name="bounces")
+app.add_typer(webhooks_app, name="webhooks")
