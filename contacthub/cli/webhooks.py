@@ -55,6 +55,18 @@ def _short(record: dict[str, Any]) -> dict[str, Any]:
     return {k: record[k] for k in columns}
 
 
+# The columns a table of deliveries has room for.
+DELIVERY_COLUMNS = (
+    "id",
+    "event_type",
+    "state",
+    "attempts",
+    "last_attempt_at",
+    "last_status",
+    "last_error",
+)
+
+
 def delivery_record(d: service.DeliveryView) -> dict[str, Any]:
     return {
         "id": d.id,
@@ -190,6 +202,8 @@ def webhooks_deliveries(
     """An endpoint's latest deliveries, newest first: state, attempts, last status or error."""
     with unit_of_work(write=False) as session:
         rows = [delivery_record(d) for d in service.recent_deliveries(session, guid, limit)]
+    if not as_json:
+        rows = [{k: r[k] for k in DELIVERY_COLUMNS} for r in rows]
     emit(rows, as_json, "Deliveries")
 
 

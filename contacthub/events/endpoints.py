@@ -218,9 +218,7 @@ def list_endpoints(session: Session) -> Sequence[WebhookEndpoint]:
 
 
 def _channel_names(session: Session) -> dict[int, str]:
-    return {
-        channel_id: name for channel_id, name in session.execute(select(Channel.id, Channel.name))
-    }
+    return dict(session.execute(select(Channel.id, Channel.name)))
 
 
 def view(

@@ -55,10 +55,12 @@ def test_the_management_api_states_its_limits(client: TestClient) -> None:
                 assert schema["minimum"] in (0, 1), (method, path)
                 assert schema["maximum"] in (MAX_ID, MAX_BIG_ID), (method, path)
             elif parameter["name"].endswith("_id"):
-                assert schema == {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+                # Deliveries are BigInteger rows; every other id is an Integer.
+                top = MAX_BIG_ID if parameter["name"] == "delivery_id" else MAX_ID
+                assert schema == {"type": "integer", "minimum": 1, "maximum": top}
             elif parameter["name"] == "guid":
                 assert schema == {"type": "string", "format": "uuid"}
-    assert (limits, cursors) == (10, 10)
+    assert (limits, cursors) == (11, 10)
     contacts = document["paths"]["/api/contacts"]["get"]["parameters"]
     sort = next(p for p in contacts if p["name"] == "sort")
     assert "-created" in sort["schema"]["enum"]
