@@ -218,7 +218,7 @@ def list_endpoints(session: Session) -> Sequence[WebhookEndpoint]:
 
 
 def _channel_names(session: Session) -> dict[int, str]:
-    return dict(session.execute(select(Channel.id, Channel.name)))
+    return dict(session.execute(select(Channel.id, Channel.name)).all())
 
 
 def view(

@@ -31,10 +31,12 @@ from typer.testing import CliRunner
 from contacthub.audit import service as audit
 from contacthub.cli.main import app
 from contacthub.email import service as email
+from contacthub.events import endpoints as webhooks
+from contacthub.events import outbox
 from contacthub.groups import service as groups
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
-from contacthub.storage.models import AuditEvent, Contact
+from contacthub.storage.models import AuditEvent, Contact, OutboxEvent, WebhookDelivery
 from contacthub.storage.types import utcnow
 from contacthub.suppressions import service as suppressions
 from contacthub.users import service as users
@@ -306,6 +308,49 @@ def _export_suppressions_from_api(entry: Entry) -> None:
     )
     assert answer.status_code == 200, answer.text
     assert len(answer.text.splitlines()) == 2  # the header and the one suppression
+
+
+HOOK = "https://crm.example.com/hooks/contacthub"
+HOOK_EVENTS = ["contact.created", "contact.updated"]
+SINCE = "2026-01-01T00:00:00+00:00"
+
+
+def _hook(entry: Entry) -> str:
+    """The GUID of the webhook endpoint the steps made."""
+    with entry.database.read() as session:
+        [endpoint] = webhooks.list_endpoints(session)
+        return str(endpoint.guid)
+
+
+def _create_hook_from_admin(entry: Entry) -> None:
+    assert entry.client is not None
+    answer = entry.client.post(
+        "/admin/webhooks/new",
+        data={"name": "CRM", "url": HOOK, "events": HOOK_EVENTS, "csrf_token": entry.csrf},
+    )
+    assert answer.status_code == 200, answer.text
+    assert "whsec_" in answer.text
+
+
+def _update_hook_from_admin(entry: Entry) -> None:
+    assert entry.client is not None
+    answer = entry.client.post(
+        f"/admin/webhooks/{_hook(entry)}/edit",
+        data={"name": "CRM", "url": HOOK + "?v=2", "events": HOOK_EVENTS, "csrf_token": entry.csrf},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+
+
+def _kill_a_delivery(entry: Entry) -> None:
+    """An event the endpoint was owed, given up after its tries (delivery 1 in every run)."""
+    with entry.database.write() as session:
+        outbox.emit(session, outbox.CONTACT_UPDATED, contact_id=None, data={"contact": None})
+        [event] = session.scalars(select(OutboxEvent.id)).all()
+        endpoint_id = webhooks.get_endpoint(session, _hook(entry)).id
+        session.add(
+            WebhookDelivery(endpoint_id=endpoint_id, event_id=event, state="dead", attempts=8)
+        )
 
 
 STEPS: list[Step] = [
@@ -907,6 +952,85 @@ STEPS: list[Step] = [
         ),
         api=lambda e: e.call("DELETE", f"/api/contacts/{e.contact_of(ANNA)}"),
         cli=lambda e: e.run("contact", "erase", e.contact_of(ANNA), "--yes"),
+    ),
+    # Webhook endpoints (h-endpoints), and what operators do with their deliveries.
+    Step(
+        "webhook.created",
+        "CRM",
+        {
+            "guid": ANY_GUID,
+            "url": HOOK,
+            "events": HOOK_EVENTS,
+            "activity_types": None,
+            "channels": None,
+            "enabled": True,
+        },
+        admin=_create_hook_from_admin,
+        api=lambda e: e.call(
+            "POST", "/api/webhooks", {"name": "CRM", "url": HOOK, "events": HOOK_EVENTS}
+        ),
+        cli=lambda e: e.run(
+            "webhooks", "add", "CRM", HOOK, "--event", HOOK_EVENTS[0], "--event", HOOK_EVENTS[1]
+        ),
+    ),
+    Step(
+        "webhook.updated",
+        "CRM",
+        {"guid": ANY_GUID, "url": HOOK + "?v=2"},
+        admin=_update_hook_from_admin,
+        api=lambda e: e.call("PATCH", f"/api/webhooks/{_hook(e)}", {"url": HOOK + "?v=2"}),
+        cli=lambda e: e.run("webhooks", "update", _hook(e), "--url", HOOK + "?v=2"),
+    ),
+    Step(
+        "webhook.disabled",
+        "CRM",
+        {"guid": ANY_GUID},
+        admin=lambda e: e.form(f"/admin/webhooks/{_hook(e)}/disable"),
+        api=lambda e: e.call("PATCH", f"/api/webhooks/{_hook(e)}", {"enabled": False}),
+        cli=lambda e: e.run("webhooks", "disable", _hook(e)),
+    ),
+    Step(
+        "webhook.enabled",
+        "CRM",
+        {"guid": ANY_GUID},
+        admin=lambda e: e.form(f"/admin/webhooks/{_hook(e)}/enable"),
+        api=lambda e: e.call("PATCH", f"/api/webhooks/{_hook(e)}", {"enabled": True}),
+        cli=lambda e: e.run("webhooks", "enable", _hook(e)),
+    ),
+    Step(
+        "webhook.secret_rotated",
+        "CRM",
+        {"guid": ANY_GUID},
+        admin=lambda e: e.form(f"/admin/webhooks/{_hook(e)}/rotate-secret"),
+        api=lambda e: e.call("POST", f"/api/webhooks/{_hook(e)}/rotate-secret"),
+        cli=lambda e: e.run("webhooks", "rotate-secret", _hook(e)),
+    ),
+    Step(
+        "webhook.retried",
+        "CRM",
+        {"guid": ANY_GUID, "delivery": 1, "event": ANY_GUID},
+        setup=_kill_a_delivery,
+        admin=lambda e: e.form("/admin/webhook-deliveries/1/retry"),
+        api=lambda e: e.call("POST", "/api/webhook-deliveries/1/retry"),
+        cli=lambda e: e.run("webhooks", "retry", "1"),
+    ),
+    Step(
+        "webhook.replayed",
+        "CRM",
+        {"guid": ANY_GUID, "since": SINCE, "events": 1},
+        admin=lambda e: e.form(f"/admin/webhooks/{_hook(e)}/replay", since="2026-01-01T00:00"),
+        api=lambda e: e.call(
+            "POST", f"/api/webhooks/{_hook(e)}/replay", {"since": "2026-01-01T00:00:00Z"}
+        ),
+        cli=lambda e: e.run("webhooks", "replay", _hook(e), "--since", "2026-01-01"),
+    ),
+    Step(
+        "webhook.deleted",
+        "CRM",
+        {"guid": ANY_GUID},
+        admin=lambda e: e.form(f"/admin/webhooks/{_hook(e)}/delete"),
+        api=lambda e: e.call("DELETE", f"/api/webhooks/{_hook(e)}"),
+        cli=lambda e: e.run("webhooks", "remove", _hook(e)),
     ),
 ]
 
