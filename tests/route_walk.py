@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -19,8 +20,11 @@ from contacthub.channels import cors
 from contacthub.channels import service as channels
 from contacthub.contacts import service as contacts
 from contacthub.email import service as email
+from contacthub.events import endpoints as webhooks
+from contacthub.events import outbox
 from contacthub.groups import service as groups
 from contacthub.storage.database import Database
+from contacthub.storage.models import OutboxEvent, WebhookDelivery
 from contacthub.suppressions import service as suppressions
 from contacthub.users import service as users
 from tests import factories
@@ -63,7 +67,8 @@ def walked_routes(app: object, prefix: str, skip: str) -> list[Walked]:
 def world(database: Database) -> dict[str, dict[str, str]]:
     """A channel with a key, a consent, a custom type, a contact, a newsletter with a
     subscriber and an issue, a user with a token, an allowed origin, a dynamic group and a
-    static one with the contact in it: the path values of each,
+    static one with the contact in it, a webhook endpoint with a dead delivery: the path values
+    of each,
     by path prefix and then by parameter name."""
     factories.consent(database, "Consent")
     factories.activity_type(database, "custom", "Custom")
@@ -83,6 +88,15 @@ def world(database: Database) -> dict[str, dict[str, str]]:
         group = groups.create_group(session, "Walkers", kind="static")
         groups.add_members(session, "Walkers", ["anna@example.com"])
         suppressions.suppress(session, "gone@example.com", reason="hard_bounce", source="smtp")
+        hook = webhooks.create_endpoint(session, "CRM", "https://crm.example.com/hook").endpoint
+        outbox.emit(session, outbox.CONTACT_UPDATED, contact_id=contact.id, data={})
+        delivery = WebhookDelivery(
+            endpoint_id=hook.id,
+            event_id=session.scalars(select(OutboxEvent.id)).one(),
+            contact_id=contact.id,
+            state="dead",
+        )
+        session.add(delivery)
         session.flush()
         common = {
             "key_id": str(key.id),
@@ -93,6 +107,7 @@ def world(database: Database) -> dict[str, dict[str, str]]:
             "number": "1",
             "language": "en",
             "email": "anna@example.com",
+            "delivery_id": str(delivery.id),
         }
         values = {
             "/api/channels": {**common, "name": "Web"},
@@ -109,6 +124,8 @@ def world(database: Database) -> dict[str, dict[str, str]]:
             "/admin/issues": {**common, "guid": str(issue.guid)},
             "/admin/newsletters": {**common, "key": str(newsletter.guid)},
             "/admin/groups": {**common, "key": str(group.guid)},
+            "/api/webhooks": {**common, "guid": hook.guid},
+            "/admin/webhooks": {**common, "guid": hook.guid},
         }
     values[""] = common
     return values

@@ -27,12 +27,14 @@ from sqlalchemy.orm import Session
 
 from contacthub.channels import cors
 from contacthub.demo import service as demo
+from contacthub.events import endpoints as webhooks
 from contacthub.groups import service as groups
 from contacthub.storage.database import Database
 from contacthub.storage.models import Activity, Contact, Delivery, EmailIssue, FeedbackRejection
 from contacthub.suppressions import service as suppressions
 from tests.browser.conftest import EMAIL, PASSWORD, Tab, sign_in
 from tests.browser.layout import PHONE, phone_and_desktop_problems
+from tests.webhooks.support import deliver, emit_events
 
 pytestmark = pytest.mark.slow
 
@@ -74,6 +76,10 @@ SHOTS = {
     "/admin/users": "users",
     "/admin/users/{}": "user",
     "/admin/audit": "audit",
+    "/admin/webhooks": "webhooks",
+    "/admin/webhooks/new": "webhook-new",
+    "/admin/webhooks/{}": "webhook",
+    "/admin/webhooks/{}/edit": "webhook-edit",
 }
 
 
@@ -138,6 +144,32 @@ def fill_the_hub(database: Database) -> None:
         ).all()
         groups.add_members(session, "Press", [a for a in addresses if a], actor=EMAIL)
         suppress_some(session, addresses)
+        hook_some(session)
+
+
+def hook_some(session: Session) -> None:
+    """Two webhook endpoints, one with a filter and deliveries in every state (a receiver's
+    long error among them), one disabled: every column of the webhook pages has something."""
+    guid = webhooks.create_endpoint(
+        session,
+        "CRM sync",
+        "https://crm.example.com/hooks/contacthub/receive-events-from-the-hub?tenant=4711",
+        events=["contact.created", "contact.updated", "activity.stored"],
+        activity_types=["pagevisit", "click"],
+        actor=EMAIL,
+    ).endpoint.guid
+    events = emit_events(session, 4)
+    deliver(session, guid, events, ["delivered", "delivered", "dead", "pending"])
+    endpoint = webhooks.get_endpoint(session, guid)
+    endpoint.last_success_at = endpoint.created_at
+    endpoint.last_failure_at = endpoint.created_at
+    endpoint.last_error = (
+        "HTTP 502 from https://crm.example.com/hooks/contacthub/receive-events-from-the-hub: "
+        "<html><head><title>502 Bad Gateway</title></head><body>" + "upstream " * 30
+    )
+    webhooks.create_endpoint(
+        session, "Data warehouse", "http://warehouse.internal:8080/events", enabled=False
+    )
 
 
 def suppress_some(session: Session, addresses: Sequence[str | None]) -> None:
