@@ -101,7 +101,6 @@ def _form(
 
 
 def _detail(
-    admin: Admin,
     session: Session,
     key: str,
     *,
@@ -154,7 +153,7 @@ async def create_webhook(admin: Admin) -> Response:
             channels=channel_names,
             actor=admin.actor,
         )
-        return _detail(admin, session, new.endpoint.guid, secret=new.secret)
+        return _detail(session, new.endpoint.guid, secret=new.secret)
 
     try:
         found = await admin.hub.write(work)
@@ -168,7 +167,7 @@ async def create_webhook(admin: Admin) -> Response:
 async def webhook_detail(admin: Admin) -> Response:
     """An endpoint: settings, health, recent deliveries, retry, replay, secret rotation."""
     key = _key(admin)
-    return _render_detail(admin, await admin.hub.read(lambda s: _detail(admin, s, key)))
+    return _render_detail(admin, await admin.hub.read(lambda s: _detail(s, key)))
 
 
 async def edit_webhook_form(admin: Admin) -> Response:
@@ -248,7 +247,7 @@ async def rotate_secret(admin: Admin) -> Response:
         session: Session,
     ) -> tuple[service.EndpointView, list[service.DeliveryView], dict[str, Any]]:
         new = service.rotate_secret(session, key, actor=admin.actor)
-        return _detail(admin, session, key, secret=new.secret)
+        return _detail(session, key, secret=new.secret)
 
     return _render_detail(admin, await admin.hub.write(work))
 
@@ -268,9 +267,7 @@ async def replay(admin: Admin) -> Response:
         if error.field is None:
             raise
         errors = form_errors(error)
-        found = await admin.hub.read(
-            lambda s: _detail(admin, s, key, since=since, replay_errors=errors)
-        )
+        found = await admin.hub.read(lambda s: _detail(s, key, since=since, replay_errors=errors))
         return _render_detail(admin, found, 400)
     noun = "event" if count == 1 else "events"
     return admin.redirect(f"{LIST_PATH}/{guid}", f"{count:,} {noun} queued again.")
