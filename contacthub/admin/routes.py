@@ -18,6 +18,7 @@ from contacthub.admin import (
     email,
     groups,
     issues,
+    retention,
     suppressions,
     users,
 )
@@ -40,6 +41,7 @@ def admin_routes() -> list[BaseRoute]:
         *email.routes,
         *issues.routes,
         *suppressions.routes,
+        *retention.routes,
         Mount(
             "/admin/static",
             StaticFiles(packages=[("contacthub.admin", "static")]),

@@ -19,6 +19,7 @@ from contacthub.api import (
     engagement,
     groups,
     openapi,
+    retention,
     suppressions,
     users,
 )
@@ -40,6 +41,7 @@ ROUTERS: list[ApiRouter] = [
     email.router,
     engagement.router,
     suppressions.router,
+    retention.router,
 ]
 
 

@@ -75,6 +75,9 @@ ACTIONS = frozenset(
         "issue.engagement_exported",
         "newsletter.updated",
         "suppression.list_exported",
+        "retention.policy_set",
+        "retention.policy_removed",
+        "retention.run",
     }
 )
 
