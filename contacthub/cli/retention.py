@@ -54,11 +54,6 @@ def run_record(run: RetentionRun) -> dict[str, Any]:
     }
 
 
-def _fail_on(run: RetentionRun) -> None:
-    if run.error is not None:
-        report_error(f"retention run {run.id} failed: {run.error}", code="retention_failed")
-
-
 @retention_app.command("list")
 def retention_list(as_json: bool = JsonOption) -> None:
     """List the retention policies (a kind without one is kept forever)."""
@@ -115,7 +110,8 @@ def retention_run(as_json: bool = JsonOption) -> None:
     finally:
         database.dispose()
     emit(run_record(run), as_json, f"Retention run {run.id}")
-    _fail_on(run)
+    if run.error is not None:
+        report_error(f"retention run {run.id} failed: {run.error}", code="retention_failed")
 
 
 @retention_app.command("runs")
@@ -128,9 +124,8 @@ def retention_runs(
         runs = job.last_runs(session, min(max(limit, 1), 100))
         failing = job.is_failing(session)
         rows = [run_record(run) for run in runs]
+        finished = [(run.id, run.error) for run in runs if run.finished_at is not None]
     emit(rows, as_json, "Retention runs")
-    finished = [run for run in runs if run.finished_at is not None]
-    if failing and finished:
-        _fail_on(finished[0])
-    elif failing:
-        report_error("the latest retention run failed", code="retention_failed")
+    if failing:
+        run_id, error = finished[0] if finished else ("", "see the runs")
+        report_error(f"retention run {run_id} failed: {error}", code="retention_failed")

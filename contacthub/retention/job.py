@@ -370,7 +370,7 @@ def run(
             session.expunge_all()
         _delete_all(batches, kept)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+        error = describe(exc)
         logger.exception("The retention job failed (run %s); the next run tries again.", run_id)
     seconds = round(monotonic() - started, 3)
     deleted = {kind: batches.deleted[kind] for kind in policies.KINDS if kind in batches.deleted}
@@ -387,6 +387,13 @@ def run(
         session.flush()
         session.expunge(record)
     return record
+
+
+def describe(error: BaseException) -> str:
+    """An error as a run records it: its type and the database's own message (without the
+    statement and its parameters, which SQLAlchemy's message adds)."""
+    message = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return f"{type(error).__name__}: {message[0] if message else ''}"[:MAX_ERROR]
 
 
 def run_if_due(database: Database, settings: Settings) -> RetentionRun | None:
