@@ -109,9 +109,10 @@ def retention_run(as_json: bool = JsonOption) -> None:
         fail(error)
     finally:
         database.dispose()
-    emit(run_record(run), as_json, f"Retention run {run.id}")
     if run.error is not None:
+        # Only the error: with --json, standard output holds a result or nothing.
         report_error(f"retention run {run.id} failed: {run.error}", code="retention_failed")
+    emit(run_record(run), as_json, f"Retention run {run.id}")
 
 
 @retention_app.command("runs")
@@ -119,13 +120,12 @@ def retention_runs(
     limit: int = typer.Option(job.RUNS_SHOWN, help="Runs listed, newest first (1 to 100)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """The latest runs of the retention job; exit status 1 when the latest one failed."""
+    """The latest runs of the retention job, newest first, with what each deleted and its
+    error (`contacthub retention run` exits 1 when its run fails)."""
     with unit_of_work(write=False) as session:
         runs = job.last_runs(session, min(max(limit, 1), 100))
         failing = job.is_failing(session)
         rows = [run_record(run) for run in runs]
-        finished = [(run.id, run.error) for run in runs if run.finished_at is not None]
     emit(rows, as_json, "Retention runs")
-    if failing:
-        run_id, error = finished[0] if finished else ("", "see the runs")
-        report_error(f"retention run {run_id} failed: {error}", code="retention_failed")
+    if failing and not as_json:
+        console.print("[red]The latest retention run failed.[/red]")
