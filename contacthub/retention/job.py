@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from time import monotonic
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from contacthub.activities.log import first_id_at_or_after
@@ -72,6 +72,7 @@ SCHEDULE_ACTOR = "the hub (retention schedule)"
 RUNS_SHOWN = 20
 MAX_ERROR = 2_000
 DELIVERED = "delivered"
+STOPPED = "The process running it stopped before the run finished."
 
 # Told of every batch: the kind, the rows it deleted, the seconds its transaction took.
 BatchObserver = Callable[[str, int, float], None]
@@ -357,6 +358,13 @@ def run(
                 "finished.",
                 code="retention_running",
             )
+        # Holding the lease, no other run can be going on: one left unfinished was stopped
+        # with its process (killed, machine down) and is recorded as such.
+        session.execute(
+            update(RetentionRun)
+            .where(RetentionRun.finished_at.is_(None))
+            .values(finished_at=utcnow(), error=STOPPED)
+        )
         record = RetentionRun(actor=actor[:254], started_at=utcnow())
         session.add(record)
         session.flush()

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
 
-from contacthub.analytics import rollups
+from contacthub.analytics import dashboard, rollups
 from contacthub.audit import service as audit
 from contacthub.errors import Conflict
 from contacthub.retention import job, policies
@@ -59,6 +59,13 @@ def _count(database: Database, column: object, *where: object) -> int:
         return session.scalar(select(func.count(column)).where(*where)) or 0  # type: ignore[arg-type]
 
 
+def _totals(database: Database) -> dashboard.Totals:
+    """The dashboard's tiles over the whole test period."""
+    with database.read() as session:
+        board = dashboard.dashboard(session, date(2025, 1, 1), date(2025, 12, 31))
+        return board.totals
+
+
 def _run(database: Database, settings: Settings) -> tuple[RetentionRun, list[tuple[str, int]]]:
     batches: list[tuple[str, int]] = []
     run = job.run(
@@ -87,6 +94,7 @@ def test_activities_go_in_batches_and_the_dashboard_totals_stay(
     support.add(database, anna, *recent)
     start, end = "2024-12-01", "2026-06-30"
     before = support.counts(database, start, end)
+    board_before = _totals(database)
     tops_before = support.tops(database, "page", start, end)
 
     _policy(database, policies.ACTIVITIES, 30)
@@ -106,6 +114,8 @@ def test_activities_go_in_batches_and_the_dashboard_totals_stay(
     # The dashboard counts as before, and keeps counting the rows not yet rolled up.
     assert support.counts(database, start, end) == before
     assert support.tops(database, "page", start, end) == tops_before
+    assert _totals(database) == board_before
+    assert board_before.activities == 1_050 + 20 + 7
     rollups.refresh(database)
     assert support.counts(database, start, end) == before
 
@@ -286,6 +296,21 @@ def test_a_failing_run_is_recorded_and_the_next_one_recovers(
     recovered, _ = _run(database, settings)
     assert recovered.error is None
     with database.read() as session:
+        assert not job.is_failing(session)
+
+
+def test_a_run_stopped_with_its_process_is_recorded_as_failed(
+    database: Database, settings: Settings
+) -> None:
+    with database.write() as session:
+        session.add(RetentionRun(actor="a killed process", started_at=OLD))
+    run, _ = _run(database, settings)
+    with database.read() as session:
+        stopped, latest = session.scalars(select(RetentionRun).order_by(RetentionRun.id)).all()
+        assert stopped.error == job.STOPPED
+        assert stopped.finished_at is not None
+        assert latest.id == run.id
+        assert latest.error is None
         assert not job.is_failing(session)
 
 
