@@ -192,10 +192,11 @@ def keep_schedules_firing(
 
 
 def keep_retention(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, None]:
-    """Delete what is older than its retention period: every process looks every
-    `retention_interval` seconds, and one runs the job when it is due (retention/job.py)."""
+    """Delete what is older than its retention period: every process looks every minute (or
+    every `retention_interval` seconds if shorter), and one runs the job once
+    `retention_interval` has passed since the last run started (retention/job.py)."""
     return run_every(
-        hub.settings.retention_interval,
+        min(hub.settings.retention_interval, retention.LOOK_INTERVAL),
         stopping,
         lambda: retention.run_if_due(hub.database, hub.settings),
         # A failed run is recorded and shown (admin, API, CLI); the next run tries again.

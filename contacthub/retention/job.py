@@ -1,7 +1,7 @@
 """The retention job: delete what is older than its retention period (`retention.policies`).
 
-Every hub process runs `run_if_due` every `retention_interval` seconds; the first to find no
-run started within the interval runs the job, under the job lease `retention`
+Every hub process runs `run_if_due` every minute (`LOOK_INTERVAL`); the first to find no run
+started within the last `retention_interval` seconds runs the job, under the job lease `retention`
 (`storage.leases`) so that two processes (or a `contacthub retention run`) never run it at
 once. A run may also be started by hand (admin, API, CLI: `run`).
 
@@ -70,6 +70,9 @@ LEASE_SECONDS = 300.0
 # Who the audit log names for the runs the hub starts on its own.
 SCHEDULE_ACTOR = "the hub (retention schedule)"
 RUNS_SHOWN = 20
+# How often each hub process looks whether a run is due (a cheap query), so that runs start
+# within this long of being due rather than up to a whole interval late.
+LOOK_INTERVAL = 60.0
 MAX_ERROR = 2_000
 DELIVERED = "delivered"
 STOPPED = "The process running it stopped before the run finished."
