@@ -44,6 +44,7 @@ from contacthub.http import (
     server_error_handler,
 )
 from contacthub.hub import Hub, hub_of
+from contacthub.retention import job as retention
 from contacthub.settings import DEFAULT_SECRET, Settings
 from contacthub.storage.database import Database
 from contacthub.storage.groupcommit import GroupCommitWriter
@@ -190,6 +191,19 @@ def keep_schedules_firing(
     )
 
 
+def keep_retention(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, None]:
+    """Delete what is older than its retention period: every process looks every minute (or
+    every `retention_interval` seconds if shorter), and one runs the job once
+    `retention_interval` has passed since the last run started (retention/job.py)."""
+    return run_every(
+        min(hub.settings.retention_interval, retention.LOOK_INTERVAL),
+        stopping,
+        lambda: retention.run_if_due(hub.database, hub.settings),
+        # A failed run is recorded and shown (admin, API, CLI); the next run tries again.
+        "The retention job failed; retrying later.",
+    )
+
+
 # How often unconfirmed double opt-in subscriptions are looked for, to expire them.
 EXPIRE_UNCONFIRMED_INTERVAL = 600.0
 
@@ -246,6 +260,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             asyncio.create_task(keep_retrying_deferred(hub, sends, stopping)),
             asyncio.create_task(keep_schedules_firing(hub, sends, stopping)),
             asyncio.create_task(expire_unconfirmed(hub, stopping)),
+            asyncio.create_task(keep_retention(hub, stopping)),
         ]
         if hub.settings.bounce_imap_host:
             jobs.append(asyncio.create_task(keep_bounces_read(hub, stopping)))

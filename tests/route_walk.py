@@ -114,6 +114,7 @@ def world(database: Database) -> dict[str, dict[str, str]]:
             "/api/newsletters": {**common, "name": "Weekly"},
             "/api/groups": {**common, "name": "Walkers"},
             "/api/suppressions": {**common, "email": "gone@example.com"},
+            "/api/retention": {**common, "kind": "audit_log", "activity_type": "pagevisit"},
             "/api/consents": {**common, "code": "Consent"},
             "/api/activity-types": {**common, "code": "custom"},
             "/api/contacts": {**common, "guid": str(contact.guid)},

@@ -20,6 +20,7 @@ from contacthub.analytics import dashboard as service
 from contacthub.contacts.search import group_names
 from contacthub.errors import InvalidInput
 from contacthub.identifiers import parse_day
+from contacthub.retention import job as retention
 
 PRESETS = (7, 30, 90)
 
@@ -58,6 +59,7 @@ async def show_dashboard(admin: Admin) -> Response:
             return service.dashboard(session, *service.default_range(today)), names
 
     board, groups = await admin.hub.read(work)
+    retention_failing = await admin.hub.read(retention.is_failing)
     presets = [
         (days, (today - timedelta(days=days - 1)).isoformat(), today.isoformat())
         for days in PRESETS
@@ -68,6 +70,7 @@ async def show_dashboard(admin: Admin) -> Response:
         "dashboard.html",
         status=400 if errors else 200,
         board=board,
+        retention_failing=retention_failing,
         errors=errors,
         # What was typed stays in the fields, so that a mistake can be corrected.
         start_text=admin.param("start") if errors else board.start.isoformat(),

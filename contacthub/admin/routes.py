@@ -18,6 +18,7 @@ from contacthub.admin import (
     email,
     groups,
     issues,
+    retention,
     suppressions,
     users,
     webhooks,
@@ -42,6 +43,7 @@ def admin_routes() -> list[BaseRoute]:
         *issues.routes,
         *suppressions.routes,
         *webhooks.routes,
+        *retention.routes,
         Mount(
             "/admin/static",
             StaticFiles(packages=[("contacthub.admin", "static")]),

@@ -14,6 +14,7 @@ import msgspec
 
 from contacthub import __version__
 from contacthub.api.routing import CODE_NAME, LANGUAGE, Operation, QueryParam
+from contacthub.retention.policies import KINDS
 
 _ERROR = {
     "type": "object",
@@ -41,6 +42,8 @@ _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "language": {"type": "string", **(LANGUAGE.extra_json_schema or {})},
     "name": {"type": "string", "minLength": 1},
     "email": {"type": "string", "minLength": 1},
+    "kind": {"type": "string", "enum": list(KINDS)},
+    "activity_type": {"type": "string", **(CODE_NAME.extra_json_schema or {})},
 }
 
 

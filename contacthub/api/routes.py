@@ -19,6 +19,7 @@ from contacthub.api import (
     engagement,
     groups,
     openapi,
+    retention,
     suppressions,
     users,
     webhooks,
@@ -42,6 +43,7 @@ ROUTERS: list[ApiRouter] = [
     engagement.router,
     suppressions.router,
     webhooks.router,
+    retention.router,
 ]
 
 

@@ -83,6 +83,9 @@ ACTIONS = frozenset(
         "webhook.secret_rotated",
         "webhook.retried",
         "webhook.replayed",
+        "retention.policy_set",
+        "retention.policy_removed",
+        "retention.run",
     }
 )
 

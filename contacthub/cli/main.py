@@ -16,6 +16,7 @@ from contacthub.cli.email import issue_app, newsletter_app, subscriber_app
 from contacthub.cli.engagement import issue_engagement
 from contacthub.cli.groups import group_app
 from contacthub.cli.output import Commands
+from contacthub.cli.retention import retention_app
 from contacthub.cli.suppressions import suppression_app
 from contacthub.cli.users import token_app, user_app
 from contacthub.cli.webhooks import webhooks_app
@@ -47,3 +48,4 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(bounces_app, name="bounces")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(retention_app, name="retention")

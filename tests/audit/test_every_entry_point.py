@@ -61,6 +61,7 @@ HTML = (
 CSV = "email,first_name\nbob@example.com,Bob\nanna@example.com,\nnot-an-address,\n"
 ANY_GUID = "<guid>"
 ANY_PREFIX = "<prefix>"
+ANY_SECONDS = "<seconds>"
 EXPIRY = "2099-01-01 00:00:00+00:00"  # 2099-01-01 as every entry point takes it, stored in UTC
 
 # Audited actions this table does not perform, and where they are tested instead.
@@ -925,6 +926,33 @@ STEPS: list[Step] = [
         api=_export_suppressions_from_api,
         cli=lambda e: e.run("suppression", "list", "--search", "blocked", "--csv"),
     ),
+    # Retention (h-retention). A run's `seconds` differ from run to run: see `_shape`.
+    Step(
+        "retention.policy_set",
+        "activities:click",
+        {"days": 7},
+        admin=lambda e: e.form(
+            "/admin/retention", kind="activities", activity_type="click", days="7"
+        ),
+        api=lambda e: e.call("PUT", "/api/retention/policies/activities/click", {"days": 7}),
+        cli=lambda e: e.run("retention", "set", "activities", "7", "--type", "click"),
+    ),
+    Step(
+        "retention.policy_removed",
+        "activities:click",
+        {"days": 7},
+        admin=lambda e: e.form("/admin/retention/remove", kind="activities", activity_type="click"),
+        api=lambda e: e.call("DELETE", "/api/retention/policies/activities/click"),
+        cli=lambda e: e.run("retention", "remove", "activities", "--type", "click"),
+    ),
+    Step(
+        "retention.run",
+        "1",
+        {"deleted": {}, "seconds": ANY_SECONDS},
+        admin=lambda e: e.form("/admin/retention/run"),
+        api=lambda e: e.call("POST", "/api/retention/run"),
+        cli=lambda e: e.run("retention", "run"),
+    ),
     Step(
         "contact.exported",
         ANY_GUID,
@@ -1039,13 +1067,13 @@ PREFIX = re.compile(r"ch[kt]_[A-Za-z0-9_-]{8}")
 
 
 def _shape(value: Any) -> Any:
-    """Random values (GUIDs, key and token prefixes) replaced by their shape."""
+    """Random values (GUIDs, key and token prefixes, durations) replaced by their shape."""
     if isinstance(value, str):
         if GUID.fullmatch(value):
             return ANY_GUID
         return ANY_PREFIX if PREFIX.fullmatch(value) else value
     if isinstance(value, dict):
-        return {k: _shape(v) for k, v in value.items()}
+        return {k: ANY_SECONDS if k == "seconds" else _shape(v) for k, v in value.items()}
     return value
 
 

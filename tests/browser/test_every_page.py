@@ -29,6 +29,9 @@ from contacthub.channels import cors
 from contacthub.demo import service as demo
 from contacthub.events import endpoints as webhooks
 from contacthub.groups import service as groups
+from contacthub.retention import job
+from contacthub.retention import policies as retention_policies
+from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.storage.models import Activity, Contact, Delivery, EmailIssue, FeedbackRejection
 from contacthub.suppressions import service as suppressions
@@ -75,6 +78,7 @@ SHOTS = {
     "/admin/activity-types": "activity-types",
     "/admin/users": "users",
     "/admin/users/{}": "user",
+    "/admin/retention": "retention",
     "/admin/audit": "audit",
     "/admin/webhooks": "webhooks",
     "/admin/webhooks/new": "webhook-new",
@@ -145,6 +149,10 @@ def fill_the_hub(database: Database) -> None:
         groups.add_members(session, "Press", [a for a in addresses if a], actor=EMAIL)
         suppress_some(session, addresses)
         hook_some(session)
+        # A retention policy that deletes nothing here, so that the page shows a run too.
+        retention_policies.set_policy(session, "audit_log", 3_650, actor=EMAIL)
+    url = database.url.render_as_string(hide_password=False)
+    job.run(database, Settings(database_url=url, secret_key="test-secret"), EMAIL)  # type: ignore[arg-type]
 
 
 def hook_some(session: Session) -> None:

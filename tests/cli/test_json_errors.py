@@ -115,6 +115,11 @@ ARGUMENTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("token", "list"): (),
     ("token", "revoke"): ("1",),
     ("bounces", "poll"): (),
+    ("retention", "list"): (),
+    ("retention", "set"): ("audit_log", "30"),
+    ("retention", "remove"): ("audit_log",),
+    ("retention", "run"): (),
+    ("retention", "runs"): (),
 }
 
 
