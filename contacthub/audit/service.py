@@ -75,6 +75,8 @@ ACTIONS = frozenset(
         "issue.engagement_exported",
         "newsletter.updated",
         "suppression.list_exported",
+        "webhook.retried",
+        "webhook.replayed",
     }
 )
 
