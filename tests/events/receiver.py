@@ -54,10 +54,23 @@ class Received:
         )
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A hub killed (or timing out) mid-call resets its connection: expected here.
+        pass
+
+
 class Receiver:
-    def __init__(self, default: str = "ok", slow_seconds: float = 1.0) -> None:
+    def __init__(
+        self, default: str = "ok", slow_seconds: float = 1.0, ok_seconds: float = 0.0
+    ) -> None:
         self.default = default
         self.slow_seconds = slow_seconds
+        # How long a successful answer takes (a receiver doing some work).
+        self.ok_seconds = ok_seconds
         self.plan: deque[str] = deque()
         self.calls: list[Received] = []
         self.lock = threading.Lock()
@@ -80,6 +93,8 @@ class Receiver:
                     )
                 if mode == "slow":
                     time.sleep(receiver.slow_seconds)
+                elif mode == "ok" and receiver.ok_seconds:
+                    time.sleep(receiver.ok_seconds)
                 try:
                     self.send_response(STATUS[mode])
                     self.send_header("content-length", "2")
@@ -91,9 +106,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False  # type: ignore[attr-defined]
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -118,8 +131,10 @@ class Receiver:
 
 
 @contextmanager
-def receiving(default: str = "ok", slow_seconds: float = 1.0) -> Iterator[Receiver]:
-    receiver = Receiver(default, slow_seconds)
+def receiving(
+    default: str = "ok", slow_seconds: float = 1.0, ok_seconds: float = 0.0
+) -> Iterator[Receiver]:
+    receiver = Receiver(default, slow_seconds, ok_seconds)
     receiver.thread.start()
     try:
         yield receiver
