@@ -62,9 +62,18 @@ FAN_OUT_BATCHES_PER_ROUND = 4
 WINDOW = 2000
 # Calls in flight at once (lanes sent concurrently).
 LANES = 16
-# Outcomes are written at least this often, and at most this many per transaction.
-FLUSH_SECONDS = 0.1
-FLUSH_BATCH = 200
+# Outcomes are written at least this often, and at most this many per transaction: few
+# write transactions, because each one may make ingest's writer wait (SQLite's busy handler
+# sleeps in steps of up to 100 ms) and the dispatcher, unlike ingest, is in no hurry.
+FLUSH_SECONDS = 0.25
+FLUSH_BATCH = 500
+# A round stops starting calls after this long, so that its pause (below) comes often.
+ROUND_SECONDS = 0.5
+# While events keep arriving (ingest is busy), the dispatcher works this share of the time and
+# pauses the rest: ingest keeps the core and the store's writer, the backlog waits. Once events
+# stop arriving, it sends at full speed.
+BUSY_SHARE = 0.1
+MAX_PAUSE = 2.0
 # What is kept of an answer or an error, for the admin.
 ERROR_CHARS = 500
 USER_AGENT = "contacthub-webhooks/1"
@@ -74,6 +83,11 @@ def lease_seconds(settings: Settings) -> float:
     """How long the dispatcher's lease lasts without renewal: long enough to outlive a call
     that times out, short enough for another process to take over soon after a crash."""
     return max(5.0, 3 * settings.webhook_timeout + 10 * settings.webhook_dispatch_interval)
+
+
+def pause_after(took: float) -> float:
+    """Seconds to pause after a round that took `took` seconds while ingest is busy."""
+    return min(took * (1 - BUSY_SHARE) / BUSY_SHARE, MAX_PAUSE)
 
 
 def backoff(
@@ -303,11 +317,14 @@ class Dispatcher:
                 return 0
             calls = 0
             while not stopping():
+                started = time.monotonic()
                 fanned = self._fan_out_round(stopping)
                 made = self._deliver_round(stopping)
                 calls += made
                 if not self._holding or (fanned == 0 and made == 0):
                     break
+                if fanned:
+                    self._pause(pause_after(time.monotonic() - started), stopping)
             return calls
 
     def close(self) -> None:
@@ -324,6 +341,13 @@ class Dispatcher:
                 self._holding = False
 
     # -- steps ----------------------------------------------------------------------------
+
+    def _pause(self, seconds: float, stopping: Callable[[], bool]) -> None:
+        until = time.monotonic() + seconds
+        while not stopping() and time.monotonic() < until:
+            time.sleep(min(0.05, max(until - time.monotonic(), 0.0)))
+        if time.monotonic() - self._renewed > self.lease_seconds / 4:
+            self._renew()
 
     def _any_endpoint(self) -> bool:
         with self.database.read() as session:
@@ -372,8 +396,9 @@ class Dispatcher:
         if not work:
             return 0
         outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        until = time.monotonic() + ROUND_SECONDS
         futures: list[Future[None]] = [
-            self._pool.submit(self._send_lane, target, lane, outcomes, stopping)
+            self._pool.submit(self._send_lane, target, lane, outcomes, stopping, until)
             for target, lane in work
         ]
         return self._collect(futures, outcomes)
@@ -384,9 +409,10 @@ class Dispatcher:
         lane: Sequence[Call],
         outcomes: queue.SimpleQueue[Outcome],
         stopping: Callable[[], bool],
+        until: float,
     ) -> None:
         for call in lane:
-            if stopping() or not self._holding:
+            if stopping() or not self._holding or time.monotonic() > until:
                 return
             outcome = self._post(target, call)
             outcomes.put(outcome)
