@@ -16,6 +16,8 @@ Every event is one JSON object, the body receivers get (the Standard Webhooks sh
 from __future__ import annotations
 
 import json
+import os
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -136,6 +138,21 @@ def forget_subscriptions(session: Session) -> None:
     session.info.pop(_SUBSCRIPTIONS, None)
 
 
+def uuid7() -> uuid.UUID:
+    """A time-ordered event GUID (the UUIDv7 layout: 48 bits of Unix milliseconds, then
+    random bits). Ids written one after the other land side by side in the unique index, so
+    the outbox's inserts touch few pages: random ones (v4) dirty a page per event."""
+    random_bits = int.from_bytes(os.urandom(10), "big")
+    value = (
+        (time.time_ns() // 1_000_000) << 80
+        | 0x7 << 76
+        | (random_bits >> 68) << 64
+        | 0b10 << 62
+        | random_bits & ((1 << 62) - 1)
+    )
+    return uuid.UUID(int=value)
+
+
 # Compact JSON; anything not JSON by nature (a time, a GUID) is written as its text.
 _encoder = msgspec.json.Encoder(enc_hook=str)
 
@@ -190,7 +207,7 @@ def _insert(
         times: dict[datetime, str] = {}
         values: list[Any] = []
         for event_type, contact_id, data, moment in events:
-            event_id = uuid.uuid4()
+            event_id = uuid7()
             stamp = times.get(moment)
             if stamp is None:
                 stamp = times[moment] = sqlite_datetime(moment)
@@ -212,7 +229,7 @@ def _insert(
         cursor.copy(f"COPY outbox_events ({_COLUMNS}) FROM STDIN") as copy,
     ):
         for event_type, contact_id, data, moment in events:
-            event_id = uuid.uuid4()
+            event_id = uuid7()
             payload = envelope(event_id, event_type, moment, data)
             copy.write_row((event_id, event_type, contact_id, payload, moment))
 
