@@ -58,8 +58,11 @@ STATES = (PENDING, DELIVERED, DEAD)
 # Outbox events fanned out per transaction, and transactions per round.
 FAN_OUT_BATCH = 500
 FAN_OUT_BATCHES_PER_ROUND = 4
-# Pending deliveries of one endpoint looked at per round (oldest events first).
-WINDOW = 2000
+# Pending deliveries of one endpoint looked at per round (oldest events first), and calls one
+# lane (contact) makes per round at most. While more deliveries wait than a round sends, no
+# more events are fanned out: the outbox holds them as well, for less.
+WINDOW = 500
+LANE_MAX = 100
 # Calls in flight at once (lanes sent concurrently).
 LANES = 16
 # Outcomes are written at least this often, and at most this many per transaction: few
@@ -162,7 +165,9 @@ def fan_out(session: Session, now: datetime, limit: int = FAN_OUT_BATCH) -> int:
         for subscription in wanting:
             if not subscription.wants(event.type):
                 continue
-            if event.type == ACTIVITY_STORED:
+            if event.type == ACTIVITY_STORED and (
+                subscription.activity_types is not None or subscription.channel_ids is not None
+            ):
                 payload = payload if payload is not None else json.loads(event.payload)
                 if not subscription.wants_payload(event.type, payload):
                     continue
@@ -191,24 +196,45 @@ def fan_out(session: Session, now: datetime, limit: int = FAN_OUT_BATCH) -> int:
 
 def lanes_due(
     session: Session, endpoint_id: int, now: datetime, window: int = WINDOW
-) -> list[list[Call]]:
+) -> tuple[list[list[Call]], bool]:
     """The endpoint's deliveries that may be sent now, as lanes: per contact, in event order,
     from its earliest undelivered event up to the first one not due; contacts with an earlier
-    dead delivery are held back until it is retried."""
-    pending = session.execute(
+    dead delivery are held back until it is retried. Also returns whether more deliveries wait
+    than one round sends."""
+    # The first LANE_MAX pending deliveries of each contact (a contact held back by a failing
+    # or dead delivery cannot fill the window and starve the others), oldest events first.
+    place = (
+        func.row_number()
+        .over(partition_by=WebhookDelivery.contact_id, order_by=WebhookDelivery.event_id)
+        .label("place")
+    )
+    waiting = (
         select(
             WebhookDelivery.id,
             WebhookDelivery.contact_id,
             WebhookDelivery.event_id,
             WebhookDelivery.attempts,
             WebhookDelivery.next_attempt_at,
+            place,
         )
         .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.state == PENDING)
-        .order_by(WebhookDelivery.event_id)
+        .subquery()
+    )
+    pending = session.execute(
+        select(
+            waiting.c.id,
+            waiting.c.contact_id,
+            waiting.c.event_id,
+            waiting.c.attempts,
+            waiting.c.next_attempt_at,
+            waiting.c.place,
+        )
+        .where(waiting.c.place <= LANE_MAX)
+        .order_by(waiting.c.event_id)
         .limit(window)
     ).all()
     if not pending:
-        return []
+        return [], False
     # The earliest dead event of each contact: nothing later of that contact may go.
     dead_before: dict[int | None, int] = dict(
         session.execute(
@@ -239,7 +265,9 @@ def lanes_due(
                 row.id, endpoint_id, row.contact_id, row.event_id, row.attempts, row.next_attempt_at
             )
         )
-    return list(lanes.values())
+    # More waits than one round sends: a window full, or a contact with more behind.
+    full = len(pending) >= window or any(row.place >= LANE_MAX for row in pending)
+    return list(lanes.values()), full
 
 
 def _with_payloads(session: Session, lanes: list[list[Call]]) -> list[list[Call]]:
@@ -304,6 +332,9 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="webhook-lane")
         self._renewed = 0.0
         self._holding = False
+        # The latest outbox event seen, and the most deliveries waiting at one endpoint.
+        self._last_event = 0
+        self._backlog = False
         self._lock = threading.Lock()
 
     # -- the job --------------------------------------------------------------------------
@@ -318,12 +349,13 @@ class Dispatcher:
             calls = 0
             while not stopping():
                 started = time.monotonic()
-                fanned = self._fan_out_round(stopping)
+                arriving = self._events_arriving()
+                fanned = 0 if self._backlog else self._fan_out_round(stopping)
                 made = self._deliver_round(stopping)
                 calls += made
                 if not self._holding or (fanned == 0 and made == 0):
                     break
-                if fanned:
+                if arriving:
                     self._pause(pause_after(time.monotonic() - started), stopping)
             return calls
 
@@ -348,6 +380,14 @@ class Dispatcher:
             time.sleep(min(0.05, max(until - time.monotonic(), 0.0)))
         if time.monotonic() - self._renewed > self.lease_seconds / 4:
             self._renew()
+
+    def _events_arriving(self) -> bool:
+        """Whether events were written since the last look (ingest is busy)."""
+        with self.database.read() as session:
+            latest = session.scalar(select(func.max(OutboxEvent.id))) or 0
+        arriving = latest > self._last_event
+        self._last_event = latest
+        return arriving
 
     def _any_endpoint(self) -> bool:
         with self.database.read() as session:
@@ -390,9 +430,11 @@ class Dispatcher:
                 ).all()
             ]
             work: list[tuple[Target, list[Call]]] = []
+            self._backlog = False
             for target in targets:
-                lanes = _with_payloads(session, lanes_due(session, target.id, now))
-                work.extend((target, lane) for lane in lanes)
+                due, full = lanes_due(session, target.id, now)
+                self._backlog = self._backlog or full
+                work.extend((target, lane) for lane in _with_payloads(session, due))
         if not work:
             return 0
         outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
