@@ -57,7 +57,7 @@ PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 STATES = (PENDING, DELIVERED, DEAD)
 # Outbox events fanned out per transaction, and transactions per round.
 FAN_OUT_BATCH = 500
-FAN_OUT_BATCHES_PER_ROUND = 4
+FAN_OUT_BATCHES_PER_ROUND = 2
 # Pending deliveries of one endpoint looked at per round (oldest events first), and calls one
 # lane (contact) makes per round at most. While more deliveries wait than a round sends, no
 # more events are fanned out: the outbox holds them as well, for less.
@@ -71,12 +71,12 @@ LANES = 16
 FLUSH_SECONDS = 0.25
 FLUSH_BATCH = 500
 # A round stops starting calls after this long, so that its pause (below) comes often.
-ROUND_SECONDS = 0.5
+ROUND_SECONDS = 0.25
 # While events keep arriving (ingest is busy), the dispatcher works this share of the time and
 # pauses the rest: ingest keeps the core and the store's writer, the backlog waits. Once events
 # stop arriving, it sends at full speed.
 BUSY_SHARE = 0.1
-MAX_PAUSE = 2.0
+MAX_PAUSE = 5.0
 # What is kept of an answer or an error, for the admin.
 ERROR_CHARS = 500
 USER_AGENT = "contacthub-webhooks/1"
