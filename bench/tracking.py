@@ -69,6 +69,7 @@ PROBE_PAUSE_S = 1.0
 PROBE_TIMEOUT_S = 30.0
 # --webhook: what one endpoint subscribed to every activity may cost ingest.
 WEBHOOK_TARGET_RATIO = 0.80
+DRAIN_SECONDS = 5.0
 UVICORN_OPTIONS = ["--workers", "1", "--loop", "uvloop", "--http", "httptools"]
 
 
@@ -348,6 +349,24 @@ def start_receiver(stack: ExitStack, workdir: Path) -> harness.Server:
     return receiver
 
 
+def delivered_count(database_url: str) -> int:
+    """How many webhook deliveries are delivered."""
+    from sqlalchemy import func, select
+
+    from contacthub.storage.database import Database
+    from contacthub.storage.models import WebhookDelivery
+
+    database = Database(database_url)
+    try:
+        with database.read() as session:
+            return int(
+                session.scalar(select(func.count()).where(WebhookDelivery.state == "delivered"))
+                or 0
+            )
+    finally:
+        database.dispose()
+
+
 def count_deliveries(database_url: str) -> str:
     """What the dispatcher did: calls delivered, per second between the first and the last,
     and what was still waiting (events not fanned out, deliveries pending)."""
@@ -501,7 +520,14 @@ def bench_hub(
     # Counted while the hub still runs: what a 207 acknowledged must already be committed,
     # not merely flushed by the graceful shutdown.
     stored = count_activities()
-    webhooks = count_deliveries(database_url) if webhook else ""
+    webhooks = ""
+    if webhook:
+        webhooks = count_deliveries(database_url)
+        # Then ingest stops: the dispatcher drains the backlog at full speed.
+        before = delivered_count(database_url)
+        time.sleep(DRAIN_SECONDS)
+        drained = delivered_count(database_url) - before
+        webhooks += f"; then, ingest idle, {drained / DRAIN_SECONDS:,.0f} deliveries/s"
     harness.stop(server)
     if receiver is not None:
         harness.stop(receiver)
