@@ -523,7 +523,8 @@ def bench_hub(
     webhooks = ""
     if webhook:
         webhooks = count_deliveries(database_url)
-        # Then ingest stops: the dispatcher drains the backlog at full speed.
+        # Then ingest stops: after its last pause, the dispatcher drains at full speed.
+        time.sleep(DRAIN_SECONDS)
         before = delivered_count(database_url)
         time.sleep(DRAIN_SECONDS)
         drained = delivered_count(database_url) - before
