@@ -6,13 +6,19 @@ the hub/baseline ratio, the hub's peak memory and every non-2xx answer. After ea
 counts the stored activities: a 207 promises they are committed.
 
     .venv/bin/python bench/tracking.py [--duration 10] [--connections 64] \
-        [--only sqlite|postgresql] [--sign-ins N] [--groups N]
+        [--only sqlite|postgresql] [--sign-ins N] [--groups N] [--webhook]
 
 With `--groups N`, each store is measured twice, on fresh databases: without groups, then with
 N dynamic groups that depend on activities (defined before the hub starts); the load then
 rotates over LOAD_CONTACTS contacts, so that the live membership job has several contacts to
 evaluate at each run. Meanwhile a probe makes a new contact, posts one page visit that makes
 it enter a group, and times how long until the hub shows it as a member; again and again.
+
+With `--webhook`, each store is measured twice, on fresh databases: without webhooks, then with
+one endpoint subscribed to every activity (`activity.stored`, written to the outbox in the
+ingest transaction), posting to a receiver (`webhook_receiver.py`, pinned to wrk's CPU) that
+answers 204 at once. The dispatcher runs in the hub process, as in production; after the load,
+the delivered and pending deliveries tell how many calls per second it made meanwhile.
 
 Exit status: 0 when every measurement is valid, whether or not the ratio targets are met (this
 is a measurement, not a test); 1 when a server answered errors or lost acknowledged activities.
@@ -61,6 +67,9 @@ PROBE_GROUP = "bench-0"
 PROBE_URL = "https://www.example.com/products/0?utm_source=probe"
 PROBE_PAUSE_S = 1.0
 PROBE_TIMEOUT_S = 30.0
+# --webhook: what one endpoint subscribed to every activity may cost ingest.
+WEBHOOK_TARGET_RATIO = 0.80
+DRAIN_SECONDS = 5.0
 UVICORN_OPTIONS = ["--workers", "1", "--loop", "uvloop", "--http", "httptools"]
 
 
@@ -209,6 +218,7 @@ class Row:
     stored_ok: bool = True
     groups: int = 0
     probe: str = ""
+    webhook: bool = False
 
     @property
     def valid(self) -> bool:
@@ -216,10 +226,14 @@ class Row:
 
 
 def load(
-    server: harness.Server, script: str, args: argparse.Namespace, store: str | None = None
+    server: harness.Server,
+    script: str,
+    args: argparse.Namespace,
+    store: str | None = None,
+    also_serving: tuple[int, ...] = (),
 ) -> tuple[harness.WrkResult, int]:
     """Warm up, then measure; returns the measurement and the 2xx count of both runs."""
-    serving = [server.process.pid]
+    serving = [server.process.pid, *also_serving]
     if store == "postgresql" and (postmaster := harness.postmaster_pid()):
         serving.append(postmaster)  # the database's work is the hub's, not interference
 
@@ -288,6 +302,104 @@ def create_contact(server: harness.Server, key: str) -> str:
         raise RuntimeError(f"POST /Kentico.Tracking/contacts answered {status}: {body!r}")
     contact: str = json.loads(body)["contact"]
     return contact
+
+
+def add_webhook(database_url: str, url: str) -> None:
+    """One enabled endpoint wanting every activity, written before the hub starts (as the
+    endpoints' service would write it)."""
+    from contacthub.events import signing  # only --webhook needs the hub's code
+    from contacthub.storage.database import Database
+    from contacthub.storage.models import WebhookEndpoint
+
+    database = Database(database_url)
+    try:
+        with database.write() as session:
+            session.add(
+                WebhookEndpoint(
+                    name="bench",
+                    url=url,
+                    secret=signing.new_secret(),
+                    events='["activity.stored"]',
+                )
+            )
+    finally:
+        database.dispose()
+
+
+def start_receiver(stack: ExitStack, workdir: Path) -> harness.Server:
+    """The webhook receiver, served by uvicorn on wrk's CPU (not the hub's)."""
+    port = harness.free_port()
+    command = [
+        str(VENV_BIN / "uvicorn"),
+        "webhook_receiver:app",
+        *("--app-dir", str(BENCH_DIR), "--host", "127.0.0.1", "--port", str(port)),
+        *UVICORN_OPTIONS,
+        *("--log-level", "warning", "--no-access-log"),
+    ]
+    receiver = harness.start_server(
+        "webhook receiver",
+        command,
+        env=os.environ,
+        port=port,
+        cpu=harness.WRK_CPU,
+        log=workdir / "receiver.log",
+    )
+    stack.callback(harness.stop, receiver)
+    harness.wait_ready(receiver)
+    return receiver
+
+
+def delivered_count(database_url: str) -> int:
+    """How many webhook deliveries are delivered."""
+    from sqlalchemy import func, select
+
+    from contacthub.storage.database import Database
+    from contacthub.storage.models import WebhookDelivery
+
+    database = Database(database_url)
+    try:
+        with database.read() as session:
+            return int(
+                session.scalar(select(func.count()).where(WebhookDelivery.state == "delivered"))
+                or 0
+            )
+    finally:
+        database.dispose()
+
+
+def count_deliveries(database_url: str) -> str:
+    """What the dispatcher did: calls delivered, per second between the first and the last,
+    and what was still waiting (events not fanned out, deliveries pending)."""
+    from sqlalchemy import func, select
+
+    from contacthub.storage.database import Database
+    from contacthub.storage.models import OutboxEvent, WebhookDelivery
+
+    database = Database(database_url)
+    try:
+        with database.read() as session:
+            delivered, first, last = session.execute(
+                select(
+                    func.count(),
+                    func.min(WebhookDelivery.delivered_at),
+                    func.max(WebhookDelivery.delivered_at),
+                ).where(WebhookDelivery.state == "delivered")
+            ).one()
+            pending = session.scalar(
+                select(func.count()).where(WebhookDelivery.state != "delivered")
+            )
+            waiting = session.scalar(
+                select(func.count()).where(OutboxEvent.dispatched_at.is_(None))
+            )
+            events = session.scalar(select(func.count()).select_from(OutboxEvent))
+    finally:
+        database.dispose()
+    span = (last - first).total_seconds() if delivered > 1 else 0.0
+    rate = f"{delivered / span:,.0f}/s" if span else "n/a"
+    return (
+        f"webhooks: {events} events in the outbox, {delivered} delivered ({rate} over "
+        f"{span:.1f} s), {pending} deliveries pending, {waiting} events not yet fanned out"
+    )
 
 
 class SignInLoad:
@@ -359,12 +471,15 @@ def bench_hub(
     database_url: str,
     count_activities: Callable[[], int],
     groups: int = 0,
+    webhook: bool = False,
 ) -> Row:
     """Set up a hub on `database_url`, serve it, measure it and check what it stored."""
     env = hub_env(database_url, workdir)
     if args.sign_ins:
         # Every attempt checked (the per-address limit would refuse all but a few unchecked).
         env["CONTACTHUB_SIGN_IN_MAX_FAILURES_PER_CLIENT"] = str(10**9)
+    if os.environ.get("XP_INTERVAL"):
+        env["CONTACTHUB_WEBHOOK_DISPATCH_INTERVAL"] = os.environ["XP_INTERVAL"]
     cli(env, "migrate")
     channel = json.loads(cli(env, "channel", "create", "Bench", "--json"))["guid"]
     key = json.loads(
@@ -372,6 +487,10 @@ def bench_hub(
     )["key"]
     if groups:
         define_groups(database_url, groups)
+    receiver = None
+    if webhook:
+        receiver = start_receiver(stack, workdir)
+        add_webhook(database_url, receiver.url + "/hook")
 
     port = harness.free_port()
     command = [
@@ -395,12 +514,24 @@ def bench_hub(
         probe = None
         if groups:
             probe = beside.enter_context(MembershipProbe(port, key, channel, database_url))
-        result, acknowledged = load(server, script, args, store)
+        also = (receiver.process.pid,) if receiver is not None else ()
+        result, acknowledged = load(server, script, args, store, also)
     rss = harness.peak_rss(server.process.pid)
     # Counted while the hub still runs: what a 207 acknowledged must already be committed,
     # not merely flushed by the graceful shutdown.
     stored = count_activities()
+    webhooks = ""
+    if webhook:
+        webhooks = count_deliveries(database_url)
+        # Then ingest stops: after its last pause, the dispatcher drains at full speed.
+        time.sleep(DRAIN_SECONDS)
+        before = delivered_count(database_url)
+        time.sleep(DRAIN_SECONDS)
+        drained = delivered_count(database_url) - before
+        webhooks += f"; then, ingest idle, {drained / DRAIN_SECONDS:,.0f} deliveries/s"
     harness.stop(server)
+    if receiver is not None:
+        harness.stop(receiver)
 
     # The probes' own contacts and visits are not in the load's count.
     expected = 10 * acknowledged
@@ -409,8 +540,10 @@ def bench_hub(
     if args.sign_ins:
         check += f"; {sign_ins.summary()}"
     target = f"hub ({store}, {groups} groups)" if groups else f"hub ({store})"
-    summary = probe.summary() if probe is not None else ""
-    return Row(target, result, store, rss, check, ok, groups, summary)
+    if webhook:
+        target = f"hub ({store}, webhook)"
+    summary = probe.summary() if probe is not None else webhooks
+    return Row(target, result, store, rss, check, ok, groups, summary, webhook)
 
 
 def sqlite_store(workdir: Path, name: str = "bench.db") -> tuple[str, Callable[[], int]]:
@@ -525,6 +658,22 @@ def print_groups(rows: list[Row]) -> None:
     print()
 
 
+def print_webhooks(rows: list[Row]) -> None:
+    """With --webhook: each store's ingest with one webhook against without, and the calls."""
+    for row in rows:
+        if not row.webhook:
+            continue
+        [plain] = [r for r in rows if r.store == row.store and not r.webhook and not r.groups]
+        ratio = row.result.requests_per_s / plain.result.requests_per_s
+        cpu = plain.result.cpu_per_request_us / row.result.cpu_per_request_us
+        verdict = "PASS" if ratio >= WEBHOOK_TARGET_RATIO else "FAIL"
+        print(
+            f"{row.target}: ingest {ratio:.2f} x without (target >= "
+            f"{WEBHOOK_TARGET_RATIO:.2f} {verdict}; by CPU us/req {cpu:.2f}); {row.probe}"
+        )
+    print()
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10, help="seconds measured per target")
@@ -545,8 +694,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help="also measure each store with N dynamic groups defined, and membership delays",
     )
+    parser.add_argument(
+        "--webhook",
+        action="store_true",
+        help="also measure each store with one webhook subscribed to every activity",
+    )
     harness.add_postgresql_url(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.webhook and args.groups:
+        parser.error("--webhook and --groups are measured separately")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -571,16 +728,26 @@ def main(argv: list[str] | None = None) -> int:
                 f"hub on {store}: {args.duration:g} s after {args.warmup:g} s warm-up ...",
                 flush=True,
             )
-            for groups in (0, args.groups) if args.groups else (0,):
+            variants = [(0, False)]
+            if args.groups:
+                variants.append((args.groups, False))
+            if args.webhook:
+                variants.append((0, True))
+            for groups, webhook in variants:
                 if store == "sqlite":
-                    database_url, count = sqlite_store(workdir, f"bench-{groups}.db")
+                    name = f"bench-{groups}{'-webhook' if webhook else ''}.db"
+                    database_url, count = sqlite_store(workdir, name)
                 else:
                     database_url, count = postgresql_store(stack, args.postgresql_url)
-                rows.append(bench_hub(stack, workdir, args, store, database_url, count, groups))
+                rows.append(
+                    bench_hub(stack, workdir, args, store, database_url, count, groups, webhook)
+                )
     print()
     print_table(rows)
     print()
     print_groups(rows)
+    if args.webhook:
+        print_webhooks(rows)
     for row in rows:
         if row.stored_check:
             print(f"{row.target}: {row.stored_check}")

@@ -35,6 +35,7 @@ from contacthub.email.endpoints import email_routes, hot_paths
 from contacthub.email.signing import link_signer
 from contacthub.email.writer import HitWriter
 from contacthub.errors import HubError
+from contacthub.events.dispatcher import Dispatcher
 from contacthub.groups import membership
 from contacthub.http import (
     client_gone_handler,
@@ -204,6 +205,20 @@ def keep_retention(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, Non
     )
 
 
+def keep_webhooks_flowing(
+    hub: Hub, dispatcher: Dispatcher, stopping: asyncio.Event
+) -> Coroutine[Any, Any, None]:
+    """Deliver outbox events to the webhook endpoints every `webhook_dispatch_interval`
+    seconds (in one process at a time: the lease "webhooks"; events/dispatcher.py)."""
+    return run_every(
+        hub.settings.webhook_dispatch_interval,
+        stopping,
+        lambda: dispatcher.run(stopping.is_set),
+        # Events and deliveries wait in the store: the next run sends them.
+        "Delivering webhooks failed; retrying later.",
+    )
+
+
 # How often unconfirmed double opt-in subscriptions are looked for, to expire them.
 EXPIRE_UNCONFIRMED_INTERVAL = 600.0
 
@@ -254,6 +269,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         hub.activity_writer.start()
         hub.email_writer.start()
         stopping = asyncio.Event()
+        dispatcher = Dispatcher(hub.database, hub.settings)
         jobs = [
             asyncio.create_task(keep_rollups_fresh(hub, stopping)),
             asyncio.create_task(keep_groups_live(hub, stopping)),
@@ -261,6 +277,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             asyncio.create_task(keep_schedules_firing(hub, sends, stopping)),
             asyncio.create_task(expire_unconfirmed(hub, stopping)),
             asyncio.create_task(keep_retention(hub, stopping)),
+            asyncio.create_task(keep_webhooks_flowing(hub, dispatcher, stopping)),
         ]
         if hub.settings.bounce_imap_host:
             jobs.append(asyncio.create_task(keep_bounces_read(hub, stopping)))
@@ -271,6 +288,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Each job finishes its current run (see `run_every`) before the store closes.
             stopping.set()
             await asyncio.gather(*jobs)
+            await anyio.to_thread.run_sync(dispatcher.close)
             # Send runs stop after their current message; the rest stays pending, to resume.
             await anyio.to_thread.run_sync(sends.stop_all)
             # Finish what was accepted before closing the store.

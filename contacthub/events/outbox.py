@@ -16,18 +16,20 @@ Every event is one JSON object, the body receivers get (the Standard Webhooks sh
 from __future__ import annotations
 
 import json
+import os
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import insert, select
+import msgspec
 from sqlalchemy.orm import Session
 
 from contacthub.activities.repository import ActivityRow
-from contacthub.storage.models import Channel, Contact, OutboxEvent, WebhookEndpoint
-from contacthub.storage.types import utcnow
+from contacthub.storage.database import driver_cursor
+from contacthub.storage.types import guid_from_driver, sqlite_datetime, utcnow
 
 CONTACT_CREATED = "contact.created"
 CONTACT_UPDATED = "contact.updated"
@@ -108,18 +110,24 @@ class Subscription:
         return self.wants_activity(activity["type"], activity.get("channelId"))
 
 
+class _EndpointRow(NamedTuple):
+    id: int
+    events: str
+    activity_types: str | None
+    channel_ids: str | None
+
+
 def subscriptions(session: Session) -> list[Subscription]:
-    """The enabled endpoints' subscriptions, read once per unit of work."""
+    """The enabled endpoints' subscriptions, read once per unit of work (straight from the
+    driver: every ingest batch asks, with or without webhooks)."""
     cached: list[Subscription] | None = session.info.get(_SUBSCRIPTIONS)
     if cached is None:
-        rows = session.execute(
-            select(
-                WebhookEndpoint.id,
-                WebhookEndpoint.events,
-                WebhookEndpoint.activity_types,
-                WebhookEndpoint.channel_ids,
-            ).where(WebhookEndpoint.enabled.is_(True))
-        ).all()
+        with driver_cursor(session) as cursor:
+            cursor.execute(
+                "SELECT id, events, activity_types, channel_ids FROM webhook_endpoints "
+                "WHERE enabled"
+            )
+            rows = [_EndpointRow(*row) for row in cursor.fetchall()]
         cached = session.info[_SUBSCRIPTIONS] = [Subscription.of(row) for row in rows]
     return cached
 
@@ -130,13 +138,30 @@ def forget_subscriptions(session: Session) -> None:
     session.info.pop(_SUBSCRIPTIONS, None)
 
 
+def uuid7() -> uuid.UUID:
+    """A time-ordered event GUID (the UUIDv7 layout: 48 bits of Unix milliseconds, then
+    random bits). Ids written one after the other land side by side in the unique index, so
+    the outbox's inserts touch few pages: random ones (v4) dirty a page per event."""
+    random_bits = int.from_bytes(os.urandom(10), "big")
+    value = (
+        (time.time_ns() // 1_000_000) << 80
+        | 0x7 << 76
+        | (random_bits >> 68) << 64
+        | 0b10 << 62
+        | random_bits & ((1 << 62) - 1)
+    )
+    return uuid.UUID(int=value)
+
+
+# Compact JSON; anything not JSON by nature (a time, a GUID) is written as its text.
+_encoder = msgspec.json.Encoder(enc_hook=str)
+
+
 def envelope(event_id: uuid.UUID, event_type: str, moment: datetime, data: dict[str, Any]) -> str:
     """The JSON body of an event, as receivers get it."""
-    return json.dumps(
-        {"id": str(event_id), "type": event_type, "timestamp": moment.isoformat(), "data": data},
-        separators=(",", ":"),
-        default=str,
-    )
+    return _encoder.encode(
+        {"id": str(event_id), "type": event_type, "timestamp": moment.isoformat(), "data": data}
+    ).decode()
 
 
 def emit(
@@ -158,22 +183,55 @@ def emit(
     return True
 
 
+_COLUMNS = "event_id, type, contact_id, payload, created_at"
+# SQLite: one multi-row INSERT per chunk (powers of two, so that few statement texts exist and
+# each stays in the driver's statement cache), as activities are inserted.
+_SQLITE_CHUNKS = tuple(2**n for n in range(8, -1, -1))
+_SQLITE_INSERTS = {
+    size: f"INSERT INTO outbox_events ({_COLUMNS}) VALUES "  # noqa: S608 - constant text
+    + ", ".join(["(?, ?, ?, ?, ?)"] * size)
+    for size in _SQLITE_CHUNKS
+}
+
+
 def _insert(
     session: Session, events: Sequence[tuple[str, int | None, dict[str, Any], datetime]]
 ) -> None:
-    rows = []
-    for event_type, contact_id, data, moment in events:
-        event_id = uuid.uuid4()
-        rows.append(
-            {
-                "event_id": event_id,
-                "type": event_type,
-                "contact_id": contact_id,
-                "payload": envelope(event_id, event_type, moment, data),
-                "created_at": moment,
-            }
-        )
-    session.execute(insert(OutboxEvent), rows)
+    # On the ingest hot path (an event per activity): straight to the driver, multi-row
+    # INSERTs on SQLite and COPY on PostgreSQL, as activities themselves are written.
+    if not events:
+        return
+    connection = session.connection()
+    driver_connection: Any = connection.connection.driver_connection
+    if connection.dialect.name == "sqlite":
+        times: dict[datetime, str] = {}
+        values: list[Any] = []
+        for event_type, contact_id, data, moment in events:
+            event_id = uuid7()
+            stamp = times.get(moment)
+            if stamp is None:
+                stamp = times[moment] = sqlite_datetime(moment)
+            payload = envelope(event_id, event_type, moment, data)
+            values.append((event_id.hex, event_type, contact_id, payload, stamp))
+        cursor = driver_connection.cursor()
+        try:
+            start = 0
+            while start < len(values):
+                size = next(size for size in _SQLITE_CHUNKS if size <= len(values) - start)
+                flat = [value for row in values[start : start + size] for value in row]
+                cursor.execute(_SQLITE_INSERTS[size], flat)
+                start += size
+        finally:
+            cursor.close()
+        return
+    with (
+        driver_connection.cursor() as cursor,
+        cursor.copy(f"COPY outbox_events ({_COLUMNS}) FROM STDIN") as copy,
+    ):
+        for event_type, contact_id, data, moment in events:
+            event_id = uuid7()
+            payload = envelope(event_id, event_type, moment, data)
+            copy.write_row((event_id, event_type, contact_id, payload, moment))
 
 
 def emit_activities(session: Session, activities: Iterable[ActivityRow]) -> int:
@@ -185,32 +243,19 @@ def emit_activities(session: Session, activities: Iterable[ActivityRow]) -> int:
     chosen = [a for a in activities if any(s.wants_activity(a.type, a.channel_id) for s in wanted)]
     if not chosen:
         return 0
-    contacts = dict(
-        session.execute(
-            select(Contact.id, Contact.guid).where(Contact.id.in_({a.contact_id for a in chosen}))
-        ).tuples()
-    )
-    channel_ids = {a.channel_id for a in chosen if a.channel_id is not None}
-    channels = (
-        dict(
-            session.execute(
-                select(Channel.id, Channel.guid).where(Channel.id.in_(channel_ids))
-            ).tuples()
-        )
-        if channel_ids
-        else {}
-    )
+    contacts = _guids(session, "contacts", {a.contact_id for a in chosen})
+    channels = _guids(session, "channels", {a.channel_id for a in chosen if a.channel_id})
     events = []
     for a in chosen:
         data = {
-            "contact": str(contacts.get(a.contact_id, "")) or None,
+            "contact": contacts.get(a.contact_id),
             "activity": {
                 "type": a.type,
                 "title": a.title,
                 "value": a.value,
                 "url": a.url,
                 "referrer": a.referrer,
-                "channel": None if a.channel_id is None else str(channels.get(a.channel_id)),
+                "channel": None if a.channel_id is None else channels.get(a.channel_id),
                 "channelId": a.channel_id,
                 "createdAt": a.created_at.isoformat(),
             },
@@ -218,3 +263,22 @@ def emit_activities(session: Session, activities: Iterable[ActivityRow]) -> int:
         events.append((ACTIVITY_STORED, a.contact_id, data, a.created_at))
     _insert(session, events)
     return len(events)
+
+
+def _guids(session: Session, table: str, ids: set[int]) -> dict[int, str]:
+    """id -> GUID (as text) of the given contacts or channels, in one query to the driver."""
+    if not ids:
+        return {}
+    dialect = session.get_bind().dialect.name
+    with driver_cursor(session) as cursor:
+        if dialect == "sqlite":
+            cursor.execute(
+                f"SELECT id, guid FROM {table} WHERE id IN (SELECT value FROM json_each(?))",  # noqa: S608 - constant names
+                (json.dumps(sorted(ids)),),
+            )
+        else:
+            cursor.execute(
+                f"SELECT id, guid FROM {table} WHERE id = ANY(%s)",  # noqa: S608 - constant names
+                (sorted(ids),),
+            )
+        return {row_id: str(guid_from_driver(guid)) for row_id, guid in cursor.fetchall()}
