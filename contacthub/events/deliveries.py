@@ -21,6 +21,7 @@ from contacthub.audit import service as audit
 from contacthub.errors import Conflict, NotFound
 from contacthub.events.dispatcher import DEAD, DELIVERED, PENDING
 from contacthub.events.outbox import ACTIVITY_STORED, Subscription
+from contacthub.identifiers import MAX_BIG_ID
 from contacthub.storage.database import insert_or_ignore
 from contacthub.storage.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from contacthub.storage.types import utcnow
@@ -161,12 +162,18 @@ def _view(delivery: WebhookDelivery, event_guid: uuid.UUID, event_type: str) -> 
 def retry(session: Session, delivery_id: int, *, actor: str) -> None:
     """Make a dead delivery pending again, due now, with a fresh count of tries (the
     contact's later events, held back behind it, follow it in order)."""
-    found = session.execute(
-        select(WebhookDelivery, OutboxEvent.event_id, WebhookEndpoint.name, WebhookEndpoint.guid)
-        .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
-        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-        .where(WebhookDelivery.id == delivery_id)
-    ).first()
+    found = (
+        session.execute(
+            select(
+                WebhookDelivery, OutboxEvent.event_id, WebhookEndpoint.name, WebhookEndpoint.guid
+            )
+            .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
+            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+            .where(WebhookDelivery.id == delivery_id)
+        ).first()
+        if 0 < delivery_id <= MAX_BIG_ID
+        else None
+    )
     if found is None:
         raise NotFound(f"No webhook delivery with id {delivery_id}.", code="unknown_delivery")
     delivery, event_guid, endpoint_name, endpoint_guid = found
@@ -201,21 +208,7 @@ def replay(session: Session, endpoint_id: int, since: datetime, *, actor: str) -
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     now = utcnow()
-    events_since = select(OutboxEvent.id).where(OutboxEvent.created_at >= since)
-    requeued = session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.endpoint_id == endpoint_id,
-            WebhookDelivery.event_id.in_(events_since),
-        )
-        .values(
-            state=PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            delivered_at=None,
-        )
-    )
-    count: int = requeued.rowcount  # type: ignore[attr-defined]
+    count = _requeue(session, endpoint, since, now)
     count += _queue_missing(session, endpoint, since, now)
     session.flush()
     audit.record(
@@ -226,6 +219,43 @@ def replay(session: Session, endpoint_id: int, since: datetime, *, actor: str) -
         {"guid": str(endpoint.guid), "since": since.isoformat(), "events": count},
     )
     return count
+
+
+def _wanted(subscription: Subscription, event_type: str, payload: str) -> bool:
+    if event_type != ACTIVITY_STORED:
+        return subscription.wants(event_type)
+    return subscription.wants_payload(event_type, json.loads(payload))
+
+
+def _requeue(session: Session, endpoint: WebhookEndpoint, since: datetime, now: datetime) -> int:
+    """Make the endpoint's deliveries of the events since `since` that it wants now pending
+    again, due now, with a fresh count of tries."""
+    subscription = Subscription.of(endpoint)
+    requeued = 0
+    after = 0
+    while True:
+        rows: Sequence[Any] = session.execute(
+            select(WebhookDelivery.id, OutboxEvent.type, OutboxEvent.payload)
+            .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
+            .where(
+                WebhookDelivery.endpoint_id == endpoint.id,
+                OutboxEvent.created_at >= since,
+                WebhookDelivery.id > after,
+            )
+            .order_by(WebhookDelivery.id)
+            .limit(REPLAY_BATCH)
+        ).all()
+        if not rows:
+            return requeued
+        after = rows[-1].id
+        wanted = [row.id for row in rows if _wanted(subscription, row.type, row.payload)]
+        if wanted:
+            session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(wanted))
+                .values(state=PENDING, attempts=0, next_attempt_at=now, delivered_at=None)
+            )
+            requeued += len(wanted)
 
 
 def _queue_missing(
@@ -269,11 +299,7 @@ def _queue_missing(
                 "created_at": now,
             }
             for event in events
-            if subscription.wants(event.type)
-            and (
-                event.type != ACTIVITY_STORED
-                or subscription.wants_payload(event.type, json.loads(event.payload))
-            )
+            if _wanted(subscription, event.type, event.payload)
         ]
         if rows:
             session.execute(
