@@ -89,11 +89,12 @@ def lower_keys(raw: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _optional_string(
-    props: dict[str, Any], name: str, limit: int, *, spelled: str | None = None, code: str = ""
+    props: dict[str, Any], name: str, limit: int, *, spelled: str | None = None, stem: str = ""
 ) -> str | None:
+    # The error codes are invalid_<stem> and <stem>_too_long; the stem is the name by default.
     value = props.get(name)
     spelled = spelled or name
-    code = code or name
+    code = stem or name
     if value is None:
         return None
     if not isinstance(value, str):
@@ -108,7 +109,7 @@ def _optional_string(
 
 def _message_id(props: dict[str, Any]) -> str | None:
     message_id = _optional_string(
-        props, "messageid", MAX_MESSAGE_ID_LENGTH, spelled="messageId", code="message_id"
+        props, "messageid", MAX_MESSAGE_ID_LENGTH, spelled="messageId", stem="message_id"
     )
     if message_id == "":
         raise InvalidInput("messageId must not be empty.", code="invalid_message_id")
