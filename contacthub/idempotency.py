@@ -13,7 +13,8 @@ Two kinds of client-chosen ids, both remembered per channel for `ingest_dedupe_d
   claim not yet finished (the same key twice in one batch) is refused (409). Only successful
   answers are remembered: a request that fails releases its key, so the client can retry it.
 
-The claims are `INSERT … ON CONFLICT DO NOTHING … RETURNING` (`insert_or_ignore`): on
+The claims are `INSERT … ON CONFLICT DO NOTHING … RETURNING` (`insert_or_ignore` for keys, one
+hand-written statement per batch for message ids): on
 PostgreSQL a second transaction claiming the same id waits for the first to commit or roll back,
 then sees its row; on SQLite one write transaction runs at a time. Both are exact across
 workers, with no lock of our own.
@@ -33,12 +34,13 @@ from sqlalchemy import Table, delete, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from contacthub.errors import Conflict, HubError, InvalidInput
-from contacthub.storage.database import insert_or_ignore
+from contacthub.storage.database import driver_cursor, insert_or_ignore
 from contacthub.storage.models import IdempotencyKey, IngestMessageId
+from contacthub.storage.types import sqlite_datetime
 
 MAX_KEY_LENGTH = 200
 HEADER = "idempotency-key"
-# Rows per INSERT: SQLite allows 32,766 bound values per statement, three per row here.
+# Ids per look-up of the retries: SQLite allows 32,766 bound values per statement.
 CLAIM_CHUNK = 2000
 
 # The scopes of Idempotency-Key rows: one per endpoint that honours the header.
@@ -81,19 +83,38 @@ def claim_message_ids(
     if not keys:
         return {}
     ordered = sorted(set(keys))
-    claimed: set[MessageKey] = set()
-    for start in range(0, len(ordered), CLAIM_CHUNK):
-        chunk = ordered[start : start + CLAIM_CHUNK]
-        statement = (
-            insert_or_ignore(session, _MESSAGES, ["channel_id", "message_id"])
-            .values([{"channel_id": c, "message_id": m, "created_at": now} for c, m in chunk])
-            .returning(_MESSAGES.c.channel_id, _MESSAGES.c.message_id)
-        )
-        claimed.update((c, m) for c, m in session.execute(statement))
+    claimed = _insert_claims(session, ordered, now)
     taken = [key for key in ordered if key not in claimed]
     if not taken:
         return {}
     return _retries(session, taken, now, now - dedupe)
+
+
+# The hot path: one statement per write batch, whatever its size, with the ids as one parameter
+# (a JSON array on SQLite, two arrays on PostgreSQL): a multi-row INSERT built by SQLAlchemy
+# cost more CPU than the ingest it guarded (docs/benchmarks.md). Rows are inserted in the order
+# given, so that concurrent claims of the same ids queue rather than deadlock.
+_CLAIM = {
+    "sqlite": "INSERT INTO ingest_message_ids (channel_id, message_id, created_at) "
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), ? "
+    "FROM json_each(?) WHERE true ORDER BY key "
+    "ON CONFLICT DO NOTHING RETURNING channel_id, message_id",
+    "postgresql": "INSERT INTO ingest_message_ids (channel_id, message_id, created_at) "
+    "SELECT c, m, %s FROM unnest(%s::integer[], %s::text[]) WITH ORDINALITY AS t(c, m, n) "
+    "ORDER BY n ON CONFLICT DO NOTHING RETURNING channel_id, message_id",
+}
+
+
+def _insert_claims(session: Session, ordered: list[MessageKey], now: datetime) -> set[MessageKey]:
+    """Insert a row per id; answer those inserted (not already there)."""
+    dialect = session.get_bind().dialect.name
+    with driver_cursor(session) as cursor:
+        if dialect == "sqlite":
+            parameters: tuple[Any, ...] = (sqlite_datetime(now), json.dumps(ordered))
+        else:
+            parameters = (now, [c for c, _ in ordered], [m for _, m in ordered])
+        cursor.execute(_CLAIM[dialect], parameters)
+        return {(int(c), m) for c, m in cursor.fetchall()}
 
 
 def _retries(
