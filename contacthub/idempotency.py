@@ -90,31 +90,35 @@ def claim_message_ids(
     return _retries(session, taken, now, now - dedupe)
 
 
-# The hot path: one statement per write batch, whatever its size, with the ids as one parameter
-# (a JSON array on SQLite, two arrays on PostgreSQL): a multi-row INSERT built by SQLAlchemy
-# cost more CPU than the ingest it guarded (docs/benchmarks.md). Rows are inserted in the order
-# given, so that concurrent claims of the same ids queue rather than deadlock.
+# The hot path: one statement per write batch and channel (a batch mostly holds one channel),
+# whatever its size, with the ids as one parameter (a JSON array on SQLite, an array on
+# PostgreSQL): a multi-row INSERT built by SQLAlchemy cost more CPU than the ingest it guarded
+# (docs/benchmarks.md). Rows go in the order given, so that concurrent claims of the same ids
+# queue rather than deadlock.
 _CLAIM = {
     "sqlite": "INSERT INTO ingest_message_ids (channel_id, message_id, created_at) "
-    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), ? "
-    "FROM json_each(?) WHERE true ORDER BY key "
-    "ON CONFLICT DO NOTHING RETURNING channel_id, message_id",
+    "SELECT ?, value, ? FROM json_each(?) WHERE true ORDER BY key "
+    "ON CONFLICT DO NOTHING RETURNING message_id",
     "postgresql": "INSERT INTO ingest_message_ids (channel_id, message_id, created_at) "
-    "SELECT c, m, %s FROM unnest(%s::integer[], %s::text[]) WITH ORDINALITY AS t(c, m, n) "
-    "ORDER BY n ON CONFLICT DO NOTHING RETURNING channel_id, message_id",
+    "SELECT %s, m, %s FROM unnest(%s::text[]) WITH ORDINALITY AS t(m, n) "
+    "ORDER BY n ON CONFLICT DO NOTHING RETURNING message_id",
 }
 
 
 def _insert_claims(session: Session, ordered: list[MessageKey], now: datetime) -> set[MessageKey]:
     """Insert a row per id; answer those inserted (not already there)."""
     dialect = session.get_bind().dialect.name
+    by_channel: dict[int, list[str]] = {}
+    for channel_id, message_id in ordered:
+        by_channel.setdefault(channel_id, []).append(message_id)
+    moment: object = sqlite_datetime(now) if dialect == "sqlite" else now
+    claimed: set[MessageKey] = set()
     with driver_cursor(session) as cursor:
-        if dialect == "sqlite":
-            parameters: tuple[Any, ...] = (sqlite_datetime(now), json.dumps(ordered))
-        else:
-            parameters = (now, [c for c, _ in ordered], [m for _, m in ordered])
-        cursor.execute(_CLAIM[dialect], parameters)
-        return {(int(c), m) for c, m in cursor.fetchall()}
+        for channel_id, message_ids in by_channel.items():
+            ids: object = json.dumps(message_ids) if dialect == "sqlite" else message_ids
+            cursor.execute(_CLAIM[dialect], (channel_id, moment, ids))
+            claimed.update((channel_id, message_id) for (message_id,) in cursor.fetchall())
+    return claimed
 
 
 def _retries(
