@@ -55,6 +55,9 @@ _KEYS = cast(Table, IdempotencyKey.__table__)
 _canonical = msgspec.json.Encoder(order="sorted")
 
 
+REUSED = "This Idempotency-Key was sent with another request; use a new key for a new request."
+
+
 class KeyReused(HubError):
     """An Idempotency-Key sent again with a different request (422)."""
 
@@ -188,6 +191,7 @@ class StoredAnswer:
 
     status: int
     body: bytes
+    request_hash: str = ""
 
 
 def read_key(headers: Mapping[str, str]) -> str | None:
@@ -257,15 +261,13 @@ def claim_key(
         )
         return None
     if row.request_hash != claim.request_hash:
-        raise KeyReused(
-            "This Idempotency-Key was sent with another request; use a new key for a new request.",
-        )
+        raise KeyReused(REUSED)
     if row.status is None:
         raise Conflict(
             "A request with this Idempotency-Key is still running; retry once it has finished.",
             code="idempotency_key_in_use",
         )
-    return StoredAnswer(row.status, (row.response or "").encode())
+    return StoredAnswer(row.status, (row.response or "").encode(), row.request_hash)
 
 
 def finish_key(

@@ -38,7 +38,9 @@ from contacthub.contacts.service import apply_data_input
 from contacthub.errors import Conflict, Forbidden, HubError, NotFound
 from contacthub.events import outbox
 from contacthub.idempotency import (
+    REUSED,
     KeyClaim,
+    KeyReused,
     MessageKey,
     StoredAnswer,
     claim_key,
@@ -112,7 +114,8 @@ def process_batch(session: Session, jobs: Sequence[IngestJob]) -> list[IngestOut
     context = _look_up(session, jobs)
     outcomes: list[IngestOutcome | None] = [None] * len(jobs)
     admitted: list[_Admitted] = []
-    keys_in_batch: set[tuple[int, str, str]] = set()
+    # Each Idempotency-Key met in the batch: its stored answer, or None if claimed here.
+    keys_in_batch: dict[tuple[int, str, str], StoredAnswer | None] = {}
     for index, job in enumerate(jobs):
         claimed = False
         channel_id = 0
@@ -121,10 +124,17 @@ def process_batch(session: Session, jobs: Sequence[IngestJob]) -> list[IngestOut
             channel_id = principal.channel_id
             if job.idempotency is not None:
                 claim = job.idempotency
-                if (channel_id, claim.scope, claim.key) in keys_in_batch:
-                    raise _in_use()
-                keys_in_batch.add((channel_id, claim.scope, claim.key))
+                seen = (channel_id, claim.scope, claim.key)
+                if seen in keys_in_batch:
+                    stored = keys_in_batch[seen]
+                    if stored is None:
+                        raise _in_use()  # the first has not committed yet
+                    if stored.request_hash != claim.request_hash:
+                        raise KeyReused(REUSED)
+                    outcomes[index] = IngestOutcome(replay=stored)
+                    continue
                 stored = claim_key(session, channel_id, claim, job.received_at, job.dedupe)
+                keys_in_batch[seen] = stored
                 if stored is not None:
                     outcomes[index] = IngestOutcome(replay=stored)
                     continue

@@ -333,6 +333,15 @@ def test_the_same_key_twice_in_one_batch_is_in_use(
     assert second.error.code == "idempotency_key_in_use"
     assert count(database, Activity) == 1
 
+    # Committed since: both retries in one batch get the stored answer.
+    with database.write() as session:
+        replays = process_batch(session, [job, job])
+    assert [o.replay for o in replays] == [replays[0].replay] * 2
+    assert replays[0].replay is not None
+    assert replays[0].replay.status == 207
+    assert json.loads(replays[0].replay.body) == {"results": [{"status": 202}]}
+    assert count(database, Activity) == 1
+
 
 def test_an_unfinished_claim_is_409(
     client: TestClient, database: Database, setup: TrackingSetup
