@@ -26,6 +26,8 @@ RESERVED_TYPES = BUILT_IN_TYPES - TRACKABLE_BUILT_IN_TYPES
 MAX_TYPE_LENGTH = 100
 MAX_VALUE_LENGTH = 250
 MAX_URL_LENGTH = 2000
+# A client-chosen id per activity, for idempotent retries (contacthub/idempotency.py).
+MAX_MESSAGE_ID_LENGTH = 100
 # The title column's bound: titles are derived, so they are cut to it (only a page visit titled
 # by a long URL, or an email with a long subject, reaches it).
 MAX_TITLE_LENGTH = 500
@@ -42,6 +44,9 @@ class ActivityInput:
     url: str | None
     referrer: str | None
     contact_fields: dict[str, Any] = field(default_factory=dict)
+    message_id: str | None = None
+    # The properties cut to their limit (compatibility: clients never read per-item results).
+    truncated: tuple[str, ...] = ()
 
     @property
     def is_custom(self) -> bool:
@@ -83,18 +88,40 @@ def lower_keys(raw: dict[str, Any], where: str) -> dict[str, Any]:
     return lowered
 
 
-def _optional_string(props: dict[str, Any], name: str, limit: int) -> str | None:
+def _optional_string(
+    props: dict[str, Any], name: str, limit: int, *, spelled: str | None = None, stem: str = ""
+) -> str | None:
+    # The error codes are invalid_<stem> and <stem>_too_long; the stem is the name by default.
     value = props.get(name)
+    spelled = spelled or name
+    code = stem or name
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a string.", code=f"invalid_{name}")
+        raise InvalidInput(f"{spelled} must be a string.", code=f"invalid_{code}")
     if "\x00" in value:
         # PostgreSQL cannot store NUL in text; refuse it on every database alike.
-        raise InvalidInput(f"{name} must not contain NUL characters.", code=f"invalid_{name}")
+        raise InvalidInput(f"{spelled} must not contain NUL characters.", code=f"invalid_{code}")
     if len(value) > limit:
-        raise InvalidInput(f"{name} is longer than {limit} characters.", code=f"{name}_too_long")
+        raise InvalidInput(f"{spelled} is longer than {limit} characters.", code=f"{code}_too_long")
     return value
+
+
+def _message_id(props: dict[str, Any]) -> str | None:
+    message_id = _optional_string(
+        props, "messageid", MAX_MESSAGE_ID_LENGTH, spelled="messageId", stem="message_id"
+    )
+    if message_id == "":
+        raise InvalidInput("messageId must not be empty.", code="invalid_message_id")
+    return message_id
+
+
+def cut_value(value: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """The value cut to its limit, and ("value",) when it was cut (the compatibility fix: a
+    real client never reads per-item results, so a refused long page title was lost)."""
+    if value is not None and len(value) > MAX_VALUE_LENGTH:
+        return value[:MAX_VALUE_LENGTH], ("value",)
+    return value, ()
 
 
 def check_activity(raw: object) -> ActivityInput | ActivityRejection:
@@ -109,13 +136,13 @@ def _check(raw: object) -> ActivityInput:
     if not isinstance(raw, dict):
         raise InvalidInput("An activity must be a JSON object.", code="invalid_activity")
     props = lower_keys(raw, "The activity")
-    return _apply_rules(
-        _optional_string(props, "type", MAX_TYPE_LENGTH),
-        _optional_string(props, "value", MAX_VALUE_LENGTH),
-        _optional_string(props, "url", MAX_URL_LENGTH),
-        _optional_string(props, "referrer", MAX_URL_LENGTH),
-        props.get("contactfields"),
-    )
+    activity_type = _optional_string(props, "type", MAX_TYPE_LENGTH)
+    # Any length passes here: an over-long value is cut below, not refused.
+    value = _optional_string(props, "value", 2**63)
+    url = _optional_string(props, "url", MAX_URL_LENGTH)
+    referrer = _optional_string(props, "referrer", MAX_URL_LENGTH)
+    message_id = _message_id(props)
+    return _apply_rules(activity_type, value, url, referrer, props.get("contactfields"), message_id)
 
 
 def check_activity_fields(
@@ -124,11 +151,15 @@ def check_activity_fields(
     url: str | None,
     referrer: str | None,
     contact_fields: object,
+    message_id: str | None = None,
 ) -> ActivityInput | ActivityRejection:
-    """Check an activity whose properties were already read and found to be strings in bounds,
-    without NUL characters."""
+    """Check an activity whose properties were already read and found to be strings without
+    NUL characters, in bounds but for the value (which is cut to its limit): the fast path."""
     try:
-        return _apply_rules(activity_type, value, url, referrer, contact_fields)
+        if message_id == "":
+            # The one rule the fast path's decoder (a string of at most 100) leaves to check.
+            raise InvalidInput("messageId must not be empty.", code="invalid_message_id")
+        return _apply_rules(activity_type, value, url, referrer, contact_fields, message_id)
     except InvalidInput as error:
         return ActivityRejection(error.status_code, error.message, error.code)
 
@@ -139,6 +170,7 @@ def _apply_rules(
     url: str | None,
     referrer: str | None,
     contact_fields: object,
+    message_id: str | None = None,
 ) -> ActivityInput:
     if not activity_type:
         raise InvalidInput("type is required.", code="missing_type")
@@ -160,4 +192,5 @@ def _apply_rules(
                 "contactFields is only for datainput activities.", code="unexpected_contact_fields"
             )
         fields = parse_contact_fields(contact_fields)
-    return ActivityInput(activity_type, value, url, referrer, fields)
+    value, truncated = cut_value(value)
+    return ActivityInput(activity_type, value, url, referrer, fields, message_id, truncated)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from sqlalchemy.orm import Session
 from starlette.datastructures import Headers
@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from contacthub import idempotency
 from contacthub.activities.ingest import IngestJob
 from contacthub.channels import cors
 from contacthub.channels.service import authenticate, hash_key
@@ -29,6 +30,7 @@ from contacthub.contacts import service as contacts
 from contacthub.errors import InvalidInput
 from contacthub.http import (
     bearer_key,
+    encode_json,
     json_response,
     read_body,
     require_json,
@@ -64,33 +66,69 @@ async def get_consent_texts(request: Request) -> Response:
     return json_response({"shortText": texts.short_text, "fullText": texts.full_text})
 
 
-async def create_contact(request: Request) -> Response:
-    """POST /contacts: a new anonymous contact; clients keep its GUID. The body is ignored."""
+def _key_claim(request: Request, scope: str, body: object = None) -> idempotency.KeyClaim | None:
+    """The request's Idempotency-Key with the hash of what it asks for; None without one."""
+    key = idempotency.read_key(request.headers)
+    if key is None:
+        return None
+    digest = idempotency.request_hash(request.method, request.url.path, body)
+    return idempotency.KeyClaim(scope, key, digest)
+
+
+async def _idempotent_write(
+    request: Request,
+    claim: idempotency.KeyClaim | None,
+    work: Callable[[Session, int], tuple[int, bytes]],
+) -> Response:
+    """Run `work(session, channel_id) -> (status, body)` in one unit of work, under the
+    request's Idempotency-Key if it sent one: a replay answers the stored answer instead."""
+    hub = hub_of(request)
     key = bearer_key(request)
 
-    def work(session: Session) -> str:
-        authenticate(session, key, ACCESS)
-        return str(contacts.create_contact(session).guid)
+    def unit(session: Session) -> tuple[int, bytes]:
+        principal = authenticate(session, key, ACCESS)
+        now = utcnow()
+        dedupe = idempotency.window(hub.settings.ingest_dedupe_days)
+        if claim is not None:
+            stored = idempotency.claim_key(session, principal.channel_id, claim, now, dedupe)
+            if stored is not None:
+                return stored.status, stored.body
+        status, body = work(session, principal.channel_id)
+        if claim is not None:
+            idempotency.finish_key(session, principal.channel_id, claim, status, body)
+        return status, body
 
-    return json_response({"contact": await hub_of(request).write(work)})
+    status, body = await hub.write(unit)
+    return Response(body, status, media_type="application/json")
+
+
+async def create_contact(request: Request) -> Response:
+    """POST /contacts: a new anonymous contact; clients keep its GUID. The body is ignored."""
+    bearer_key(request)
+    claim = _key_claim(request, idempotency.CONTACTS)
+
+    def work(session: Session, channel_id: int) -> tuple[int, bytes]:
+        return 200, encode_json({"contact": str(contacts.create_contact(session).guid)})
+
+    return await _idempotent_write(request, claim, work)
 
 
 async def set_consent_agreement(request: Request) -> Response:
     """POST /contacts/{guid}/consents/{consent} with {"agree": bool}: agree or revoke."""
-    key = bearer_key(request)
+    bearer_key(request)
     require_json(request)
     agree = read_agree(await read_body(request, AGREE_BODY_LIMIT))
     contact_guid = request.path_params["guid"]
     code_name = request.path_params["consent"]
+    claim = _key_claim(request, idempotency.CONSENT, {"agree": agree})
 
-    def work(session: Session) -> None:
-        principal = authenticate(session, key, ACCESS)
+    def work(session: Session, channel_id: int) -> tuple[int, bytes]:
         consents.record_agreement(
-            session, contact_guid, code_name, agree=agree, channel_id=principal.channel_id
+            session, contact_guid, code_name, agree=agree, channel_id=channel_id
         )
+        return 200, encode_json({"agreed": agree, "isAgreed": agree})
 
-    await hub_of(request).write(work)
-    return json_response({"agreed": agree, "isAgreed": agree})
+    return await _idempotent_write(request, claim, work)
 
 
 async def get_consent_agreement(request: Request) -> Response:
@@ -123,16 +161,24 @@ async def log_activities(request: Request) -> Response:
     require_json(request)
     body = await read_body(request, hub.settings.max_body_bytes)
     parsed = read_activities_request(body, hub.settings.max_activities_per_request)
+    claim = None
+    if idempotency.HEADER in request.headers:
+        canonical = idempotency.canonical_json_body(body)
+        claim = _key_claim(request, idempotency.ACTIVITIES, canonical)
     job = IngestJob(
         key_hash=hash_key(key),
         channel_guid=parsed.channel,
         contact_guid=parsed.contact,
         activities=parsed.activities,
         received_at=utcnow(),
+        idempotency=claim,
+        dedupe=idempotency.window(hub.settings.ingest_dedupe_days),
     )
     outcome = await hub.activity_writer.submit(job)
     if outcome.error is not None:
         raise outcome.error
+    if outcome.replay is not None:
+        return Response(outcome.replay.body, outcome.replay.status, media_type="application/json")
     return json_response({"results": outcome.results}, 207)
 
 

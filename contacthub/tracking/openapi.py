@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from contacthub import __version__
-from contacthub.activities.rules import MAX_URL_LENGTH, MAX_VALUE_LENGTH
+from contacthub.activities.rules import MAX_MESSAGE_ID_LENGTH, MAX_URL_LENGTH, MAX_VALUE_LENGTH
 from contacthub.contacts.fields import CONTACT_FIELDS
 
 _GUID = {"type": "string", "format": "uuid"}
@@ -29,6 +29,8 @@ _ERROR_DESCRIPTIONS = {
     404: "Not found.",
     413: "The body is over the size limit.",
     415: "The body is not declared as JSON (Content-Type: application/json or +json).",
+    409: "A request with this Idempotency-Key is still running: retry later.",
+    422: "This Idempotency-Key was sent with another request.",
     503: "The hub is busy or its store is unavailable: retry later.",
 }
 
@@ -51,6 +53,14 @@ _PATH_PARAMS = [
     {"name": "guid", "in": "path", "required": True, "schema": _GUID},
     {"name": "consent", "in": "path", "required": True, "schema": {"type": "string"}},
 ]
+
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "description": "Optional: a retry with the same key and request within the dedupe window "
+    "gets the first answer again and changes nothing.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
 
 _AGREED = {
     "type": "object",
@@ -101,6 +111,7 @@ def document() -> dict[str, Any]:
             "/contacts": {
                 "post": {
                     "summary": "Create an anonymous contact",
+                    "parameters": [_IDEMPOTENCY_KEY],
                     "responses": {
                         "200": _json(
                             {
@@ -110,7 +121,7 @@ def document() -> dict[str, Any]:
                             },
                             "The new contact's GUID",
                         ),
-                        **_errors(401, 403),
+                        **_errors(400, 401, 403, 409, 422),
                     },
                 }
             },
@@ -125,7 +136,7 @@ def document() -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Agree to (true) or revoke (false) the consent",
-                    "parameters": _PATH_PARAMS,
+                    "parameters": [*_PATH_PARAMS, _IDEMPOTENCY_KEY],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -140,7 +151,7 @@ def document() -> dict[str, Any]:
                     },
                     "responses": {
                         "200": _json(_AGREED, "Recorded"),
-                        **_errors(400, 401, 403, 404, 413, 415),
+                        **_errors(400, 401, 403, 404, 409, 413, 415, 422),
                     },
                 },
             },
@@ -157,6 +168,7 @@ def document() -> dict[str, Any]:
             "/activities": {
                 "post": {
                     "summary": "Log activities of a contact on the key's channel",
+                    "parameters": [_IDEMPOTENCY_KEY],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -170,7 +182,7 @@ def document() -> dict[str, Any]:
                             {"$ref": "#/components/schemas/ActivitiesResult"},
                             "One result per activity, in order",
                         ),
-                        **_errors(400, 401, 403, 404, 413, 415, 503),
+                        **_errors(400, 401, 403, 404, 409, 413, 415, 422, 503),
                     },
                 }
             },
@@ -200,10 +212,23 @@ def document() -> dict[str, Any]:
                             "type": "string",
                             "description": "pagevisit, click, datainput or a custom type",
                         },
-                        "value": {"type": "string", "maxLength": MAX_VALUE_LENGTH},
+                        "value": {
+                            "type": "string",
+                            "maxLength": MAX_VALUE_LENGTH,
+                            "description": "A longer value is stored cut to the limit; its "
+                            'result then says "truncated": ["value"].',
+                        },
                         "url": {"type": "string", "maxLength": MAX_URL_LENGTH},
                         "referrer": {"type": "string", "maxLength": MAX_URL_LENGTH},
                         "contactFields": {"type": "object", "properties": contact_fields},
+                        "messageId": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_MESSAGE_ID_LENGTH,
+                            "description": "A client-chosen id, unique per channel: a retry "
+                            "within the dedupe window is answered as the first time and "
+                            "stores nothing.",
+                        },
                     },
                 },
                 "ActivitiesResult": {
@@ -220,6 +245,7 @@ def document() -> dict[str, Any]:
                                     "error": {"type": "string"},
                                     "code": {"type": "string"},
                                     "contact": _GUID,
+                                    "truncated": {"type": "array", "items": {"type": "string"}},
                                 },
                             },
                         }

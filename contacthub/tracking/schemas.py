@@ -15,9 +15,9 @@ from typing import Annotated, Any
 import msgspec
 
 from contacthub.activities.rules import (
+    MAX_MESSAGE_ID_LENGTH,
     MAX_TYPE_LENGTH,
     MAX_URL_LENGTH,
-    MAX_VALUE_LENGTH,
     ActivityInput,
     ActivityRejection,
     check_activity,
@@ -34,10 +34,12 @@ class _Activity(msgspec.Struct, forbid_unknown_fields=True):
     """An activity spelled exactly as the seed spells it: the fast path's shape."""
 
     type: Annotated[str, msgspec.Meta(max_length=MAX_TYPE_LENGTH)]
-    value: Annotated[str, msgspec.Meta(max_length=MAX_VALUE_LENGTH)] | None = None
+    # Any length: an over-long value is cut to its limit by the rules, not refused.
+    value: str | None = None
     url: Annotated[str, msgspec.Meta(max_length=MAX_URL_LENGTH)] | None = None
     referrer: Annotated[str, msgspec.Meta(max_length=MAX_URL_LENGTH)] | None = None
     contactFields: dict[str, Any] | None = None
+    messageId: Annotated[str, msgspec.Meta(max_length=MAX_MESSAGE_ID_LENGTH)] | None = None
 
 
 class _ActivitiesBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -98,7 +100,7 @@ def read_activities_request(body: bytes, max_activities: int) -> ActivitiesReque
         fast.channel,
         fast.contact,
         [
-            check_activity_fields(a.type, a.value, a.url, a.referrer, a.contactFields)
+            check_activity_fields(a.type, a.value, a.url, a.referrer, a.contactFields, a.messageId)
             for a in fast.activities
         ],
     )

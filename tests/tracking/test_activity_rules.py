@@ -155,12 +155,11 @@ def test_malformed_activities_fail_alone(
 @pytest.mark.parametrize(
     ("field", "limit", "base"),
     [
-        ("value", 250, {"type": "click"}),
         ("url", 2000, {"type": "pagevisit"}),
         ("referrer", 2000, {"type": "click", "value": "x"}),
     ],
 )
-def test_over_long_values_are_refused_not_cut(
+def test_over_long_urls_are_refused_not_cut(
     client: TestClient,
     database: Database,
     setup: TrackingSetup,
@@ -180,6 +179,31 @@ def test_over_long_values_are_refused_not_cut(
     assert str(limit) in error
     [stored] = activities_of(database, contact)
     assert getattr(stored, field) == "é" * limit
+
+
+@pytest.mark.parametrize("spelling", ["value", "Value"])  # the fast path and the general one
+def test_over_long_values_are_cut_and_said_so(
+    client: TestClient, database: Database, setup: TrackingSetup, contact: str, spelling: str
+) -> None:
+    # A real client never reads per-item results: a long page title refused was lost.
+    activities = [
+        {"type": "click", spelling: "é" * 250},
+        {"type": "click", spelling: "é" * 251},
+        {"type": "pagevisit", "url": URL, spelling: "t" * 5000},
+        {"type": "click", spelling: "x", "url": "u" * 2001},  # other bad input: still refused
+    ]
+
+    results = results_of(post_activities(client, setup, contact, activities))
+
+    assert results[:3] == [
+        {"status": 202},
+        {"status": 202, "truncated": ["value"]},
+        {"status": 202, "truncated": ["value"]},
+    ]
+    assert_rejected(results[3], 400, "url_too_long")
+    stored = activities_of(database, contact)
+    assert [a.value for a in stored] == ["é" * 250, "é" * 250, "t" * 250]
+    assert stored[2].title == f"Page visit '{'t' * 250}'"
 
 
 def test_long_values_give_full_titles(

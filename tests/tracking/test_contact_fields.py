@@ -267,7 +267,6 @@ def test_over_long_values_are_refused_with_a_clear_error_never_cut(
     over = {name: (attribute, "x" * (limit + 1)) for name, (attribute, limit) in LIMITS.items()}
     over["ContactEmail"] = ("email", "a" + EMAIL_254)
     activities = [data_input({name: text}) for name, (_, text) in over.items()]
-    activities.append({"type": "datainput", "value": "v" * 251})
 
     results = log(client, setup, contact, activities)
 
@@ -275,8 +274,6 @@ def test_over_long_values_are_refused_with_a_clear_error_never_cut(
         error = assert_rejected(result, 400, "invalid_contact_fields")
         limit = 254 if name == "ContactEmail" else LIMITS[name][1]
         assert f"{name}: longer than {limit} characters" in error
-    value_error = assert_rejected(results[-1], 400, "value_too_long")
-    assert "250" in value_error
     stored = contact_row(database, contact)
     for name, (attribute, _) in over.items():
         assert getattr(stored, attribute) is None, name
