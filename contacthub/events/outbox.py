@@ -188,14 +188,14 @@ def emit_activities(session: Session, activities: Iterable[ActivityRow]) -> int:
     contacts = dict(
         session.execute(
             select(Contact.id, Contact.guid).where(Contact.id.in_({a.contact_id for a in chosen}))
-        ).tuples()
+        ).all()
     )
     channel_ids = {a.channel_id for a in chosen if a.channel_id is not None}
     channels = (
         dict(
             session.execute(
                 select(Channel.id, Channel.guid).where(Channel.id.in_(channel_ids))
-            ).tuples()
+            ).all()
         )
         if channel_ids
         else {}
