@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -13,6 +16,31 @@ from sqlalchemy import select
 from contacthub.events.outbox import EVENT_TYPES
 from contacthub.storage.database import Database
 from contacthub.storage.models import Contact, OutboxEvent, WebhookEndpoint
+
+DOCS = Path(__file__).parents[2] / "docs" / "webhooks.md"
+
+# Types documented by the example of their pair, and the keys only one of the two has.
+_PAIRED = {
+    "consent.revoked": ("consent.agreed", set()),
+    "group.left": ("group.entered", set()),
+    "email.opened": ("email.clicked", {"link", "url"}),
+    "email.complained": ("email.bounced", {"bounce"}),
+}
+
+
+@cache
+def documented() -> dict[str, set[str]]:
+    """The keys of `data` in each example body of docs/webhooks.md "Event types", by type."""
+    text = DOCS.read_text(encoding="utf-8")
+    section = text[text.index("## Event types") : text.index("## Endpoints")]
+    keys: dict[str, set[str]] = {}
+    for block in re.findall(r"```json\n(.*?)```", section, re.S):
+        body = json.loads(block)
+        assert set(body) == {"id", "type", "timestamp", "data"}, body
+        keys[body["type"]] = set(body["data"])
+    for event_type, (example, extra) in _PAIRED.items():
+        keys[event_type] = keys[example] - extra
+    return keys
 
 
 def endpoint(db: Database, events: tuple[str, ...] = ("*",), *, enabled: bool = True) -> int:
@@ -59,6 +87,8 @@ def events(db: Database, *types: str) -> list[Event]:
         assert body["id"] == str(row.event_id)
         assert body["type"] == row.type
         assert row.type in EVENT_TYPES
+        # The payload is the documented one: the same fields as the example in the docs.
+        assert set(body["data"]) == documented()[row.type], (row.type, body["data"])
         assert datetime.fromisoformat(body["timestamp"]).tzinfo is not None
         if not types or row.type in types:
             found.append(Event(row.id, row.type, row.contact_id, body["data"]))

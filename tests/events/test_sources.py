@@ -44,6 +44,7 @@ from tests.email.tracking_support import ANNA, BOB, SALE, SentIssue, params, sen
 from tests.events.sources_support import (
     contact_guid,
     contact_id,
+    documented,
     endpoint,
     events,
     only,
@@ -610,3 +611,7 @@ def test_hits_cost_no_query_per_hit_with_or_without_an_endpoint(
     one, many = statements_of_hits(database, sent, 1), statements_of_hits(database, sent, 64)
     assert one == many  # with an endpoint: still a fixed number per batch
     assert len(events(database, outbox.EMAIL_OPENED)) == 65
+
+
+def test_every_event_type_is_documented_with_an_example() -> None:
+    assert set(documented()) == set(outbox.EVENT_TYPES)
