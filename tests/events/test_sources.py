@@ -10,6 +10,7 @@ and payload. Without an endpoint nothing is written; a change that rolls back wr
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,10 @@ from contacthub.bounces import verp
 from contacthub.contacts import service as contacts
 from contacthub.email import service as email
 from contacthub.email import tracking
-from contacthub.email.compose import CLICK_PATH, OPEN_PATH, UNSUBSCRIBE_PATH
+from contacthub.email.compose import CLICK_PATH, OPEN_PATH, UNSUBSCRIBE_PATH, tracking_url
 from contacthub.email.hashing import LinkSigner, Purpose
 from contacthub.email.machine import HitKind
+from contacthub.email.signing import link_signer
 from contacthub.events import outbox
 from contacthub.groups import membership
 from contacthub.groups import service as groups
@@ -39,7 +41,7 @@ from tests import factories
 from tests.admin.conftest import sign_in
 from tests.bounces.webhooks.support import basic_auth
 from tests.cli.conftest import Cli, cli_on
-from tests.email.smtp_server import SmtpServer, smtp_server
+from tests.email.smtp_server import HOST, SmtpServer, smtp_server
 from tests.email.tracking_support import ANNA, BOB, SALE, SentIssue, params, sent_issue, url
 from tests.events.sources_support import (
     contact_guid,
@@ -49,6 +51,15 @@ from tests.events.sources_support import (
     events,
     only,
     types_of,
+)
+from tests.subscriptions.support import (
+    BASE,
+    CONSENT,
+    HUMAN_AGENT,
+    NEWS,
+    confirm_link,
+    make_newsletter,
+    path_of,
 )
 from tests.tracking.support import API, post_activities, results_of
 
@@ -615,3 +626,52 @@ def test_hits_cost_no_query_per_hit_with_or_without_an_endpoint(
 
 def test_every_event_type_is_documented_with_an_example() -> None:
     assert set(documented()) == set(outbox.EVENT_TYPES)
+
+
+# -- the public subscription pages ---------------------------------------------------------------
+
+
+def test_double_opt_in_and_the_preference_page(
+    database: Database, settings: Settings, smtp: SmtpServer
+) -> None:
+    endpoint(database)
+    weekly = make_newsletter(database)
+    hub_settings = settings.model_copy(update={"smtp_host": HOST, "smtp_port": smtp.port})
+    with TestClient(create_app(hub_settings), headers={"user-agent": HUMAN_AGENT}) as hub:
+        page = hub.get(f"/subscribe/{weekly}")
+        token = re.search(r'name="token" value="([^"]+)"', page.text)
+        assert token is not None
+        answer = hub.post(
+            f"/subscribe/{weekly}", data={"email": ANNA, "first_name": "Anna", "token": token[1]}
+        )
+        assert answer.status_code == 200
+        anna = contact_guid(database, ANNA)
+        assert only(events(database, outbox.CONTACT_CREATED)).data["contact"] == anna
+        assert events(database, outbox.CONSENT_AGREED) == []  # not before the confirmation
+
+        (message,) = smtp.messages_to(ANNA)
+        assert hub.get(confirm_link(message)).status_code == 200
+        agreed = only(events(database, outbox.CONSENT_AGREED))
+        assert agreed.data == {
+            "contact": anna,
+            "consent": CONSENT,
+            "revision": 2,
+            "channel": None,
+            "source": "double_opt_in",
+        }
+
+        with database.write() as session:
+            issue = str(email.create_issue(session, NEWS, "Hi", "<p>Hi</p>").guid)
+        preferences = path_of(
+            tracking_url(BASE, Purpose.PREFERENCES, issue, ANNA, link_signer(hub_settings))
+        )
+        # Leave Weekly on the page, then join it again (a double opt-in: a new agreement).
+        assert hub.post(preferences, data={"action": "save"}).status_code == 200
+        left = only(events(database, outbox.EMAIL_UNSUBSCRIBED))
+        assert (left.data["source"], left.data["issue"]) == ("preferences", issue)
+        assert hub.post(preferences, data={"newsletter": weekly}).status_code == 200
+        again = events(database, outbox.CONSENT_AGREED)[-1]
+        assert (again.contact_id, again.data["source"]) == (
+            contact_id(database, anna),
+            "preferences",
+        )
