@@ -35,6 +35,7 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from contacthub.events import changes
 from contacthub.settings import Settings
 from contacthub.storage.models import (
     Delivery,
@@ -171,6 +172,7 @@ def record_feedback(
     report.duplicates += len(rows) - len(inserted)
     new_rows = [row for row in rows if (row["source"], row["event_id"]) in inserted]
     report.suppressed = _suppress(session, new_rows, settings)
+    changes.email_feedback(session, new_rows)  # email.bounced / email.complained webhooks
     return report
 
 

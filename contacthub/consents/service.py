@@ -18,6 +18,7 @@ from contacthub.audit import service as audit
 from contacthub.consents import repository
 from contacthub.contacts import service as contacts
 from contacthub.errors import Conflict, InvalidInput, NotFound
+from contacthub.events import changes
 from contacthub.groups.queue import enqueue_contacts
 from contacthub.identifiers import CODE_NAME, check_code_name
 from contacthub.storage.models import Consent, ConsentAgreement, ConsentRevision, ConsentText
@@ -411,6 +412,15 @@ def record_agreement(
     session.add(agreement)
     session.flush()
     enqueue_contacts(session, [contact.id])  # its dynamic groups may answer differently now
+    changes.consent_recorded(
+        session,
+        contact.id,
+        consent.id,
+        agreement.revision_id,
+        agreed=agree,
+        channel_id=channel_id,
+        source="tracking",
+    )
     return agreement
 
 

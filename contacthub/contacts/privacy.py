@@ -35,6 +35,7 @@ from contacthub.contacts.profile import (
     wire_fields,
 )
 from contacthub.errors import InvalidInput
+from contacthub.events import changes
 from contacthub.storage.models import (
     Activity,
     Channel,
@@ -320,6 +321,8 @@ def erase_contact(session: Session, guid: str | uuid.UUID, actor: str) -> Erasur
         _deleted(session, delete(Subscriber).where(Subscriber.id.in_(subscriber_ids)))
     _deleted(session, delete(Contact).where(Contact.id == contact.id))
     session.expunge(contact)
+    # Its webhook events and deliveries go too; `contact.erased` (the GUID alone) is left.
+    changes.contact_erased(session, contact.id, contact_guid)
     audit.record(session, actor, ERASED, contact_guid)
     return Erasure(
         contact_guid, activities, agreements, len(subscriber_ids), deliveries, opens, clicks

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from contacthub.contacts import repository
 from contacthub.errors import NotFound
+from contacthub.events import changes
 from contacthub.groups.queue import enqueue_contacts
 from contacthub.identifiers import parse_guid
 from contacthub.storage.models import Contact
@@ -25,6 +26,7 @@ def create_contact(session: Session, **fields: Any) -> Contact:
     """A new contact, anonymous unless fields are given."""
     contact = _new_contact(session, **fields)
     enqueue_contacts(session, [contact.id])  # it may match a dynamic group at once
+    changes.contact_created(session, contact)
     return contact
 
 
@@ -54,11 +56,18 @@ def apply_data_input(session: Session, contact: Contact, fields: Mapping[str, An
     """
     new_email = fields.get("email")
     target = contact
+    created = False
     if new_email and contact.email and contact.email.lower() != new_email.lower():
-        target = repository.oldest_contact_with_email(session, new_email) or _new_contact(session)
+        found = repository.oldest_contact_with_email(session, new_email)
+        target, created = (found, False) if found is not None else (_new_contact(session), True)
+    before = changes.fields_of(target, fields)
     for attribute, value in fields.items():
         if attribute == "email" and target.email and target.email.lower() == value.lower():
             continue  # keep the address as first stored
         setattr(target, attribute, value)
     session.flush()
+    if created:
+        changes.contact_created(session, target)
+    else:
+        changes.contact_updated(session, target, before, source="data_input")
     return target

@@ -44,6 +44,7 @@ from contacthub.audit import service as audit
 from contacthub.email import repository, service
 from contacthub.email.repository import SUBSCRIBED
 from contacthub.errors import HubError, InvalidInput
+from contacthub.events import changes
 from contacthub.groups.queue import enqueue_contacts
 from contacthub.storage.database import Database
 from contacthub.storage.models import Contact, Subscriber
@@ -221,6 +222,7 @@ def import_subscribers(
             result.unsubscribed += 1
     contacts = repository.oldest_contacts_with_emails(session, {r.email for r in fresh})
     new_contacts: list[Contact] = []
+    filled: list[tuple[Contact, dict[str, Any]]] = []
     for row in fresh:
         contact = contacts.get(row.email)
         if contact is None:
@@ -228,10 +230,12 @@ def import_subscribers(
             contacts[row.email] = contact
             new_contacts.append(contact)
         else:
+            filled.append((contact, changes.fields_of(contact, ("first_name", "last_name"))))
             contact.first_name = contact.first_name or row.first_name
             contact.last_name = contact.last_name or row.last_name
     session.add_all(new_contacts)
     session.flush()  # one multi-row INSERT; the new contacts get their ids
+    changes.contacts_changed(session, new_contacts, filled, source="import")
     session.add_all(
         Subscriber(
             newsletter_id=newsletter.id,

@@ -82,6 +82,7 @@ from contacthub.email.sender import (
     SmtpMailer,
     build_message,
 )
+from contacthub.events import changes
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.storage.models import Delivery, EmailIssue, Newsletter
@@ -524,6 +525,8 @@ def _record(session: Session, outcomes: Sequence[_Outcome]) -> None:
         ]
         if rows:
             session.execute(update(Delivery), rows)
+    sent = [o.delivery_id for o in outcomes if o.status == SENT]
+    changes.emails_sent(session, sent, now)  # no query unless an endpoint wants email.sent
 
 
 def _release(session: Session, unsent: Sequence[ClaimedDelivery]) -> None:

@@ -35,6 +35,7 @@ from contacthub.contacts import service as contacts
 from contacthub.email import compose, repository
 from contacthub.email.repository import SUBSCRIBED, SUBSCRIBER_STATES, UNCONFIRMED, UNSUBSCRIBED
 from contacthub.errors import Conflict, InvalidInput, NotFound, with_article
+from contacthub.events import changes
 from contacthub.groups import repository as group_repository
 from contacthub.groups.queue import enqueue_contacts
 from contacthub.identifiers import base_url, parse_guid
@@ -373,8 +374,10 @@ def subscribe_new(
             session, email=address, first_name=first_name, last_name=last_name
         )
     else:
+        before = changes.fields_of(contact, ("first_name", "last_name"))
         contact.first_name = contact.first_name or first_name
         contact.last_name = contact.last_name or last_name
+        changes.contact_updated(session, contact, before, source="subscription")
     subscriber = Subscriber(
         newsletter_id=newsletter.id,
         contact_id=contact.id,
@@ -406,15 +409,20 @@ def unsubscribe(
     issue: EmailIssue | None = None,
     *,
     actor: str | None = None,
+    source: str | None = None,
 ) -> Subscriber:
     """Unsubscribe; `issue` is the one whose link was used (for its statistics). Idempotent:
-    unsubscribing an unsubscribed address changes nothing and records nothing."""
+    unsubscribing an unsubscribed address changes nothing and records nothing. `source` (for
+    the `email.unsubscribed` event): `operator` when an actor is given, else `link` unless
+    said."""
     if subscriber.status != UNSUBSCRIBED:
         subscriber.status = UNSUBSCRIBED
         subscriber.unsubscribed_at = utcnow()
         subscriber.unsubscribed_issue_id = issue.id if issue is not None else None
         session.flush()
         enqueue_contacts(session, [subscriber.contact_id])  # for groups on subscriptions
+        how = source or ("operator" if actor is not None else "link")
+        changes.email_unsubscribed(session, subscriber, issue, source=how)
         if actor is not None:
             newsletter = session.get_one(Newsletter, subscriber.newsletter_id)
             audit.record(

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -53,6 +53,7 @@ from contacthub.email import compose, repository, service
 from contacthub.email.hashing import LinkSigner, Purpose
 from contacthub.email.machine import DEFAULT_MIN_HUMAN_SECONDS, HitKind, Verdict, classify
 from contacthub.errors import Forbidden, HubError, InvalidInput, NotFound
+from contacthub.events import changes
 from contacthub.identifiers import parse_guid
 from contacthub.storage.models import (
     Delivery,
@@ -187,6 +188,9 @@ class _Batch:
     opens: list[tuple[Any, ...]]
     clicks: list[tuple[Any, ...]]
     activities: list[ActivityRow]
+    # The subscribers' hits, for the email.opened / email.clicked events.
+    open_hits: list[changes.Hit] = field(default_factory=list)
+    click_hits: list[changes.Hit] = field(default_factory=list)
 
 
 def _verified(signer: LinkSigner, job: HitJob) -> bool:
@@ -203,6 +207,9 @@ def process_hits(session: Session, signer: LinkSigner, jobs: Sequence[HitJob]) -
     _insert(session, "email_opens", OPEN_COLUMNS, batch.opens)
     _insert(session, "email_clicks", CLICK_COLUMNS, batch.clicks)
     insert_activities(session, batch.activities)
+    # Webhook events: no query, nothing written, unless an endpoint wants them.
+    changes.email_hits(session, batch.open_hits, batch.click_hits)
+    changes.email_activities(session, batch.activities)
     return outcomes
 
 
@@ -258,6 +265,16 @@ def _open(job: HitJob, verified: bool, batch: _Batch) -> HitOutcome:
     batch.opens.append(
         (issue.id, subscriber.id, *_hit_columns(verdict, visitor), visitor.at),
     )
+    batch.open_hits.append(
+        changes.Hit(
+            subscriber.contact_id,
+            subscriber.email,
+            issue.id,
+            verdict.is_machine,
+            verdict.reason,
+            visitor.at,
+        )
+    )
     if not verdict.is_machine and (issue.id, subscriber.id) not in batch.human_openers:
         batch.human_openers.add((issue.id, subscriber.id))
         batch.activities.append(
@@ -306,6 +323,18 @@ def _click(job: HitJob, verified: bool, batch: _Batch) -> HitOutcome:
     )
     batch.clicks.append(
         (link.id, issue.id, subscriber.id, *_hit_columns(verdict, visitor), visitor.at),
+    )
+    batch.click_hits.append(
+        changes.Hit(
+            subscriber.contact_id,
+            subscriber.email,
+            issue.id,
+            verdict.is_machine,
+            verdict.reason,
+            visitor.at,
+            link.id,
+            target,
+        )
     )
     if not verdict.is_machine:
         batch.activities.append(

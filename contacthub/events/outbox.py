@@ -179,7 +179,7 @@ def emit(
         raise ValueError(f"unknown event type {event_type!r}")
     if not any(s.wants(event_type) for s in subscriptions(session)):
         return False
-    _insert(session, [(event_type, contact_id, data, moment or utcnow())])
+    insert_events(session, [(event_type, contact_id, data, moment or utcnow())])
     return True
 
 
@@ -194,9 +194,11 @@ _SQLITE_INSERTS = {
 }
 
 
-def _insert(
+def insert_events(
     session: Session, events: Sequence[tuple[str, int | None, dict[str, Any], datetime]]
 ) -> None:
+    """Write many events, `(type, contact id, data, moment)`, in one statement; the caller has
+    checked that some endpoint wants each type (`emit` does it for one event)."""
     # On the ingest hot path (an event per activity): straight to the driver, multi-row
     # INSERTs on SQLite and COPY on PostgreSQL, as activities themselves are written.
     if not events:
@@ -261,7 +263,7 @@ def emit_activities(session: Session, activities: Iterable[ActivityRow]) -> int:
             },
         }
         events.append((ACTIVITY_STORED, a.contact_id, data, a.created_at))
-    _insert(session, events)
+    insert_events(session, events)
     return len(events)
 
 

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from contacthub.activities.rules import DATA_INPUT
 from contacthub.analytics import rollups
 from contacthub.errors import InvalidInput
+from contacthub.events import changes
 from contacthub.groups import compiler, conditions, repository
 from contacthub.groups.queue import has_dynamic_group
 from contacthub.storage.database import Database
@@ -160,6 +161,7 @@ def refresh(database: Database, *, now: datetime | None = None) -> RefreshReport
                 for group_id, entered, left in planned.changes:
                     repository.enter(session, group_id, entered, ENTERED, now)
                     repository.leave(session, group_id, left, LEFT, now)
+                    _emit(session, group_id, entered, left, now)
                 run = planned
             else:
                 written = _plan(session, _Cursors.of(state), highs, now, first, write=True)
@@ -177,6 +179,14 @@ def refresh(database: Database, *, now: datetime | None = None) -> RefreshReport
         first = False
         if run.moved_to.activity >= highs[0]:
             return report
+
+
+def _emit(
+    session: Session, group_id: int, entered: set[int], left: set[int], now: datetime
+) -> None:
+    """The `group.entered` and `group.left` events of entries and exits just written."""
+    changes.group_membership(session, group_id, entered, entered=True, reason=ENTERED, moment=now)
+    changes.group_membership(session, group_id, left, entered=False, reason=LEFT, moment=now)
 
 
 def pause_after(interval: float, took: float) -> float:
@@ -452,6 +462,7 @@ def _evaluate(
         if write:
             repository.enter(session, group.id, entered, ENTERED, now)
             repository.leave(session, group.id, left, LEFT, now)
+            _emit(session, group.id, entered, left, now)
         moved[group.id] = entered | left
         if entered or left:
             changes.append((group.id, entered, left))

@@ -30,6 +30,7 @@ from contacthub.contacts import repository as contact_repository
 from contacthub.email import repository as email_repository
 from contacthub.email.service import normalise_email
 from contacthub.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from contacthub.events import changes
 from contacthub.groups import compiler, repository
 from contacthub.groups import conditions as language
 from contacthub.groups.queue import enqueue_contacts, has_dynamic_group
@@ -437,7 +438,9 @@ def add_members(
     found, problems = _resolve(session, contacts)
     existing = repository.member_ids(session, group.id, found)
     new = found - existing
-    repository.enter(session, group.id, new, f"added{_by(actor)}", utcnow())
+    reason, now = f"added{_by(actor)}", utcnow()
+    repository.enter(session, group.id, new, reason, now)
+    changes.group_membership(session, group.id, new, entered=True, reason=reason, moment=now)
     enqueue_contacts(session, new)
     report = AddReport(added=len(new), already_members=len(existing), problems=problems)
     if actor is not None and new:
@@ -463,7 +466,9 @@ def remove_members(
     group = _static_group(session, name)
     found, problems = _resolve(session, contacts)
     existing = repository.member_ids(session, group.id, found)
-    repository.leave(session, group.id, existing, f"removed{_by(actor)}", utcnow())
+    reason, now = f"removed{_by(actor)}", utcnow()
+    repository.leave(session, group.id, existing, reason, now)
+    changes.group_membership(session, group.id, existing, entered=False, reason=reason, moment=now)
     enqueue_contacts(session, existing)
     report = RemoveReport(
         removed=len(existing), not_members=len(found - existing), problems=problems
@@ -656,8 +661,14 @@ def _recompute(
     desired = set(session.scalars(query))
     current = repository.member_ids(session, group.id)
     entered, left = desired - current, current - desired
-    repository.enter(session, group.id, entered, f"conditions met ({why}{_by(actor)})", now)
-    repository.leave(session, group.id, left, f"conditions no longer met ({why}{_by(actor)})", now)
+    met, unmet = (
+        f"conditions met ({why}{_by(actor)})",
+        f"conditions no longer met ({why}{_by(actor)})",
+    )
+    repository.enter(session, group.id, entered, met, now)
+    repository.leave(session, group.id, left, unmet, now)
+    changes.group_membership(session, group.id, entered, entered=True, reason=met, moment=now)
+    changes.group_membership(session, group.id, left, entered=False, reason=unmet, moment=now)
     if (entered or left) and _groups_referring_to(session, group):
         # Groups that name this one may answer differently for these contacts now.
         enqueue_contacts(session, entered | left)

@@ -45,6 +45,7 @@ from contacthub.email.hashing import LinkSigner, Purpose, canonical_guid
 from contacthub.email.repository import SUBSCRIBED, UNCONFIRMED, UNSUBSCRIBED
 from contacthub.email.sender import Mailer, SendError, build_message
 from contacthub.errors import Conflict, HubError, InvalidInput, NotFound, Unavailable
+from contacthub.events import changes
 from contacthub.groups.queue import enqueue_contacts
 from contacthub.identifiers import guid_or_none
 from contacthub.settings import Settings
@@ -460,6 +461,14 @@ def confirm(
     )
     session.add(agreement)
     session.flush()
+    changes.consent_recorded(
+        session,
+        subscriber.contact_id,
+        revision.consent_id,
+        revision.id,
+        agreed=True,
+        source="double_opt_in",
+    )
     subscriber.status = SUBSCRIBED
     subscriber.confirmed_at = now
     subscriber.confirmation_agreement_id = agreement.id

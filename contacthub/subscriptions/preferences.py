@@ -28,6 +28,7 @@ from contacthub.email import service
 from contacthub.email.hashing import LinkSigner, Purpose, normalize_email
 from contacthub.email.repository import SUBSCRIBED, UNSUBSCRIBED
 from contacthub.errors import Forbidden
+from contacthub.events import changes
 from contacthub.groups.queue import enqueue_contacts
 from contacthub.identifiers import guid_or_none
 from contacthub.storage.models import ConsentAgreement, EmailIssue, Newsletter, Subscriber
@@ -110,7 +111,7 @@ def save(
         if subscriber.status == SUBSCRIBED and newsletter.guid not in wanted:
             # Counted against the issue whose link was used, if it is this newsletter's.
             own = issue if issue is not None and issue.newsletter_id == newsletter.id else None
-            service.unsubscribe(session, subscriber, own)
+            service.unsubscribe(session, subscriber, own, source="preferences")
         elif subscriber.status == UNSUBSCRIBED and newsletter.guid in wanted:
             _join_again(session, subscriber, newsletter, visitor)
     return preferences(session, signer, link)
@@ -145,6 +146,14 @@ def _join_again(
             )
             session.add(agreement)
             session.flush()
+            changes.consent_recorded(
+                session,
+                subscriber.contact_id,
+                newsletter.consent_id,
+                revision.id,
+                agreed=True,
+                source="preferences",
+            )
             subscriber.confirmation_agreement_id = agreement.id
         subscriber.confirmed_at = now
     session.flush()
