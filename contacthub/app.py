@@ -45,8 +45,8 @@ from contacthub.http import (
 )
 from contacthub.hub import Hub, hub_of
 from contacthub.settings import DEFAULT_SECRET, Settings
-from contacthub.storage.database import Database
 from contacthub.storage import partitions
+from contacthub.storage.database import Database
 from contacthub.storage.groupcommit import GroupCommitWriter
 from contacthub.subscriptions import optin
 from contacthub.subscriptions.endpoints import subscription_routes

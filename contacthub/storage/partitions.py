@@ -115,13 +115,16 @@ def _create_month(session: Session, table: str, lower: datetime, default: str | 
     upper = add_months(lower, 1)
     name = partition_name(table, lower)
     bounds = f"FROM ('{lower.isoformat()}') TO ('{upper.isoformat()}')"
-    stray = default is not None and session.execute(
-        text(
-            f'SELECT EXISTS (SELECT 1 FROM "{default}" '
-            "WHERE created_at >= :lower AND created_at < :upper)"
-        ),
-        {"lower": lower, "upper": upper},
-    ).scalar()
+    stray = (
+        default is not None
+        and session.execute(
+            text(
+                f'SELECT EXISTS (SELECT 1 FROM "{default}" '  # noqa: S608 - catalog names
+                "WHERE created_at >= :lower AND created_at < :upper)"
+            ),
+            {"lower": lower, "upper": upper},
+        ).scalar()
+    )
     if not stray:
         session.execute(text(f'CREATE TABLE "{name}" PARTITION OF "{table}" FOR VALUES {bounds}'))
         return
@@ -129,16 +132,22 @@ def _create_month(session: Session, table: str, lower: datetime, default: str | 
     # range the default holds rows of. Move them into a table of their own, then attach it
     # (which builds the parent's indexes and keys on it and checks the range).
     session.execute(text(f'CREATE TABLE "{name}" (LIKE "{table}" INCLUDING DEFAULTS)'))
-    moved = session.execute(
-        text(
-            f'WITH moved AS (DELETE FROM "{default}" '
-            "WHERE created_at >= :lower AND created_at < :upper RETURNING *) "
-            f'INSERT INTO "{name}" SELECT * FROM moved'
-        ),
-        {"lower": lower, "upper": upper},
-    ).rowcount
+    moved = (
+        session.connection()
+        .execute(
+            text(
+                f'WITH moved AS (DELETE FROM "{default}" '  # noqa: S608 - catalog names
+                "WHERE created_at >= :lower AND created_at < :upper RETURNING *) "
+                f'INSERT INTO "{name}" SELECT * FROM moved'
+            ),
+            {"lower": lower, "upper": upper},
+        )
+        .rowcount
+    )
     session.execute(text(f'ALTER TABLE "{table}" ATTACH PARTITION "{name}" FOR VALUES {bounds}'))
-    logger.info("Moved %d rows of %s from %s into the new partition %s", moved, table, default, name)
+    logger.info(
+        "Moved %d rows of %s from %s into the new partition %s", moved, table, default, name
+    )
 
 
 def ensure_ahead(session: Session, months: int, *, now: datetime | None = None) -> list[str]:

@@ -37,8 +37,8 @@ def run_migrations_online() -> None:
                 # SQLite cannot ALTER most things: batch mode copies the table instead.
                 render_as_batch=database.is_sqlite,
                 compare_type=True,
-                include_name=lambda name, type_, _parents: not (
-                    type_ == "table" and name in partitions
+                include_name=lambda name, type_, _parents: (
+                    not (type_ == "table" and name in partitions)
                 ),
             )
             with context.begin_transaction():
