@@ -112,41 +112,38 @@ def _default_partition(found: list[Partition]) -> str | None:
 
 
 def _create_month(session: Session, table: str, lower: datetime, default: str | None) -> None:
+    """Create the month's partition as a table of its own, then attach it.
+
+    `CREATE TABLE … PARTITION OF` would lock the parent table exclusively (every read and every
+    ingest waits); `ATTACH PARTITION` takes a lock that lets them run (SHARE UPDATE EXCLUSIVE),
+    builds the parent's keys and indexes on the (empty) table, and locks only the default
+    partition exclusively while it checks that none of its rows belong to the new month. Rows
+    of the month that wait there (written before the partition existed) move first: PostgreSQL
+    refuses a partition for a range the default holds rows of.
+    """
     upper = add_months(lower, 1)
     name = partition_name(table, lower)
-    bounds = f"FROM ('{lower.isoformat()}') TO ('{upper.isoformat()}')"
-    stray = (
-        default is not None
-        and session.execute(
-            text(
-                f'SELECT EXISTS (SELECT 1 FROM "{default}" '  # noqa: S608 - catalog names
-                "WHERE created_at >= :lower AND created_at < :upper)"
-            ),
-            {"lower": lower, "upper": upper},
-        ).scalar()
-    )
-    if not stray:
-        session.execute(text(f'CREATE TABLE "{name}" PARTITION OF "{table}" FOR VALUES {bounds}'))
-        return
-    # Rows of this month wait in the default partition: PostgreSQL refuses a partition for a
-    # range the default holds rows of. Move them into a table of their own, then attach it
-    # (which builds the parent's indexes and keys on it and checks the range).
     session.execute(text(f'CREATE TABLE "{name}" (LIKE "{table}" INCLUDING DEFAULTS)'))
-    moved = (
-        session.connection()
-        .execute(
-            text(
-                f'WITH moved AS (DELETE FROM "{default}" '  # noqa: S608 - catalog names
-                "WHERE created_at >= :lower AND created_at < :upper RETURNING *) "
-                f'INSERT INTO "{name}" SELECT * FROM moved'
-            ),
-            {"lower": lower, "upper": upper},
+    if default is not None:
+        moved = (
+            session.connection()
+            .execute(
+                text(
+                    f'WITH moved AS (DELETE FROM "{default}" '  # noqa: S608 - catalog names
+                    "WHERE created_at >= :lower AND created_at < :upper RETURNING *) "
+                    f'INSERT INTO "{name}" SELECT * FROM moved'
+                ),
+                {"lower": lower, "upper": upper},
+            )
+            .rowcount
         )
-        .rowcount
-    )
-    session.execute(text(f'ALTER TABLE "{table}" ATTACH PARTITION "{name}" FOR VALUES {bounds}'))
-    logger.info(
-        "Moved %d rows of %s from %s into the new partition %s", moved, table, default, name
+        if moved:
+            logger.info("Moving %d rows of %s from %s into %s", moved, table, default, name)
+    session.execute(
+        text(
+            f'ALTER TABLE "{table}" ATTACH PARTITION "{name}" '
+            f"FOR VALUES FROM ('{lower.isoformat()}') TO ('{upper.isoformat()}')"
+        )
     )
 
 
@@ -203,6 +200,10 @@ def drop_before(session: Session, table: str, cutoff: datetime) -> int:
 
 # How often the hub makes sure the partitions ahead exist (and once at start).
 ENSURE_INTERVAL = 86_400.0
+# How long the job waits for a lock (a long query holding the default partition): rather than
+# queue every reader and writer behind it, the run gives up and the next one tries again; with
+# months of partitions ahead, a day's delay costs nothing.
+LOCK_TIMEOUT = "5s"
 
 
 def ensure_ahead_job(database: Database, months: int) -> list[str]:
@@ -210,6 +211,7 @@ def ensure_ahead_job(database: Database, months: int) -> list[str]:
     if database.is_sqlite:
         return []
     with database.write() as session:
+        session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
         created = ensure_ahead(session, months)
     if created:
         logger.info("Created partitions %s", ", ".join(created))
