@@ -6,6 +6,7 @@ must answer as for a plain table (the last tests).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -261,6 +262,37 @@ def test_ensure_ahead_moves_waiting_rows_out_of_the_default(pg: Database) -> Non
         # The attached partition carries the parent's keys and indexes.
         indexes = inspect(session.connection()).get_indexes(f"activities_p{month(5):%Y_%m}")
         assert [index["column_names"] for index in indexes] == [["contact_id", "id"]]
+
+
+def test_two_processes_ensuring_at_once_take_turns(pg: Database) -> None:
+    # Every hub worker runs the job at start: the second waits for the first's advisory lock,
+    # then finds the partitions there (no "relation already exists").
+    answers: list[list[str]] = []
+    with pg.write() as session:
+        first = partitions.ensure_ahead(session, 5)
+        other = threading.Thread(target=lambda: answers.append(partitions.ensure_ahead_job(pg, 5)))
+        other.start()
+        other.join(0.5)
+        assert other.is_alive(), "the second run did not wait for the first"
+    other.join(10)
+    assert first
+    assert answers == [[]]
+
+
+def test_conversion_makes_no_partitions_for_ancient_rows(postgres: str, pg: Database) -> None:
+    command.downgrade(alembic_config(postgres), "0008")
+    with pg.write() as session:
+        insert_events(session, [datetime(1971, 3, 4, tzinfo=UTC), month(0)])
+    upgrade(postgres)
+    with pg.read() as session:
+        found = partitions.partitions(session, "activities")
+    # Ten years back at most; the 1971 row waits in the default partition.
+    assert found[0].lower == month(-120)
+    assert len(found) == 120 + 1 + 3 + 1
+    assert where_rows_are(pg, "activities") == {
+        "activities_default": 1,
+        f"activities_p{NOW:%Y_%m}": 1,
+    }
 
 
 def test_drop_before_drops_only_whole_old_months(pg: Database) -> None:

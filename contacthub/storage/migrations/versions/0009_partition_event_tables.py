@@ -1,8 +1,9 @@
 """partition the event tables by month on PostgreSQL (activities, email_opens, email_clicks)
 
 Each table becomes `PARTITION BY RANGE (created_at)`: one partition per UTC month, from the
-oldest row's month to three months ahead (the hub's job keeps creating them later:
-contacthub/storage/partitions.py), plus a DEFAULT partition for anything outside those months.
+oldest row's month (at most ten years back) to three months ahead (the hub's job keeps
+creating them later: contacthub/storage/partitions.py), plus a DEFAULT partition for anything
+outside those months.
 A partitioned table's primary key must contain the partition key: it becomes (id, created_at).
 Ids stay unique because one sequence still hands them out (no other writer chooses an id).
 
@@ -34,6 +35,10 @@ depends_on: str | Sequence[str] | None = None
 
 TABLES = ("activities", "email_opens", "email_clicks")
 MONTHS_AHEAD = 3
+# At most this many months back get a partition each: every partition costs every query some
+# planning, so a stray ancient row (a test clock, an import) must not make hundreds; rows older
+# than that go to the default partition.
+MAX_MONTHS_BACK = 120
 
 
 def _month_start(moment: datetime) -> datetime:
@@ -49,9 +54,8 @@ def _next_month(start: datetime) -> datetime:
 
 
 def _add_months(start: datetime, months: int) -> datetime:
-    for _ in range(months):
-        start = _next_month(start)
-    return start
+    index = start.year * 12 + start.month - 1 + months
+    return start.replace(year=index // 12, month=index % 12 + 1)
 
 
 def _scalar(connection: Connection, sql: str, **params: object) -> object:
@@ -159,7 +163,10 @@ def upgrade() -> None:
                 "PARTITION BY RANGE (created_at)"
             )
         )
-        start = _month_start(oldest if isinstance(oldest, datetime) else now)
+        start = max(
+            _month_start(oldest if isinstance(oldest, datetime) else now),
+            _add_months(_month_start(now), -MAX_MONTHS_BACK),
+        )
         end = _add_months(_month_start(now), MONTHS_AHEAD + 1)
         while start < end:
             following = _next_month(start)
