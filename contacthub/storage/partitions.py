@@ -25,6 +25,11 @@ logger = logging.getLogger(__name__)
 
 PARTITIONED_TABLES = ("activities", "email_opens", "email_clicks")
 
+# Months back that `ensure_ahead` gives a partition to rows waiting in the default partition
+# (as migration 0009 does): each partition costs every query some planning, so stray ancient
+# rows stay in the default partition rather than make hundreds.
+MAX_MONTHS_BACK = 120
+
 # Any constant: the advisory lock that keeps two hub processes from creating the same partition.
 PARTITIONS_LOCK_KEY = 7_355_609
 
@@ -149,10 +154,14 @@ def _create_month(session: Session, table: str, lower: datetime, default: str | 
 
 def ensure_ahead(session: Session, months: int, *, now: datetime | None = None) -> list[str]:
     """Create the missing monthly partitions of every partitioned event table, from the current
-    month to `months` months ahead; answers the names of those created (none on SQLite).
+    month to `months` months ahead, and for each earlier month (at most `MAX_MONTHS_BACK`)
+    that has rows waiting in the default partition; answers the names of those created, oldest
+    first per table (none on SQLite).
 
-    Rows already in the default partition for a new month move into it. Safe to run at once
-    from several processes (an advisory lock serialises them; the second finds nothing to do).
+    Rows in the default partition for a new month move into it: rows written before their
+    month's partition existed, or history loaded with old times (an import, `contacthub demo`
+    on a new install). Safe to run at once from several processes (an advisory lock serialises
+    them; the second finds nothing to do).
     """
     if not _is_postgresql(session):
         return []
@@ -164,8 +173,11 @@ def ensure_ahead(session: Session, months: int, *, now: datetime | None = None) 
             continue
         found = partitions(session, table)
         default = _default_partition(found)
-        for step in range(months + 1):
-            lower = add_months(current, step)
+        wanted = {add_months(current, step) for step in range(months + 1)}
+        if default is not None:
+            oldest = add_months(current, -MAX_MONTHS_BACK)
+            wanted |= _waiting_months(session, default, oldest, current)
+        for lower in sorted(wanted):
             upper = add_months(lower, 1)
             if any(
                 partition.lower is not None
@@ -178,6 +190,21 @@ def ensure_ahead(session: Session, months: int, *, now: datetime | None = None) 
             _create_month(session, table, lower, default)
             created.append(partition_name(table, lower))
     return created
+
+
+def _waiting_months(
+    session: Session, default: str, oldest: datetime, current: datetime
+) -> set[datetime]:
+    """The UTC months of the rows in the default partition from `oldest` to before `current`
+    (rows further ahead than the partitions wait until their month comes within reach)."""
+    rows = session.execute(
+        text(
+            "SELECT DISTINCT date_trunc('month', created_at, 'UTC') "  # noqa: S608 - catalog name
+            f'FROM "{default}" WHERE created_at >= :oldest AND created_at < :current'
+        ),
+        {"oldest": oldest, "current": current},
+    )
+    return {month_start(moment) for (moment,) in rows}
 
 
 def drop_before(session: Session, table: str, cutoff: datetime) -> int:

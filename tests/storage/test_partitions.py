@@ -264,6 +264,24 @@ def test_ensure_ahead_moves_waiting_rows_out_of_the_default(pg: Database) -> Non
         assert [index["column_names"] for index in indexes] == [["contact_id", "id"]]
 
 
+def test_ensure_ahead_gives_history_in_the_default_its_months(pg: Database) -> None:
+    # A new install (partitions from this month on) that then loads history: a demo, an import.
+    with pg.write() as session:
+        insert_events(session, [month(-30, day=2), month(-30, day=3), month(-2), month(-200)])
+    with pg.write() as session:
+        created = partitions.ensure_ahead(session, 3)
+    assert created == [
+        f"{table}_p{month(offset):%Y_%m}" for table in TABLES for offset in (-30, -2)
+    ]
+    for table in TABLES:
+        assert where_rows_are(pg, table) == {
+            f"{table}_p{month(-30):%Y_%m}": 2,
+            f"{table}_p{month(-2):%Y_%m}": 1,
+            # Older than ten years: stays in the default partition.
+            f"{table}_default": 1,
+        }
+
+
 def test_two_processes_ensuring_at_once_take_turns(pg: Database) -> None:
     # Every hub worker runs the job at start: the second waits for the first's advisory lock,
     # then finds the partitions there (no "relation already exists").
