@@ -212,7 +212,9 @@ def drop_before(session: Session, table: str, cutoff: datetime) -> int:
     cutoff); answers how many (0 on SQLite or when `table` is not partitioned).
 
     The default partition is never dropped: rows there are the caller's to delete one by one,
-    as are the rows of the partition `cutoff` falls in.
+    as are the rows of the partition `cutoff` falls in. Detaching locks `table` exclusively for
+    an instant (it waits for running queries on it, and new ones wait behind it): a caller in a
+    hurry sets a `lock_timeout` first.
     """
     if not is_partitioned(session, table):
         return 0
