@@ -47,6 +47,7 @@ from contacthub.http import (
 from contacthub.hub import Hub, hub_of
 from contacthub.retention import job as retention
 from contacthub.settings import DEFAULT_SECRET, Settings
+from contacthub.storage import partitions
 from contacthub.storage.database import Database
 from contacthub.storage.groupcommit import GroupCommitWriter
 from contacthub.subscriptions import optin
@@ -245,6 +246,26 @@ def keep_bounces_read(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, 
     )
 
 
+async def keep_partitions_ahead(hub: Hub, stopping: asyncio.Event) -> None:
+    """PostgreSQL: create the event tables' monthly partitions `partition_months_ahead` months
+    ahead, at start and then daily (storage/partitions.py)."""
+
+    def ensure() -> None:
+        partitions.ensure_ahead_job(hub.database, hub.settings.partition_months_ahead)
+
+    try:
+        await anyio.to_thread.run_sync(ensure)
+    except Exception:
+        logger.exception("Creating partitions ahead failed; retrying later.")
+    # Rows of a month without its partition wait in the default partition, moved out later.
+    await run_every(
+        partitions.ENSURE_INTERVAL,
+        stopping,
+        ensure,
+        "Creating partitions ahead failed; retrying later.",
+    )
+
+
 def admin_aware(handler: ExceptionHandler) -> ExceptionHandler:
     """Errors under /admin answer an HTML page; everywhere else, `handler`'s JSON."""
 
@@ -281,6 +302,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ]
         if hub.settings.bounce_imap_host:
             jobs.append(asyncio.create_task(keep_bounces_read(hub, stopping)))
+        if not hub.database.is_sqlite:
+            jobs.append(asyncio.create_task(keep_partitions_ahead(hub, stopping)))
         freeze_startup_objects()
         try:
             yield

@@ -9,13 +9,18 @@ from sqlalchemy import inspect
 from contacthub.storage.database import Database
 from contacthub.storage.migrate import alembic_config, upgrade
 from contacthub.storage.models import Base
+from contacthub.storage.partitions import partition_names
 
 
 def table_names(database_url: str) -> set[str]:
+    """The tables, without PostgreSQL's partitions of the event tables (migration 0009)."""
     database = Database(database_url)
     try:
         with database.read() as session:
-            return set(inspect(session.connection()).get_table_names())
+            names = set(inspect(session.connection()).get_table_names())
+            if database.is_sqlite:
+                return names
+            return names - partition_names(session.connection())
     finally:
         database.dispose()
 
