@@ -22,7 +22,8 @@ For each store (SQLite, then PostgreSQL) it builds a big demo hub with `contacth
         [--workdir /var/tmp] [--reuse-sqlite PATH] [--reuse-postgresql URL]
 
 The big stores are removed at the end (the SQLite file in `--workdir`, the PostgreSQL database
-`contacthub_scale_<random>`) unless `--keep`, which prints where they are; `--reuse-sqlite` and
+`contacthub_bench_<random>`) unless `--keep`, which keeps them (PostgreSQL:
+`contacthub_scale_<random>`) and prints where they are; `--reuse-sqlite` and
 `--reuse-postgresql` skip the build and use such a kept store as it is (never removed). The
 empty stores of (a) are always removed. Each measured server gets its own channel and tracking
 key (`contacthub channel create`, `contacthub apikey create`), so a reused store can be measured
@@ -144,13 +145,12 @@ def big_store(
             *("--seed", str(args.seed), "--admin-password", password, "--json"),
         ],
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,  # progress bars
+        capture_output=True,  # stderr: progress bars, and what went wrong
         text=True,
         check=False,
     )
     if finished.returncode != 0:
-        raise RuntimeError(f"contacthub demo failed on {store} ({finished.returncode})")
+        raise RuntimeError(f"contacthub demo failed on {store}:\n{finished.stderr[-2000:]}")
     if store == "postgresql":
         # What autovacuum does soon after a bulk load: statistics and the visibility map
         # (without it, counts cannot use index-only scans). About 20 s at this size.
@@ -453,7 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     worker_counts = [int(n) for n in args.workers.split(",") if n.strip()]
     valid = True
     with ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="contacthub-scale-")))
+        workdir = Path(
+            stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="contacthub-scale-", dir=args.workdir)
+            )
+        )
         for store in stores:
             password = secrets.token_urlsafe(16)
             database_url, built = big_store(stack, args, store, workdir, password)
