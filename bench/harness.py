@@ -144,10 +144,11 @@ def start_server(
     *,
     env: Mapping[str, str],
     port: int,
-    cpu: int = SERVER_CPU,
+    cpu: int | str = SERVER_CPU,
     log: Path,
 ) -> Server:
-    """Start `cmd` (which must listen on `port`) pinned to one CPU, output going to `log`."""
+    """Start `cmd` (which must listen on `port`) pinned to one CPU (or a `taskset` list such as
+    "0-3"), output going to `log`."""
     with log.open("wb") as output:
         process = subprocess.Popen(
             ["taskset", "-c", str(cpu), *cmd],

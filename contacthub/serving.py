@@ -34,6 +34,11 @@ from uvicorn.server import ServerState
 from contacthub.settings import Settings
 
 logger = logging.getLogger("contacthub.serving")
+# Seconds a worker of `serve --workers N` has to answer the supervisor's health ping, and to
+# finish starting. uvicorn's 5 s default killed workers that were merely slow: N workers importing
+# the hub at once on a busy machine, or a worker whose answer to the ping waited behind a long
+# request on a 10-million-activity store; the supervisor then restarted them in a loop.
+WORKER_HEALTHCHECK_TIMEOUT = 60
 _encode = msgspec.json.Encoder().encode
 
 
@@ -198,4 +203,5 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # address, and the hot path skips the middleware altogether.
         "proxy_headers": bool(trusted),
         "forwarded_allow_ips": trusted,
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_TIMEOUT,
     }

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from uvicorn.config import Config
 
-from contacthub.serving import uvicorn_options
+from contacthub.serving import WORKER_HEALTHCHECK_TIMEOUT, uvicorn_options
 from contacthub.settings import Settings
 from contacthub.storage.database import Database
 from contacthub.users import service as users
@@ -265,3 +266,10 @@ def test_trusted_proxies_become_uvicorns_forwarded_allow_ips() -> None:
     # As networks uvicorn parses (it would take "10.1.2.3/8" for a host name and never match).
     assert options["forwarded_allow_ips"] == ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]
     assert uvicorn_options(Settings(trusted_proxies=[]))["proxy_headers"] is False
+
+
+def test_workers_get_a_minute_to_answer_the_supervisors_health_ping() -> None:
+    # uvicorn's own 5 s killed workers that were only slow (several starting at once on a busy
+    # machine, or answering a long request on a large store) and restarted them in a loop.
+    config = Config("contacthub.app:create_app", factory=True, **uvicorn_options(Settings()))
+    assert config.timeout_worker_healthcheck == WORKER_HEALTHCHECK_TIMEOUT == 60
