@@ -15,7 +15,7 @@ from contacthub.audit import service as audit
 from contacthub.errors import Conflict
 from contacthub.retention import job, policies
 from contacthub.settings import Settings
-from contacthub.storage import leases
+from contacthub.storage import leases, partitions
 from contacthub.storage.database import Database
 from contacthub.storage.models import (
     Activity,
@@ -25,6 +25,8 @@ from contacthub.storage.models import (
     EmailClick,
     EmailOpen,
     GroupMember,
+    IdempotencyKey,
+    IngestMessageId,
     OutboxEvent,
     RetentionRun,
     WebhookDelivery,
@@ -334,3 +336,60 @@ def test_one_process_at_a_time_and_the_schedule(database: Database, settings: Se
     with database.read() as session:
         assert [r.id for r in job.last_runs(session)] == [first.id + 1, first.id]
     assert utcnow() - first.started_at < timedelta(minutes=1)
+
+
+def test_postgresql_drops_whole_old_partitions_and_the_counts_stay(
+    database: Database, settings: Settings
+) -> None:
+    if database.is_sqlite:
+        pytest.skip("partitions are PostgreSQL's (SQLite deletes row by row, tested above)")
+    now = utcnow()
+    web = support.channel(database, "Web")
+    anna = support.contact_id(database, email="anna@example.com")
+    # Two old months of page visits, counted by the rollups, and a few recent ones.
+    old = [
+        Act(now - timedelta(days=400 + n % 40, seconds=n), "pagevisit", web, url="https://x/")
+        for n in range(300)
+    ]
+    recent = [Act(now - timedelta(days=1), "pagevisit", web, url="https://x/new")] * 4
+    support.add(database, anna, *old, *recent)
+    rollups.refresh(database)
+    with database.write() as session:
+        # The old rows wait in the default partition until their months get partitions.
+        assert partitions.ensure_ahead(session, 3)
+    start, end = (now - timedelta(days=500)).date().isoformat(), now.date().isoformat()
+    before = support.counts(database, start, end)
+    _policy(database, policies.ACTIVITIES, 30)
+
+    run = job.run(database, settings, "tests", now=now)
+
+    assert run.error is None
+    assert run.partitions_dropped >= 2
+    assert job.deleted_counts(run) == {"activities": 300}
+    assert _count(database, Activity.id) == 4
+    assert support.counts(database, start, end) == before
+    with database.read() as session:
+        months = [p.upper for p in partitions.partitions(session, "activities") if p.upper]
+        assert min(months) > now - timedelta(days=30 + 31)
+        [entry] = [e for e in audit.latest(session, limit=5) if e.action == "retention.run"]
+        assert json.loads(entry.details or "{}")["partitions_dropped"] == run.partitions_dropped
+
+
+def test_expired_message_ids_are_forgotten_without_any_policy(
+    database: Database, settings: Settings
+) -> None:
+    old = utcnow() - timedelta(days=settings.ingest_dedupe_days, minutes=1)
+    with database.write() as session:
+        session.add_all(
+            [
+                IngestMessageId(channel_id=1, message_id="old", created_at=old),
+                IngestMessageId(channel_id=1, message_id="new"),
+                IdempotencyKey(
+                    channel_id=1, scope="contacts", key="old", request_hash="h", created_at=old
+                ),
+            ]
+        )
+    assert job.run_if_due(database, settings) is None  # no policy: no run
+    with database.read() as session:
+        assert session.scalars(select(IngestMessageId.message_id)).all() == ["new"]
+        assert session.scalars(select(IdempotencyKey.key)).all() == []
