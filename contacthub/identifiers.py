@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from urllib.parse import urlsplit
 
 from contacthub.errors import InvalidInput, with_article
@@ -217,3 +217,15 @@ def refuse_nul_within(value: object, field: str = "") -> None:
                 pending.append((f"{where}.{key}" if where else key, inner))
         elif isinstance(item, list):
             pending.extend((f"{where}[{index}]", inner) for index, inner in enumerate(item))
+
+
+def typed_time(text: str, *, code: str, field: str) -> datetime:
+    """A point in time as people type it: an ISO date (00:00 UTC that day) or time, UTC when it
+    names no zone (every time the hub shows is UTC)."""
+    try:
+        moment = datetime.fromisoformat(text)
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidInput(
+            f"{text!r} is not a date (YYYY-MM-DD) or an ISO time.", code=code, field=field
+        ) from None

@@ -23,7 +23,7 @@ from contacthub.channels import repository
 from contacthub.channels.repository import KeyRecord
 from contacthub.consents import repository as consent_repository
 from contacthub.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from contacthub.identifiers import check_label
+from contacthub.identifiers import check_label, typed_time
 from contacthub.storage.models import ApiKey, Channel, Consent
 from contacthub.storage.types import utcnow
 
@@ -189,15 +189,7 @@ def parse_expiry(text: str | None) -> datetime | None:
     text = (text or "").strip()
     if not text:
         return None
-    try:
-        moment = datetime.fromisoformat(text)
-        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    except (ValueError, OverflowError):
-        raise InvalidInput(
-            f"{text!r} is not a date (YYYY-MM-DD) or an ISO time.",
-            code="invalid_expiry",
-            field="expires_at",
-        ) from None
+    return typed_time(text, code="invalid_expiry", field="expires_at")
 
 
 def create_api_key(

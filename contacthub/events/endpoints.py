@@ -19,7 +19,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import delete, select
@@ -32,7 +32,7 @@ from contacthub.channels import repository as channel_repository
 from contacthub.errors import InvalidInput, NotFound
 from contacthub.events import deliveries
 from contacthub.events.outbox import ACTIVITY_STORED, ALL_EVENTS, EVENT_TYPES, forget_subscriptions
-from contacthub.identifiers import check_label, guid_or_none, web_url
+from contacthub.identifiers import check_label, guid_or_none, typed_time, web_url
 from contacthub.storage.models import Channel, OutboxEvent, WebhookDelivery, WebhookEndpoint
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a public prefix, not a secret
@@ -182,16 +182,7 @@ def _check_filters(events: list[str], types: list[str] | None, channels: list[in
 def parse_since(text: str | None) -> datetime:
     """A point in time as people type it (replay): an ISO date (00:00 UTC that day) or time
     (UTC if no zone)."""
-    text = (text or "").strip()
-    try:
-        moment = datetime.fromisoformat(text)
-        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    except (ValueError, OverflowError):
-        raise InvalidInput(
-            f"{text!r} is not a date (YYYY-MM-DD) or an ISO time.",
-            code="invalid_since",
-            field="since",
-        ) from None
+    return typed_time((text or "").strip(), code="invalid_since", field="since")
 
 
 # -- reading -------------------------------------------------------------------------------------
