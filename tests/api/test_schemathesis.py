@@ -52,6 +52,15 @@ def admin_token(database: Database) -> str:
         return users.create_token(session, user, "schemathesis").plaintext
 
 
+def refused_throughout(output: str) -> set[str]:
+    """The operations schemathesis' "Authentication failed" warning lists (answered only 401 or
+    403), as "METHOD /path"."""
+    if "Authentication failed" not in output:
+        return set()
+    warning = output.split("Authentication failed", 1)[1].split("\U0001f4a1", 1)[0]
+    return {line.strip()[2:] for line in warning.splitlines() if line.strip().startswith("- ")}
+
+
 @pytest.mark.parametrize(
     "document", ["/Kentico.Tracking/openapi.json", "/api/openapi.json"], ids=["tracking", "api"]
 )
@@ -90,8 +99,12 @@ def test_schemathesis_finds_nothing(
             command, capture_output=True, text=True, timeout=TIMEOUT_S, cwd=tmp_path, check=False
         )
         report = f"{run.stdout[-30_000:]}\n{run.stderr[-5_000:]}"
-        # A run that lost its credentials would pass while testing nothing past the 401.
-        assert "Authentication failed" not in run.stdout, report
+        # A run that lost its credentials would pass while testing nothing past the 401. One
+        # exception: POST /activities names its channel in the body, a GUID schemathesis cannot
+        # guess, so with some seeds it is answered 403 `channel_mismatch` throughout; the key
+        # itself works (the other operations get past it).
+        allowed = {"POST /activities"} if document.startswith("/Kentico") else set()
+        assert refused_throughout(run.stdout) <= allowed, report
         assert run.returncode == 0, (
             f"schemathesis found problems ({' '.join(command[:6])} …):\n{report}"
             f"\n--- the hub's log:\n{server.log_tail(60)}"
