@@ -707,50 +707,24 @@ def print_table(rows: list[Row]) -> None:
     )
 
 
-def print_groups(rows: list[Row]) -> None:
-    """With --groups: each store's ingest with groups against without, and the probes."""
+def print_variant(
+    rows: list[Row], is_variant: Callable[[Row], bool], without: str, target_ratio: float
+) -> None:
+    """Each store's ingest in one variant (groups, a webhook, message ids) against the plain
+    run of the same store (no variant at all), by requests/s and by CPU per request."""
     for row in rows:
-        if not row.groups:
+        if not is_variant(row):
             continue
-        [plain] = [r for r in rows if r.store == row.store and not r.groups]
+        [plain] = [
+            r for r in rows if r.store == row.store and not (r.groups or r.webhook or r.message_ids)
+        ]
         ratio = row.result.requests_per_s / plain.result.requests_per_s
         cpu = plain.result.cpu_per_request_us / row.result.cpu_per_request_us
-        verdict = "PASS" if ratio >= GROUPS_TARGET_RATIO else "FAIL"
+        verdict = "PASS" if ratio >= target_ratio else "FAIL"
+        extra = f"; {row.probe}" if row.probe else ""
         print(
-            f"{row.target}: ingest {ratio:.2f} x without groups (target >= "
-            f"{GROUPS_TARGET_RATIO:.2f} {verdict}; by CPU us/req {cpu:.2f}); {row.probe}"
-        )
-    print()
-
-
-def print_webhooks(rows: list[Row]) -> None:
-    """With --webhook: each store's ingest with one webhook against without, and the calls."""
-    for row in rows:
-        if not row.webhook:
-            continue
-        [plain] = [r for r in rows if r.store == row.store and not r.webhook and not r.groups]
-        ratio = row.result.requests_per_s / plain.result.requests_per_s
-        cpu = plain.result.cpu_per_request_us / row.result.cpu_per_request_us
-        verdict = "PASS" if ratio >= WEBHOOK_TARGET_RATIO else "FAIL"
-        print(
-            f"{row.target}: ingest {ratio:.2f} x without (target >= "
-            f"{WEBHOOK_TARGET_RATIO:.2f} {verdict}; by CPU us/req {cpu:.2f}); {row.probe}"
-        )
-    print()
-
-
-def print_message_ids(rows: list[Row]) -> None:
-    """With --message-ids: each store's ingest with an id on every activity against without."""
-    for row in rows:
-        if not row.message_ids:
-            continue
-        [plain] = [r for r in rows if r.store == row.store and not r.groups and not r.message_ids]
-        ratio = row.result.requests_per_s / plain.result.requests_per_s
-        cpu = plain.result.cpu_per_request_us / row.result.cpu_per_request_us
-        verdict = "PASS" if ratio >= MESSAGE_IDS_TARGET_RATIO else "FAIL"
-        print(
-            f"{row.target}: ingest {ratio:.2f} x without ids (target >= "
-            f"{MESSAGE_IDS_TARGET_RATIO:.2f} {verdict}; by CPU us/req {cpu:.2f})"
+            f"{row.target}: ingest {ratio:.2f} x {without} (target >= "
+            f"{target_ratio:.2f} {verdict}; by CPU us/req {cpu:.2f}){extra}"
         )
     print()
 
@@ -845,10 +819,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(rows)
     print()
-    print_groups(rows)
-    if args.webhook:
-        print_webhooks(rows)
-    print_message_ids(rows)
+    print_variant(rows, lambda r: bool(r.groups), "without groups", GROUPS_TARGET_RATIO)
+    print_variant(rows, lambda r: r.webhook, "without", WEBHOOK_TARGET_RATIO)
+    print_variant(rows, lambda r: r.message_ids, "without ids", MESSAGE_IDS_TARGET_RATIO)
     for row in rows:
         if row.stored_check:
             print(f"{row.target}: {row.stored_check}")
