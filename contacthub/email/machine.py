@@ -94,13 +94,14 @@ SCANNER_USER_AGENTS: Mapping[str, str] = {
     "microsoft office existence discovery": "Microsoft",
 }
 
-# Generic automation (rule 7). `(?<!cu)bot`: the Cubot phone brand is not a bot.
+# Generic automation (rule 7). `(?<!cu)bot`: the Cubot phone brand is not a bot. Matched against
+# the lower-cased agent: with re.IGNORECASE the look-behind alternation costs about 47 µs per
+# browser agent, case-sensitive on a lowered copy about 5 µs.
 BOT_USER_AGENT = re.compile(
     r"(?<!cu)bot|crawl|spider|slurp|headless|phantomjs|"
     r"python-requests|python-urllib|python-httpx|aiohttp|curl/|wget|libwww-perl|"
     r"go-http-client|java/|okhttp|apache-httpclient|node-fetch|axios/|scrapy|"
-    r"facebookexternalhit|whatsapp/|skypeuripreview",
-    re.IGNORECASE,
+    r"facebookexternalhit|whatsapp/|skypeuripreview"
 )
 
 # Security gateways' address ranges (rule 9; clicks and unsubscribe GETs only): vendor -> ranges.
@@ -174,9 +175,8 @@ def _in_any(
     return address is not None and any(address in network for network in networks)
 
 
-def _first_fragment(user_agent: str, table: Mapping[str, str]) -> str | None:
-    lowered = user_agent.lower()
-    return next((name for fragment, name in table.items() if fragment in lowered), None)
+def _first_fragment(lowered_agent: str, table: Mapping[str, str]) -> str | None:
+    return next((name for fragment, name in table.items() if fragment in lowered_agent), None)
 
 
 def classify(
@@ -195,7 +195,7 @@ def classify(
     came before the send was recorded) count as fast. `hidden_link` is True for a honeypot link.
     """
     is_link = kind is not HitKind.OPEN
-    agent = (user_agent or "").strip()
+    agent = (user_agent or "").strip().lower()
     address = _parse_ip(ip)
 
     if is_link and hidden_link:
@@ -208,7 +208,7 @@ def classify(
         proxy = _first_fragment(agent, IMAGE_PROXY_USER_AGENTS)
         if proxy is not None:
             return _machine(proxy)
-        if agent.lower() == BARE_MOZILLA and _in_any(address, APPLE_NETWORKS):
+        if agent == BARE_MOZILLA and _in_any(address, APPLE_NETWORKS):
             return _machine("Apple Mail Privacy Protection")
     scanner = _first_fragment(agent, SCANNER_USER_AGENTS)
     if scanner is not None:
@@ -217,7 +217,7 @@ def classify(
         return _machine("bot user agent")
     if not is_link:
         return HUMAN
-    if agent.lower() == BARE_MOZILLA:
+    if agent == BARE_MOZILLA:
         return _machine("bare Mozilla/5.0 user agent")
     for vendor, networks in SCANNER_NETWORKS.items():
         if _in_any(address, networks):
