@@ -15,6 +15,8 @@ import {
 export const ADMIN_TOKEN_PREFIX = "cht_";
 /** Chromium refuses `keepalive` bodies over 64 KiB in flight; stay under it. */
 const KEEPALIVE_LIMIT = 60_000;
+/** The stored consent state while a revocation has not reached the hub yet. */
+const REVOKING = "revoking";
 const GUID = /^[{]?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}[}]?$/i;
 
 /** Contact fields of a data input, by the tracking API's names (`ContactEmail`, ...). */
@@ -137,12 +139,15 @@ export class Tracker {
     const queueStorage = pick(options.queue?.storage ?? "localStorage", shared);
     const prefix = `contacthub:${channel.toLowerCase()}:`;
     this.agreedKey = `${prefix}agreed:${consent.toLowerCase()}`;
-    this.agreedStore = storageStore(shared ?? new MemoryStorage(), this.agreedKey);
     const contactOption = options.contactStorage ?? "localStorage";
+    const contactStorage =
+      contactOption === "cookie" ? (shared ?? new MemoryStorage()) : pick(contactOption, shared);
     this.contactStore =
       contactOption === "cookie"
         ? cookieStore("contacthub_contact")
-        : storageStore(pick(contactOption, shared), "contacthub:contact");
+        : storageStore(contactStorage, "contacthub:contact");
+    // The consent state this site last recorded, kept beside the contact.
+    this.agreedStore = storageStore(contactStorage, this.agreedKey);
     this.queue = new Queue({
       storage: queueStorage,
       prefix: `${prefix}queue:`,
@@ -232,14 +237,11 @@ export class Tracker {
    * and persisted, for every tab) is forgotten; then the revocation is recorded on the hub.
    */
   async revoke(): Promise<void> {
-    this.agreedStore.clear();
+    // Remembered until the hub has recorded it: a later page load sends it again, and does
+    // not track meanwhile, even if the hub still says "agreed".
+    this.agreedStore.set(REVOKING);
     this.decide("denied");
-    const contact = this.contactStore.get();
-    if (!contact) return;
-    const answer = await this.setConsent(contact, false);
-    if (answer.status !== 200 && answer.status !== 404) {
-      throw new Error(`contacthub: revoke answered ${answer.status}`);
-    }
+    await this.sendRevocation();
   }
 
   /** Send what is queued now, in batches; resolves when the hub answered (or a retry is set). */
@@ -272,9 +274,25 @@ export class Tracker {
     if (this.queue.items.length >= this.batchSize) void this.flush();
   }
 
+  private async sendRevocation(): Promise<void> {
+    const contact = this.contactStore.get();
+    if (contact) {
+      const answer = await this.setConsent(contact, false);
+      if (answer.status !== 200 && answer.status !== 404) {
+        throw new Error(`contacthub: revoke answered ${answer.status}`);
+      }
+    }
+    if (this.agreedStore.get() === REVOKING) this.agreedStore.clear();
+  }
+
   private async check(): Promise<void> {
     const contact = this.contactStore.get();
     let agreed = false;
+    if (this.agreedStore.get() === REVOKING) {
+      if (!this.decided) this.decide("denied", false);
+      await this.sendRevocation().catch(() => undefined); // offline: next time
+      return;
+    }
     if (contact) {
       try {
         const path = `/contacts/${contact}/consents/${encodeURIComponent(this.options.consent)}`;

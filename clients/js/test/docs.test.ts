@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { gzipSync } from "node:zlib";
+import { version } from "../src/index.js";
 
 const root = new URL("../../", import.meta.url);
 const readme = readFileSync(new URL("README.md", root), "utf8");
@@ -36,4 +37,12 @@ test("the bundles stay within the size budget", () => {
     assert.ok(gzipped <= BUDGET_GZIP, `${name}: ${gzipped} bytes gzipped`);
   }
   assert.match(readme, /budget.*5 KiB gzipped/i);
+});
+
+test("the package's version is the hub's", () => {
+  const pkg = JSON.parse(readFileSync(new URL("package.json", root), "utf8"));
+  const pyproject = readFileSync(new URL("../../pyproject.toml", root), "utf8");
+  const hub = /^version = "([^"]+)"/m.exec(pyproject)?.[1];
+  assert.equal(pkg.version, hub);
+  assert.equal(version, hub);
 });

@@ -290,3 +290,23 @@ test("one request per batch of batchSize; a full batch is sent at once", async (
   assert.deepEqual(batches, [["a", "b"], ["c"]]);
   assert.equal(tracker.queued, 0);
 });
+
+test("a revocation the hub did not get is sent again by the next page, which does not track", async () => {
+  const storage = new MemoryStorage();
+  const offline = new FakeHub();
+  const first = tracked({}, { hub: offline, storage });
+  await first.tracker.ready;
+  offline.handle = () => Promise.reject(new TypeError("offline"));
+  await assert.rejects(first.tracker.revoke());
+  first.tracker.stop();
+
+  const hub = new FakeHub(); // still says "agreed": it never got the revocation
+  const second = tracked({}, { hub, storage });
+  second.tracker.click("x");
+  await second.tracker.ready;
+  assert.equal(second.tracker.consent, "denied");
+  await until(() => hub.agreed === false);
+  assert.deepEqual(hub.sent.map((r) => [r.method, r.body]), [["POST", { agree: false }]]);
+  await second.tracker.flush();
+  assert.equal(hub.activities.length, 0);
+});
