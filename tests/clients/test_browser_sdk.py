@@ -74,8 +74,10 @@ def _missing(reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def bundles() -> Path:
-    """The built SDK (clients/js/dist), built now if absent (as `scripts/test` does)."""
-    if all(bundle.exists() for bundle in BUNDLES):
+    """The built SDK (clients/js/dist), built now if absent or older than its sources (as
+    `scripts/test` does before pytest)."""
+    sources = max(path.stat().st_mtime for path in (SDK / "src").iterdir())
+    if all(bundle.exists() and bundle.stat().st_mtime >= sources for bundle in BUNDLES):
         return SDK / "dist"
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
