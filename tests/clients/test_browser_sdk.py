@@ -425,6 +425,31 @@ def test_a_queue_left_by_a_closed_tab_is_sent_by_the_next_one(
     assert_exactly_once(database, setup, contact, session, expected)
 
 
+def test_two_tabs_at_once_each_send_their_own_queue(
+    proxied_site: Site,
+    browsing: Callable[[Site], Browsing],
+    database: Database,
+    setup: TrackingSetup,
+) -> None:
+    session = browsing(proxied_site)
+    left = session.open("/page/left")
+    right = session.open("/page/right")
+    left.evaluate("tracker.agree()")
+    # The other tab follows the agreement at once (the storage event), for the same contact.
+    right.wait_for_function("tracker.consent === 'agreed'")
+    contact = left.evaluate("tracker.contact")
+    assert right.evaluate("tracker.contact") == contact
+    for name in ("1", "2", "3"):
+        left.evaluate(f"tracker.click('left {name}')")
+        right.evaluate(f"tracker.click('right {name}')")
+    left.evaluate("tracker.flush()")
+    right.evaluate("tracker.flush()")
+    settle(left)
+    settle(right)
+    expected = [f"click:{side} {n}" for side in ("left", "right") for n in "123"]
+    assert_exactly_once(database, setup, contact, session, expected)
+
+
 def test_revoking_stops_tracking_and_clears_the_queue(
     proxied_site: Site,
     browsing: Callable[[Site], Browsing],
