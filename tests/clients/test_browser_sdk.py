@@ -164,9 +164,17 @@ class Site:
 
 
 def serve_site(
-    dist: Path, config: dict[str, Any], *, proxy_to: HubServer | None, key: str, esm: bool = False
+    dist: Path,
+    config: dict[str, Any],
+    *,
+    proxy_to: HubServer | None = None,
+    key: str = "",
+    esm: bool = False,
 ) -> Site:
-    """Start the website on a free port of 127.0.0.1, in a thread; answers once it listens."""
+    """Start the website on a free port of 127.0.0.1, in a thread; answers once it listens.
+
+    With `proxy_to`, the hub's backend proxy (adding `key`) answers `/Kentico.Tracking/...`.
+    """
     loader = ESM_LOADER if esm else UMD_LOADER
 
     async def page(request: Request) -> HTMLResponse:
@@ -231,10 +239,13 @@ class Browsing:
     context: BrowserContext
     site: Site
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    # Uncaught script errors of its pages: they fail the test at its end.
+    script_errors: list[str] = field(default_factory=list)
 
     def open(self, path: str = "/") -> Page:
         page = self.context.new_page()
         page.on("request", self._on_request)
+        page.on("pageerror", lambda error: self.script_errors.append(error.message))
         page.goto(self.site.base_url + path)
         page.wait_for_function("window.tracker !== undefined")
         page.evaluate("tracker.ready")
@@ -263,6 +274,8 @@ def browsing(browser: Browser) -> Iterator[Callable[[Site], Browsing]]:
     yield start
     for one in made:
         one.context.close()
+    for one in made:
+        assert one.script_errors == []
 
 
 @pytest.fixture
@@ -503,7 +516,7 @@ def test_directly_to_the_hub_with_a_tracking_key_from_another_origin(
     # holds a tracking key, the only kind a page may hold. The ESM bundle this time.
     # The contact's GUID in a first-party cookie this time.
     config = sdk_config(setup, hub.base_url + API, apiKey=setup.key, contactStorage="cookie")
-    site = serve_site(bundles, config, proxy_to=None, key=setup.key, esm=True)
+    site = serve_site(bundles, config, esm=True)
     try:
         with database.write() as db:
             cors.add_origin(db, site.base_url)
