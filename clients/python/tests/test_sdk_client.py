@@ -398,3 +398,11 @@ def test_direct_calls_give_up_after_retry_for(hub: FakeHub) -> None:
     hub.script = lambda request, body: error(503, "unavailable")
     with client(hub, retry_for=0.05) as sdk, pytest.raises(HubUnreachable, match="503"):
         sdk.create_contact()
+
+
+def test_an_over_long_value_is_cut_as_the_hub_cuts_it(hub: FakeHub) -> None:
+    with client(hub) as sdk:
+        delivery = sdk.page_visit(ALICE, "https://example.com/", title="é" * 300)
+        sdk.flush(WAIT)
+    assert hub.activity_bodies()[0]["value"] == "é" * 250
+    assert delivery.result(0) == Accepted(delivery.message_id, truncated=("value",))

@@ -209,7 +209,7 @@ class AsyncClient:
     async def _track(self, contact: str, body: dict[str, Any]) -> AsyncDelivery:
         contact = str(uuid.UUID(contact))
         delivery = AsyncDelivery(body["messageId"])
-        item = Item(contact, body, partial(self._settle, delivery))
+        item = Item(contact, body, partial(self._settle, delivery), _core.cut(body))
         loop = asyncio.get_running_loop()
         if self._closing:
             raise ClientClosed("the client is closed")

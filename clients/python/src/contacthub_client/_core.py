@@ -20,6 +20,10 @@ logger = logging.getLogger("contacthub_client")
 #: The hub's limit of activities in one POST /activities (its `max_activities_per_request`).
 HUB_MAX_BATCH: Final = 1000
 
+#: The hub stores at most this many characters of an activity's `value` (its OpenAPI document's
+#: maxLength); the client cuts a longer one itself, as the hub would (see `cut`).
+MAX_VALUE_LENGTH: Final = 250
+
 #: Statuses worth sending again: the hub is busy, restarting or unreachable behind a proxy
 #: (5xx, incl. 503 overloaded/shutting_down/unavailable), rate limits (429), a request with the
 #: same Idempotency-Key still running (409), a request cut off by a timeout (408).
@@ -128,6 +132,8 @@ class Item:
     contact: str
     body: dict[str, Any]
     settle: Callable[[Result], None]
+    #: Properties the client cut to their limit before sending (reported in `Accepted`).
+    truncated: tuple[str, ...] = ()
 
     @property
     def message_id(self) -> str:
@@ -146,6 +152,17 @@ def activity(type_: str, **properties: Any) -> dict[str, Any]:
     body.update({name: value for name, value in properties.items() if value is not None})
     body["messageId"] = new_message_id()
     return body
+
+
+def cut(body: dict[str, Any]) -> tuple[str, ...]:
+    """Cut a `value` over MAX_VALUE_LENGTH characters, as the hub does on receipt (it stores
+    the first 250 and answers `truncated`), so that every body sent stays within the API's
+    OpenAPI document; answers the properties cut."""
+    value = body.get("value")
+    if isinstance(value, str) and len(value) > MAX_VALUE_LENGTH:
+        body["value"] = value[:MAX_VALUE_LENGTH]
+        return ("value",)
+    return ()
 
 
 def page_visit_body(url: str, title: str | None, referrer: str | None) -> dict[str, Any]:
@@ -228,11 +245,12 @@ def _result_of(item: Item, answer: Any) -> Result:
         return Refused(item.message_id, 207, INVALID_ANSWER, f"unreadable result {answer!r}")
     if 200 <= status < 300:
         contact = answer.get("contact")
-        truncated = answer.get("truncated") or ()
+        truncated = dict.fromkeys(item.truncated)
+        truncated.update(dict.fromkeys(str(name) for name in answer.get("truncated") or ()))
         return Accepted(
             item.message_id,
             contact=contact if isinstance(contact, str) else None,
-            truncated=tuple(str(name) for name in truncated),
+            truncated=tuple(truncated),
             status=status,
         )
     return Refused(

@@ -221,7 +221,7 @@ class Client:
     def _track(self, contact: str, body: dict[str, Any]) -> Delivery:
         contact = str(uuid.UUID(contact))
         delivery = Delivery(body["messageId"])
-        item = Item(contact, body, partial(self._settle, delivery))
+        item = Item(contact, body, partial(self._settle, delivery), _core.cut(body))
         with self._cond:
             if self._closing:
                 raise ClientClosed("the client is closed")

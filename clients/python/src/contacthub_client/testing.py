@@ -100,7 +100,7 @@ class Recording:
     def track(self, contact: str, body: dict[str, Any]) -> Result:
         self._check_open()
         kind = body["type"].lower()
-        result: Result = Accepted(body["messageId"])
+        result: Result = Accepted(body["messageId"], truncated=_core.cut(body))
         if self.known_types is not None and kind not in BUILT_IN_TYPES | self.known_types:
             result = Refused(
                 body["messageId"], 400, "unknown_activity_type", f"No activity type {kind!r}."

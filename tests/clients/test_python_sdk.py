@@ -1,0 +1,354 @@
+"""The Python SDK (clients/python) against a real hub process (`contacthub serve`, SQLite).
+
+Everything goes over HTTP to the hub started by tests/servers.py; what the hub stored is read
+from its database. The requests the SDK sends are captured on their way out (a transport that
+records, then sends for real) and checked against the tracking API's OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import tomllib
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import contacthub_client
+import httpx
+import jsonschema_rs
+import pytest
+from contacthub_client import (
+    Accepted,
+    AsyncClient,
+    Client,
+    ConsentTexts,
+    HubError,
+    Refused,
+)
+from sqlalchemy import select
+
+import contacthub
+from contacthub.storage.database import Database
+from contacthub.storage.models import Channel, IngestMessageId
+from contacthub.tracking import openapi
+from tests import factories
+from tests.clients.conftest import endpoint
+from tests.factories import TrackingSetup
+from tests.servers import HubServer, start_hub
+from tests.tracking.support import activities_of, titles_of
+
+REPO = Path(__file__).resolve().parents[2]
+WAIT = 30.0  # the longest a result may take; against a running hub they take milliseconds
+CONSENT = "TrackingConsent"
+
+
+def activities_schema() -> jsonschema_rs.Validator:
+    """A validator of POST /activities bodies: the OpenAPI document's own request schema."""
+    document = openapi.document()
+    body = document["paths"]["/activities"]["post"]["requestBody"]
+    ref = body["content"]["application/json"]["schema"]["$ref"]
+    # The document is the root, so that its #/components/... references resolve as written.
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **document, "$ref": ref}
+    return jsonschema_rs.validator_for(schema, validate_formats=True)
+
+
+class Recorder(httpx.BaseTransport):
+    """Records every POST /activities body, then sends the request to the hub for real."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.bodies: list[dict[str, Any]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/activities"):
+            self.bodies.append(json.loads(request.content))
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class AsyncRecorder(httpx.AsyncBaseTransport):
+    """Recorder for the AsyncClient."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.bodies: list[dict[str, Any]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/activities"):
+            self.bodies.append(json.loads(await request.aread()))
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class KillAfterCommit(Recorder):
+    """Once armed, lets the next POST /activities reach the hub and commit, then kills the hub
+    and loses the answer: the client sees a broken connection for a request that was stored,
+    the case a messageId exists for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kill: Callable[[], None] | None = None
+        self.killed = threading.Event()
+        self.lost: dict[str, Any] = {}
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if self.kill is not None and request.url.path.endswith("/activities"):
+            response.read()
+            assert response.status_code == 207, response.text
+            self.kill()
+            self.kill = None
+            self.lost = self.bodies[-1]
+            self.killed.set()
+            raise httpx.ReadError("the hub died before its answer arrived")
+        return response
+
+
+def assert_valid_bodies(bodies: list[dict[str, Any]]) -> None:
+    assert bodies
+    validator = activities_schema()
+    for body in bodies:
+        errors = [error.message for error in validator.iter_errors(body)]
+        assert not errors, (errors, body)
+
+
+@pytest.fixture
+def gated(database: Database, setup: TrackingSetup) -> TrackingSetup:
+    """The channel logs only contacts who agreed to TrackingConsent; a custom type exists."""
+    factories.consent(database, CONSENT, "en", "<p>May we?</p>", "<p>We record ...</p>")
+    factories.require_consent(database, setup.channel_name, CONSENT)
+    factories.activity_type(database, "loan_calculator", "Loan calculator")
+    return setup
+
+
+def test_the_sdk_is_versioned_with_the_hub() -> None:
+    project = tomllib.loads((REPO / "clients/python/pyproject.toml").read_text())["project"]
+    assert contacthub_client.__version__ == project["version"] == contacthub.__version__
+    assert openapi.document()["info"]["version"] == contacthub_client.__version__
+
+
+def test_the_sync_client_against_a_real_hub(
+    hub: HubServer, database: Database, gated: TrackingSetup
+) -> None:
+    recorder = Recorder()
+    sdk = Client(
+        endpoint(hub), gated.key, gated.channel_guid, flush_interval=0.05, transport=recorder
+    )
+    with sdk:
+        contact = sdk.create_contact()
+        assert sdk.consent_texts(CONSENT, "en") == ConsentTexts(
+            "<p>May we?</p>", "<p>We record ...</p>"
+        )
+        with pytest.raises(HubError) as unknown:
+            sdk.consent_texts("NoSuchConsent")
+        assert not sdk.is_agreed(contact, CONSENT)
+        too_early = sdk.click(contact, "Before agreeing").result(WAIT)
+        assert sdk.agree(contact, CONSENT)
+        assert sdk.is_agreed(contact, CONSENT)
+
+        deliveries = [
+            sdk.page_visit(contact, "https://example.com/", title="Home", referrer="https://r/"),
+            sdk.page_visit(contact, "https://example.com/long", title="t" * 300),
+            sdk.click(contact, "Buy"),
+            sdk.data_input(contact, "Signup", {"ContactEmail": "ann@example.com"}),
+            sdk.data_input(contact, "Other", {"ContactEmail": "bob@example.com"}),
+            sdk.custom(contact, "loan_calculator", "5000"),
+            sdk.custom(contact, "no_such_type", "1"),
+        ]
+        assert sdk.flush(WAIT)
+        assert not sdk.revoke(contact, CONSENT)
+        after_revoking = sdk.click(contact, "After revoking").result(WAIT)
+
+    assert (unknown.value.status, unknown.value.code) == (404, "unknown_consent")
+    assert isinstance(too_early, Refused)
+    assert (too_early.status, too_early.code) == (403, "consent_required")
+    assert isinstance(after_revoking, Refused)
+    assert after_revoking.code == "consent_required"
+
+    home, long, buy, signup, other, loan, unknown_type = (d.result(0) for d in deliveries)
+    assert home == Accepted(home.message_id)
+    assert long == Accepted(long.message_id, truncated=("value",))
+    assert buy == Accepted(buy.message_id)
+    assert signup == Accepted(signup.message_id)
+    # A different email never overwrites the contact's: the hub's email rule moved it.
+    assert isinstance(other, Accepted)
+    assert other.contact is not None
+    assert other.contact != contact
+    assert loan == Accepted(loan.message_id)
+    assert isinstance(unknown_type, Refused)
+    assert (unknown_type.status, unknown_type.code) == (400, "unknown_activity_type")
+
+    assert titles_of(database, contact) == [
+        "Page visit 'Home'",
+        f"Page visit '{'t' * 250}'",
+        "Clicked 'Buy'",
+        "Data input 'Signup'",
+        "Loan calculator '5000'",
+    ]
+    assert titles_of(database, other.contact) == ["Data input 'Other'"]
+    assert_valid_bodies(recorder.bodies)
+
+
+def test_the_async_client_against_a_real_hub(
+    hub: HubServer, database: Database, gated: TrackingSetup
+) -> None:
+    recorder = AsyncRecorder()
+
+    async def scenario() -> tuple[str, list[contacthub_client.Result]]:
+        async with AsyncClient(
+            endpoint(hub), gated.key, gated.channel_guid, flush_interval=0.05, transport=recorder
+        ) as sdk:
+            contact = await sdk.create_contact()
+            assert (await sdk.consent_texts(CONSENT)).short_text == "<p>May we?</p>"
+            assert await sdk.agree(contact, CONSENT)
+            assert await sdk.is_agreed(contact, CONSENT)
+            deliveries = [
+                await sdk.page_visit(contact, "https://example.com/", title="Home"),
+                await sdk.click(contact, "Buy"),
+                await sdk.data_input(contact, "Signup", {"ContactFirstName": "Ann"}),
+                await sdk.custom(contact, "loan_calculator"),
+                await sdk.custom(contact, "no_such_type"),
+            ]
+            assert await sdk.flush(WAIT)
+            results = [await d.result(0) for d in deliveries]
+            assert not await sdk.revoke(contact, CONSENT)
+            return contact, results
+
+    contact, results = asyncio.run(asyncio.wait_for(scenario(), 60))
+
+    assert [r.ok for r in results] == [True, True, True, True, False]
+    assert isinstance(results[-1], Refused)
+    assert results[-1].code == "unknown_activity_type"
+    assert titles_of(database, contact) == [
+        "Page visit 'Home'",
+        "Clicked 'Buy'",
+        "Data input 'Signup'",
+        "Loan calculator",
+    ]
+    assert_valid_bodies(recorder.bodies)
+
+
+def test_close_sends_what_is_queued(
+    hub: HubServer, database: Database, setup: TrackingSetup
+) -> None:
+    # A long interval and no flush: only closing sends them.
+    sdk = Client(endpoint(hub), setup.key, setup.channel_guid, flush_interval=3600)
+    contacts = [sdk.create_contact() for _ in range(3)]
+    deliveries = [sdk.click(contact, f"c{n}") for n in range(4) for contact in contacts]
+    assert not any(d.done() for d in deliveries)
+
+    assert sdk.close() == []
+
+    assert all(d.result(0).ok for d in deliveries)
+    for contact in contacts:
+        assert titles_of(database, contact) == [f"Clicked 'c{n}'" for n in range(4)]
+
+    async def scenario() -> list[contacthub_client.AsyncDelivery]:
+        client = AsyncClient(endpoint(hub), setup.key, setup.channel_guid, flush_interval=3600)
+        queued = [await client.click(contacts[0], "async") for _ in range(3)]
+        assert await client.aclose() == []
+        return queued
+
+    assert all(d.done() for d in asyncio.run(scenario()))
+    assert len(activities_of(database, contacts[0])) == 7
+
+
+def stored_message_ids(database: Database, channel_guid: str) -> list[str]:
+    with database.read() as session:
+        return list(
+            session.scalars(
+                select(IngestMessageId.message_id)
+                .join(Channel, Channel.id == IngestMessageId.channel_id)
+                .where(Channel.guid == uuid.UUID(channel_guid))
+            )
+        )
+
+
+@pytest.mark.slow
+def test_nothing_is_lost_or_doubled_when_the_hub_restarts_mid_stream(
+    database_url: str, database: Database, setup: TrackingSetup, tmp_path: Path
+) -> None:
+    """A producer tracks N activities steadily while the hub is stopped (SIGTERM), started
+    again, killed (SIGKILL) right after committing a request it had not answered yet, and
+    started again, on the same port and database. The SDK retries what was not answered with
+    the same messageIds: the hub ends up holding each of the N activities exactly once."""
+    total = 400
+    log = tmp_path / "hub.log"
+    server = start_hub(database_url, log)
+    transport = KillAfterCommit()
+    sdk = Client(
+        endpoint(server),
+        setup.key,
+        setup.channel_guid,
+        max_batch=20,
+        flush_interval=0.01,
+        timeout=2.0,
+        backoff_base=0.05,
+        backoff_max=0.3,
+        shutdown_timeout=WAIT,
+        transport=transport,
+    )
+    contact = sdk.create_contact()
+    deliveries: list[contacthub_client.Delivery] = []
+    # The producer waits at these counts for the hub to be down (or back): every phase of the
+    # restarts happens while it tracks, however fast or slow this machine is.
+    milestones = {total * k // 6: threading.Event() for k in range(1, 6)}
+    tracked = {n: threading.Event() for n in milestones}
+
+    def produce() -> None:
+        for n in range(total):
+            if n in milestones:
+                tracked[n].set()
+                milestones[n].wait(WAIT)
+            deliveries.append(sdk.click(contact, f"step-{n}"))
+            time.sleep(0.002)  # a steady stream, not one burst
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        steps = iter(sorted(milestones))
+
+        def reach_next() -> None:
+            n = next(steps)
+            assert tracked[n].wait(WAIT)
+            milestones[n].set()
+
+        reach_next()
+        server.stop()  # graceful: in-flight requests answered 503 shutting_down or finished
+        reach_next()  # tracked while the hub is down
+        server = start_hub(database_url, log, port=server.port)
+        reach_next()
+        transport.kill = server.kill  # no shutdown at all, and an answer lost after its commit
+        assert transport.killed.wait(WAIT)
+        reach_next()  # tracked while the hub is down
+        server = start_hub(database_url, log, port=server.port)
+        reach_next()
+        producer.join(WAIT)
+        assert not producer.is_alive()
+        unsent = sdk.close()
+    finally:
+        for event in milestones.values():
+            event.set()
+        producer.join(WAIT)
+        server.stop()
+
+    assert unsent == []
+    assert len(deliveries) == total
+    results = [d.result(0) for d in deliveries]
+    assert all(isinstance(r, Accepted) for r in results), [r for r in results if not r.ok][:3]
+    stored = Counter(a.value for a in activities_of(database, contact))
+    assert stored == Counter(f"step-{n}" for n in range(total))  # each once, none missing
+    ids = stored_message_ids(database, setup.channel_guid)
+    assert sorted(ids) == sorted(d.message_id for d in deliveries)
+    # The request whose answer was lost was stored, then sent again as it was.
+    assert transport.lost
+    assert transport.bodies.count(transport.lost) >= 2
