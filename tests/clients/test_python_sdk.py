@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 import time
 import tomllib
@@ -260,6 +262,30 @@ def test_close_sends_what_is_queued(
 
     assert all(d.done() for d in asyncio.run(scenario()))
     assert len(activities_of(database, contacts[0])) == 7
+
+
+EXITING_APP = """
+import sys
+from contacthub_client import Client
+
+endpoint, key, channel, contact = sys.argv[1:]
+hub = Client(endpoint, key, channel, flush_interval=3600)
+for n in range(5):
+    hub.click(contact, f"exit-{n}")
+# No close(): the interpreter's exit sends what is queued.
+"""
+
+
+def test_what_is_queued_is_sent_when_the_interpreter_exits(
+    hub: HubServer, database: Database, setup: TrackingSetup
+) -> None:
+    contact = factories.contact(database)
+    app = [sys.executable, "-c", EXITING_APP, endpoint(hub), setup.key, setup.channel_guid]
+
+    finished = subprocess.run([*app, contact], capture_output=True, timeout=60, check=False)
+
+    assert finished.returncode == 0, finished.stderr.decode()
+    assert titles_of(database, contact) == [f"Clicked 'exit-{n}'" for n in range(5)]
 
 
 def stored_message_ids(database: Database, channel_guid: str) -> list[str]:

@@ -53,10 +53,11 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Refused:
-    """The activity was not stored, for good: refused by the hub, or never sent.
+    """The activity was refused by the hub, or never confirmed; it is not sent again.
 
     `status` is the hub's (400 for this activity alone, or the whole request's 401/403/404…),
-    or 0 when the hub never answered (`code` is then `not_sent` or `retries_exhausted`).
+    or 0 when the hub never answered (`code` is then `not_sent` or `retries_exhausted`; if an
+    answer was lost on its way, the hub may hold the activity all the same).
     """
 
     message_id: str
