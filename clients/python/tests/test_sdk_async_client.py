@@ -181,3 +181,25 @@ def test_direct_calls(hub: FakeHub) -> None:
     run(scenario)
     first, retry = hub.requests[:2]
     assert first.headers["idempotency-key"] == retry.headers["idempotency-key"]
+
+
+def test_a_request_the_hub_finds_too_large_is_split(hub: FakeHub) -> None:
+    def limited(request: httpx.Request, body: dict[str, Any]) -> httpx.Response:
+        if len(body["activities"]) > 1:
+            return error(413, "body_too_large")
+        return httpx.Response(207, json={"results": [{"status": 202}]})
+
+    hub.script = limited
+
+    async def scenario() -> None:
+        async with client(hub) as sdk:
+            deliveries = [await sdk.click(ALICE, f"e{n}") for n in range(3)]
+            await sdk.flush(WAIT)
+            assert [(await d.result(0)).ok for d in deliveries] == [True] * 3
+
+    run(scenario)
+    assert [b["activities"][0]["value"] for b in hub.bodies if len(b["activities"]) == 1] == [
+        "e0",
+        "e1",
+        "e2",
+    ]

@@ -21,7 +21,7 @@ from contacthub_client import (
     Result,
 )
 from contacthub_client._core import backoff
-from fakehub import ALICE, BOB, CHANNEL, ENDPOINT, KEY, FakeHub, error
+from fakehub import ALICE, BOB, CHANNEL, ENDPOINT, KEY, FakeHub, accept_all, error
 
 WAIT = 10.0  # the longest any result may take here; they come in milliseconds
 
@@ -177,7 +177,6 @@ def test_retryable_failures_are_retried_with_the_same_message_ids(
         (403, "consent_required"),
         (403, "channel_mismatch"),
         (404, "unknown_contact"),
-        (413, "too_many_activities"),
         (400, "invalid_contact"),
     ],
 )
@@ -406,3 +405,45 @@ def test_an_over_long_value_is_cut_as_the_hub_cuts_it(hub: FakeHub) -> None:
         sdk.flush(WAIT)
     assert hub.activity_bodies()[0]["value"] == "é" * 250
     assert delivery.result(0) == Accepted(delivery.message_id, truncated=("value",))
+
+
+def test_a_request_the_hub_finds_too_large_is_split_until_it_fits(hub: FakeHub) -> None:
+    def limited(request: httpx.Request, body: dict[str, Any]) -> httpx.Response:
+        if len(body["activities"]) > 3:  # e.g. the hub's max_activities_per_request is 3
+            return error(413, "too_many_activities")
+        return accept_all(request, body)
+
+    hub.script = limited
+    with client(hub, max_batch=10) as sdk:
+        deliveries = [sdk.click(ALICE, f"e{n}") for n in range(10)]
+        sdk.flush(WAIT)
+
+    assert all(d.result(0).ok for d in deliveries)
+    sent = [[a["value"] for a in b["activities"]] for b in hub.bodies if len(b["activities"]) <= 3]
+    assert [v for values in sent for v in values] == [f"e{n}" for n in range(10)]
+
+
+def test_a_single_activity_too_large_is_refused(hub: FakeHub) -> None:
+    hub.script = lambda request, body: error(413, "body_too_large")
+    with client(hub) as sdk:
+        delivery = sdk.data_input(ALICE, "f", {"ContactNotes": "n" * 10_000})
+        sdk.flush(WAIT)
+    assert delivery.result(0) == Refused(
+        delivery.message_id, 413, "body_too_large", "body_too_large happened"
+    )
+
+
+def test_an_unexpected_error_settles_the_batch_and_the_thread_goes_on(
+    hub: FakeHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub.answers.append(RuntimeError("a bug below the client"))
+    with client(hub) as sdk:
+        first = sdk.click(ALICE, "a")
+        sdk.flush(WAIT)
+        second = sdk.click(ALICE, "b")
+        sdk.flush(WAIT)
+    result = first.result(0)
+    assert isinstance(result, Refused)
+    assert (result.status, result.code) == (0, "send_failed")
+    assert second.result(0).ok
+    assert "sending failed" in caplog.text

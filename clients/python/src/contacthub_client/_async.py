@@ -17,6 +17,7 @@ from contacthub_client import _core
 from contacthub_client._core import (
     NOT_SENT,
     RETRIES_EXHAUSTED,
+    SEND_FAILED,
     ClientClosed,
     HubError,
     HubUnreachable,
@@ -278,7 +279,11 @@ class AsyncClient:
             self._oldest = None
             self._flush_requested = False
             for batch in _core.batches(taken, self.options.max_batch):
-                await self._send(batch)
+                try:
+                    await self._send(batch)
+                except Exception as error:  # the task must go on, and settle every item
+                    logger.exception("contacthub_client: sending failed")
+                    _give_up(batch, SEND_FAILED, f"{type(error).__name__}: {error}")
 
     def _ready(self, now: float) -> bool:
         if self._closing or (self._flush_requested and self._queue):
@@ -312,6 +317,10 @@ class AsyncClient:
                 failure = error
             else:
                 if not _core.is_retryable(response.status_code):
+                    if halves := _core.halves(response, batch):
+                        for half in halves:
+                            await self._send(half)
+                        return None
                     for item, result in zip(batch, _core.results_of(response, batch), strict=True):
                         item.settle(result)
                     return None

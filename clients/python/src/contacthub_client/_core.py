@@ -33,6 +33,7 @@ RETRYABLE_STATUSES: Final = frozenset({408, 409, 429})
 NOT_SENT: Final = "not_sent"
 RETRIES_EXHAUSTED: Final = "retries_exhausted"
 INVALID_ANSWER: Final = "invalid_answer"
+SEND_FAILED: Final = "send_failed"
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,16 @@ def batches(items: Iterable[Item], max_batch: int) -> list[list[Item]]:
         for group in by_contact.values()
         for start in range(0, len(group), max_batch)
     ]
+
+
+def halves(response: httpx.Response, batch: list[Item]) -> list[list[Item]] | None:
+    """The two halves to send instead, when the hub found a request of several activities too
+    large (413: over its body size or its activities per request, which may be set below
+    max_batch); None otherwise."""
+    if response.status_code != 413 or len(batch) < 2:
+        return None
+    middle = len(batch) // 2
+    return [batch[:middle], batch[middle:]]
 
 
 def request_body(channel: str, batch: list[Item]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from contacthub_client import _core
 from contacthub_client._core import (
     NOT_SENT,
     RETRIES_EXHAUSTED,
+    SEND_FAILED,
     ClientClosed,
     HubError,
     HubUnreachable,
@@ -288,7 +289,11 @@ class Client:
                 self._oldest = None
                 self._flush_requested = False
             for batch in _core.batches(taken, self.options.max_batch):
-                self._send(batch)
+                try:
+                    self._send(batch)
+                except Exception as error:  # the thread must go on, and settle every item
+                    logger.exception("contacthub_client: sending failed")
+                    _give_up(batch, SEND_FAILED, f"{type(error).__name__}: {error}")
 
     def _ready(self) -> bool:
         if self._closing or (self._flush_requested and self._queue):
@@ -319,6 +324,10 @@ class Client:
                 failure = error
             else:
                 if not _core.is_retryable(response.status_code):
+                    if halves := _core.halves(response, batch):
+                        for half in halves:
+                            self._send(half)
+                        return None
                     for item, result in zip(batch, _core.results_of(response, batch), strict=True):
                         item.settle(result)
                     return None
@@ -383,7 +392,7 @@ class Client:
             self._cond.notify_all()
         if self._flush_at_exit:
             atexit.unregister(self.close)
-        if self._worker is not None:
+        if self._worker is not None and self._worker is not threading.current_thread():
             # A request in flight may outlast the deadline by its own timeout's rounding.
             self._worker.join(timeout + 1.0)
         with self._cond:
