@@ -104,9 +104,8 @@ class KillAfterCommit(Recorder):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = super().handle_request(request)
-        if self.kill is not None and request.url.path.endswith("/activities"):
+        if self.kill is not None and response.status_code == 207:
             response.read()
-            assert response.status_code == 207, response.text
             self.kill()
             self.kill = None
             self.lost = self.bodies[-1]
@@ -299,82 +298,151 @@ def stored_message_ids(database: Database, channel_guid: str) -> list[str]:
         )
 
 
+RESTART_TOTAL = 400
+# Quick to notice the hub is back, so that the restarts take seconds.
+RESTART_OPTIONS: dict[str, Any] = {
+    "max_batch": 20,
+    "flush_interval": 0.01,
+    "timeout": 2.0,
+    "backoff_base": 0.05,
+    "backoff_max": 0.3,
+    "shutdown_timeout": WAIT,
+}
+
+
+class AsyncKillAfterCommit(AsyncRecorder):
+    """KillAfterCommit for the AsyncClient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kill: Callable[[], None] | None = None
+        self.killed = threading.Event()
+        self.lost: dict[str, Any] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if self.kill is not None and response.status_code == 207:
+            await response.aread()
+            self.kill()
+            self.kill = None
+            self.lost = self.bodies[-1]
+            self.killed.set()
+            raise httpx.ReadError("the hub died before its answer arrived")
+        return response
+
+
+class Stream:
+    """A producer's milestones: at each count it waits for the hub to go down or come back, so
+    that every phase of the restarts happens while it tracks, however fast this machine is."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.go = {total * k // 6: threading.Event() for k in range(1, 6)}
+        self.reached = {n: threading.Event() for n in self.go}
+        self.steps = iter(sorted(self.go))
+        self.message_ids: list[str] = []
+        self.results: list[contacthub_client.Result] = []
+        self.unsent: list[Refused] | None = None
+
+    def values(self) -> range:
+        return range(self.total)
+
+    def arrive(self, n: int) -> threading.Event | None:
+        """The event to wait for before tracking activity n, if n is a milestone."""
+        if n not in self.go:
+            return None
+        self.reached[n].set()
+        return self.go[n]
+
+    def next_phase(self) -> None:
+        """Wait for the producer to reach its next milestone, then let it go on."""
+        n = next(self.steps)
+        assert self.reached[n].wait(WAIT)
+        self.go[n].set()
+
+    def release(self) -> None:
+        for event in self.go.values():
+            event.set()
+
+
+def produce(sdk: Client, contact: str, stream: Stream) -> None:
+    deliveries = []
+    for n in stream.values():
+        if milestone := stream.arrive(n):
+            milestone.wait(WAIT)
+        deliveries.append(sdk.click(contact, f"step-{n}"))
+        time.sleep(0.002)  # a steady stream, not one burst
+    stream.unsent = sdk.close()
+    stream.message_ids = [d.message_id for d in deliveries]
+    stream.results = [d.result(0) for d in deliveries]
+
+
+async def produce_async(sdk: AsyncClient, contact: str, stream: Stream) -> None:
+    deliveries = []
+    for n in stream.values():
+        if milestone := stream.arrive(n):
+            await asyncio.to_thread(milestone.wait, WAIT)
+        deliveries.append(await sdk.click(contact, f"step-{n}"))
+        await asyncio.sleep(0.002)
+    stream.unsent = await sdk.aclose()
+    stream.message_ids = [d.message_id for d in deliveries]
+    stream.results = [await d.result(0) for d in deliveries]
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("flavour", ["sync", "async"])
 def test_nothing_is_lost_or_doubled_when_the_hub_restarts_mid_stream(
-    database_url: str, database: Database, setup: TrackingSetup, tmp_path: Path
+    flavour: str, database_url: str, database: Database, setup: TrackingSetup, tmp_path: Path
 ) -> None:
     """A producer tracks N activities steadily while the hub is stopped (SIGTERM), started
     again, killed (SIGKILL) right after committing a request it had not answered yet, and
     started again, on the same port and database. The SDK retries what was not answered with
     the same messageIds: the hub ends up holding each of the N activities exactly once."""
-    total = 400
     log = tmp_path / "hub.log"
     server = start_hub(database_url, log)
-    transport = KillAfterCommit()
-    sdk = Client(
-        endpoint(server),
-        setup.key,
-        setup.channel_guid,
-        max_batch=20,
-        flush_interval=0.01,
-        timeout=2.0,
-        backoff_base=0.05,
-        backoff_max=0.3,
-        shutdown_timeout=WAIT,
-        transport=transport,
-    )
-    contact = sdk.create_contact()
-    deliveries: list[contacthub_client.Delivery] = []
-    # The producer waits at these counts for the hub to be down (or back): every phase of the
-    # restarts happens while it tracks, however fast or slow this machine is.
-    milestones = {total * k // 6: threading.Event() for k in range(1, 6)}
-    tracked = {n: threading.Event() for n in milestones}
+    contact = factories.contact(database)
+    stream = Stream(RESTART_TOTAL)
+    args = (endpoint(server), setup.key, setup.channel_guid)
+    transport: KillAfterCommit | AsyncKillAfterCommit
+    if flavour == "sync":
+        transport = KillAfterCommit()
+        sdk = Client(*args, transport=transport, **RESTART_OPTIONS)
+        producer = threading.Thread(target=produce, args=(sdk, contact, stream))
+    else:
+        transport = AsyncKillAfterCommit()
 
-    def produce() -> None:
-        for n in range(total):
-            if n in milestones:
-                tracked[n].set()
-                milestones[n].wait(WAIT)
-            deliveries.append(sdk.click(contact, f"step-{n}"))
-            time.sleep(0.002)  # a steady stream, not one burst
+        def run_async_producer() -> None:
+            async_sdk = AsyncClient(*args, transport=transport, **RESTART_OPTIONS)
+            asyncio.run(produce_async(async_sdk, contact, stream))
 
-    producer = threading.Thread(target=produce)
+        producer = threading.Thread(target=run_async_producer)
     producer.start()
     try:
-        steps = iter(sorted(milestones))
-
-        def reach_next() -> None:
-            n = next(steps)
-            assert tracked[n].wait(WAIT)
-            milestones[n].set()
-
-        reach_next()
-        server.stop()  # graceful: in-flight requests answered 503 shutting_down or finished
-        reach_next()  # tracked while the hub is down
+        stream.next_phase()
+        server.stop()  # graceful: requests in flight are finished or answered 503
+        stream.next_phase()  # tracked while the hub is down
         server = start_hub(database_url, log, port=server.port)
-        reach_next()
+        stream.next_phase()
         transport.kill = server.kill  # no shutdown at all, and an answer lost after its commit
         assert transport.killed.wait(WAIT)
-        reach_next()  # tracked while the hub is down
+        stream.next_phase()  # tracked while the hub is down
         server = start_hub(database_url, log, port=server.port)
-        reach_next()
-        producer.join(WAIT)
+        stream.next_phase()
+        producer.join(2 * WAIT)
         assert not producer.is_alive()
-        unsent = sdk.close()
     finally:
-        for event in milestones.values():
-            event.set()
+        stream.release()
         producer.join(WAIT)
         server.stop()
 
-    assert unsent == []
-    assert len(deliveries) == total
-    results = [d.result(0) for d in deliveries]
-    assert all(isinstance(r, Accepted) for r in results), [r for r in results if not r.ok][:3]
+    assert stream.unsent == []
+    assert len(stream.results) == RESTART_TOTAL
+    refused = [r for r in stream.results if not isinstance(r, Accepted)]
+    assert not refused, refused[:3]
     stored = Counter(a.value for a in activities_of(database, contact))
-    assert stored == Counter(f"step-{n}" for n in range(total))  # each once, none missing
+    assert stored == Counter(f"step-{n}" for n in stream.values())  # each once, none missing
     ids = stored_message_ids(database, setup.channel_guid)
-    assert sorted(ids) == sorted(d.message_id for d in deliveries)
-    # The request whose answer was lost was stored, then sent again as it was.
+    assert sorted(ids) == sorted(stream.message_ids)
+    # The request whose answer was lost had been stored; it was sent again as it was.
     assert transport.lost
     assert transport.bodies.count(transport.lost) >= 2
