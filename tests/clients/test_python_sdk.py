@@ -1,14 +1,18 @@
-"""The Python SDK (clients/python) against a real hub process (`contacthub serve`, SQLite).
+"""The Python SDK (clients/python) against a real hub process (`contacthub serve`).
 
 Everything goes over HTTP to the hub started by tests/servers.py; what the hub stored is read
 from its database. The requests the SDK sends are captured on their way out (a transport that
 records, then sends for real) and checked against the tracking API's OpenAPI document.
+
+The hub runs on a SQLite file only: the SDK is a client of the HTTP API, which behaves the same
+on either store, and the hub's own tests run everything on PostgreSQL too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -16,7 +20,7 @@ import time
 import tomllib
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +43,40 @@ from contacthub.storage.database import Database
 from contacthub.storage.models import Channel, IngestMessageId
 from contacthub.tracking import openapi
 from tests import factories
-from tests.clients.conftest import endpoint
 from tests.factories import TrackingSetup
-from tests.servers import HubServer, start_hub
+from tests.servers import HubServer, running_hub, start_hub
 from tests.tracking.support import activities_of, titles_of
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT = 30.0  # the longest a result may take; against a running hub they take milliseconds
 CONSENT = "TrackingConsent"
+API = "/Kentico.Tracking"
+
+
+@pytest.fixture
+def database_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """A fresh migrated SQLite database (instead of the SQLite-and-PostgreSQL parametrisation)."""
+    path = tmp_path / "hub.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def setup(database: Database) -> TrackingSetup:
+    """A channel "Mobile app" with an enabled tracking key."""
+    return factories.tracking_channel(database)
+
+
+@pytest.fixture
+def hub(database_url: str, database: Database, tmp_path: Path) -> Iterator[HubServer]:
+    """`contacthub serve` on the test's database, stopped at the end of the test."""
+    with running_hub(database_url, tmp_path / "hub.log") as server:
+        yield server
+
+
+def endpoint(server: HubServer) -> str:
+    """The tracking API's base URL, as an application configures the SDK with it."""
+    return f"{server.base_url}{API}"
 
 
 def activities_schema() -> jsonschema_rs.Validator:
