@@ -360,7 +360,7 @@ class AsyncClient:
         """Send what is queued now and wait until all of it is settled (accepted or refused);
         answers False if `timeout` seconds passed first."""
         waiting = list(self._open.values())
-        self._flush_requested = True
+        self._flush_requested = bool(self._queue)
         self._wakeup.set()
         try:
             await asyncio.wait_for(

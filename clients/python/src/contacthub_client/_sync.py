@@ -369,7 +369,7 @@ class Client:
         answers False if `timeout` seconds passed first."""
         with self._cond:
             waiting = list(self._open.values())
-            self._flush_requested = True
+            self._flush_requested = bool(self._queue)
             self._cond.notify_all()
         give_up_at = None if timeout is None else time.monotonic() + timeout
         for delivery in waiting:
