@@ -211,8 +211,7 @@ def test_retries_stop_after_retry_for(hub: FakeHub) -> None:
 
     assert isinstance(result, Refused)
     assert (result.status, result.code) == (0, "retries_exhausted")
-    assert "503 unavailable" in result.error
-    assert len(hub.requests) >= 2
+    assert "503 unavailable" in result.error  # why the last attempt failed
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
