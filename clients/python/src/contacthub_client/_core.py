@@ -29,7 +29,8 @@ MAX_VALUE_LENGTH: Final = 250
 #: same Idempotency-Key still running (409), a request cut off by a timeout (408).
 RETRYABLE_STATUSES: Final = frozenset({408, 409, 429})
 
-#: Codes of the results the client makes itself, when the hub never answered for an activity.
+#: Codes of the results the client makes itself: the hub never answered (status 0), or its 207
+#: could not be read (status 207, `invalid_answer`).
 NOT_SENT: Final = "not_sent"
 RETRIES_EXHAUSTED: Final = "retries_exhausted"
 INVALID_ANSWER: Final = "invalid_answer"
@@ -57,7 +58,8 @@ class Refused:
     """The activity was refused by the hub, or never confirmed; it is not sent again.
 
     `status` is the hub's (400 for this activity alone, or the whole request's 401/403/404…),
-    or 0 when the hub never answered (`code` is then `not_sent` or `retries_exhausted`; if an
+    or 0 when the hub never answered (`code` is then `not_sent`, `retries_exhausted` or
+    `send_failed`; if an
     answer was lost on its way, the hub may hold the activity all the same).
     """
 
