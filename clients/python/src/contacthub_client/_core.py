@@ -59,8 +59,8 @@ class Refused:
 
     `status` is the hub's (400 for this activity alone, or the whole request's 401/403/404…),
     or 0 when the hub never answered (`code` is then `not_sent`, `retries_exhausted` or
-    `send_failed`; if an
-    answer was lost on its way, the hub may hold the activity all the same).
+    `send_failed`; if an answer was lost on its way, the hub may hold the activity all the
+    same).
     """
 
     message_id: str
