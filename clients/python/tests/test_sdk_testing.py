@@ -6,12 +6,12 @@ import asyncio
 import re
 
 import pytest
-from contacthub_client import Accepted, ClientClosed, ConsentTexts, HubError, Refused
+from contacthub_client import Accepted, ClientClosed, ConsentTexts, HubError, Refused, Tracker
 from contacthub_client.testing import AsyncRecordingClient, RecordingClient
 
 
-def signup(hub: RecordingClient, email: str) -> str:
-    """A piece of application code, as an app would write it."""
+def signup(hub: Tracker, email: str) -> str:
+    """A piece of application code, typed as an app would type it (Client in production)."""
     contact = hub.create_contact()
     hub.agree(contact, "TrackingConsent")
     hub.page_visit(contact, "https://example.com/signup", title="Sign up")

@@ -22,6 +22,7 @@ from contacthub_client._core import (
     Result,
     ResultCallback,
 )
+from contacthub_client._protocols import AsyncTracker, Tracker
 from contacthub_client._sync import Client, Delivery
 from contacthub_client._types import ConsentTexts
 from contacthub_client._version import __version__
@@ -31,6 +32,7 @@ __all__ = [
     "Accepted",
     "AsyncClient",
     "AsyncDelivery",
+    "AsyncTracker",
     "Client",
     "ClientClosed",
     "ConsentTexts",
@@ -42,5 +44,6 @@ __all__ = [
     "Refused",
     "Result",
     "ResultCallback",
+    "Tracker",
     "__version__",
 ]

@@ -3,6 +3,8 @@ the application tracked, with no hub, no thread and no network.
 
     from contacthub_client.testing import RecordingClient
 
+    def signup(hub: contacthub_client.Tracker, email: str) -> None: ...  # the app's code
+
     def test_signup_is_tracked() -> None:
         hub = RecordingClient()
         signup(hub, email="a@example.com")          # the application's code under test
@@ -22,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contacthub_client import _core
-from contacthub_client._async import AsyncDelivery
+from contacthub_client._async import AsyncClient, AsyncDelivery
 from contacthub_client._core import Accepted, ClientClosed, HubError, Refused, Result
-from contacthub_client._sync import Delivery
+from contacthub_client._protocols import AsyncTracker, Tracker
+from contacthub_client._sync import Client, Delivery
 from contacthub_client._types import ConsentTexts
 
 BUILT_IN_TYPES = frozenset({"pagevisit", "click", "datainput"})
@@ -275,3 +278,10 @@ class AsyncRecordingClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _conforms(
+    sync: tuple[Client, RecordingClient], asynchronous: tuple[AsyncClient, AsyncRecordingClient]
+) -> tuple[list[Tracker], list[AsyncTracker]]:
+    """Never called: mypy checks here that the stand-ins fit the clients' protocols."""
+    return list(sync), list(asynchronous)
