@@ -87,8 +87,13 @@ def start_hub(
     *,
     workers: int = 1,
     env: Mapping[str, str] | None = None,
+    port: int | None = None,
 ) -> HubServer:
-    """Start `contacthub serve` on a free port and return once /health answers 200."""
+    """Start `contacthub serve` on a free port and return once /health answers 200.
+
+    With `port`, on that port instead (e.g. a hub restarted where its clients expect it); a
+    port someone else holds is then an error, not a reason to pick another.
+    """
     environment = {
         **os.environ,
         "CONTACTHUB_DATABASE_URL": database_url,
@@ -97,13 +102,14 @@ def start_hub(
         "CONTACTHUB_CONFIG": str(log_path.with_suffix(".absent.toml")),
         **(env or {}),
     }
-    for attempt in range(PORT_ATTEMPTS):
-        server = _spawn(environment, free_port(), workers, log_path)
+    attempts = PORT_ATTEMPTS if port is None else 1
+    for attempt in range(attempts):
+        server = _spawn(environment, port or free_port(), workers, log_path)
         try:
             _wait_until_healthy(server)
         except _PortTaken:
             # Another process took the port between free_port() and the bind: try another.
-            if attempt + 1 < PORT_ATTEMPTS:
+            if attempt + 1 < attempts:
                 continue
             raise
         except BaseException:
