@@ -302,3 +302,12 @@ def test_the_parser_shortcut_reads_corrupted_reports_as_the_standard_library_doe
 ) -> None:
     raw = fixture(name)
     _same_as_stdlib(raw[:cut] + noise + raw[cut + len(noise) :])
+
+
+def test_the_parser_shortcut_reads_a_content_type_with_non_ascii_bytes() -> None:
+    # Found by the property test above: the stand-in header could not be encoded (a 500 before).
+    raw = (
+        b'Content-Type: multipart/rep\xffort; boundary="abc"\r\n\r\n'
+        b"--abc\r\nContent-Type: text/plain\r\n\r\nhi\r\n--abc--\r\n"
+    )
+    _same_as_stdlib(raw)
