@@ -266,10 +266,19 @@ EDGE_CASES = {
 }
 
 
+def _flattened(message: email.message.Message) -> bytes | str:
+    try:
+        return message.as_bytes()
+    except UnicodeEncodeError:
+        # The standard library cannot write back some corrupted headers it read (a byte it
+        # decoded as U+FFFD); its text form still shows the whole message.
+        return message.as_string()
+
+
 def _same_as_stdlib(raw: bytes) -> None:
     mine = dsn.read_message(raw)
     theirs = email.message_from_bytes(raw, policy=email.policy.compat32)
-    assert mine.as_bytes() == theirs.as_bytes()
+    assert _flattened(mine) == _flattened(theirs)
     assert [(p.get_content_type(), p.items()) for p in mine.walk()] == [
         (p.get_content_type(), p.items()) for p in theirs.walk()
     ]
