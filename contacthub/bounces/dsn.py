@@ -166,9 +166,11 @@ def read_message(raw: bytes) -> Message:
     head = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw[: header_end + 2])
     if head.get_payload():  # a line that is not a header field ended the header block early
         return email.message_from_bytes(raw, policy=email.policy.compat32)
+    content_type = head.get_content_type()
     boundary = head.get_boundary() if head.get_content_maintype() == "multipart" else None
     body = raw[header_end + separator :]
-    if not boundary or not boundary.isascii() or _SHARED_DELIMITER in raw:
+    # A corrupted Content-Type may carry non-ASCII bytes, which the stand-in header cannot.
+    if not boundary or not (boundary + content_type).isascii() or _SHARED_DELIMITER in raw:
         return email.message_from_bytes(raw, policy=email.policy.compat32)
     delimiter = b"--" + boundary.encode("ascii")
     lines = body.split(b"\n")
@@ -184,9 +186,9 @@ def read_message(raw: bytes) -> Message:
         closed = closed or closing
     if not closed:
         return email.message_from_bytes(raw, policy=email.policy.compat32)
-    stand_in = (
-        f'Content-Type: {head.get_content_type()}; boundary="{_SHARED_BOUNDARY}"\r\n\r\n'
-    ).encode("ascii") + b"\n".join(lines)
+    stand_in = (f'Content-Type: {content_type}; boundary="{_SHARED_BOUNDARY}"\r\n\r\n').encode(
+        "ascii"
+    ) + b"\n".join(lines)
     parsed = email.message_from_bytes(stand_in, policy=email.policy.compat32)
     if _SHARED_BOUNDARY in (parsed.epilogue or "") or any(
         part.get_boundary() == boundary

@@ -266,10 +266,19 @@ EDGE_CASES = {
 }
 
 
+def _flattened(message: email.message.Message) -> bytes | str:
+    try:
+        return message.as_bytes()
+    except UnicodeEncodeError:
+        # The standard library cannot write back some corrupted headers it read (a byte it
+        # decoded as U+FFFD); its text form still shows the whole message.
+        return message.as_string()
+
+
 def _same_as_stdlib(raw: bytes) -> None:
     mine = dsn.read_message(raw)
     theirs = email.message_from_bytes(raw, policy=email.policy.compat32)
-    assert mine.as_bytes() == theirs.as_bytes()
+    assert _flattened(mine) == _flattened(theirs)
     assert [(p.get_content_type(), p.items()) for p in mine.walk()] == [
         (p.get_content_type(), p.items()) for p in theirs.walk()
     ]
@@ -302,3 +311,12 @@ def test_the_parser_shortcut_reads_corrupted_reports_as_the_standard_library_doe
 ) -> None:
     raw = fixture(name)
     _same_as_stdlib(raw[:cut] + noise + raw[cut + len(noise) :])
+
+
+def test_the_parser_shortcut_reads_a_content_type_with_non_ascii_bytes() -> None:
+    # Found by the property test above: the stand-in header could not be encoded (a 500 before).
+    raw = (
+        b'Content-Type: multipart/rep\xffort; boundary="abc"\r\n\r\n'
+        b"--abc\r\nContent-Type: text/plain\r\n\r\nhi\r\n--abc--\r\n"
+    )
+    _same_as_stdlib(raw)
