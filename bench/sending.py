@@ -64,6 +64,11 @@ class Sink:
     count = 0
     recipients = set()
     duplicates = 0
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # aiosmtpd reads commands in order from a buffered stream, so it handles pipelined
+        # ones (RFC 2920) correctly, but does not say so; real servers (Postfix, Exim) do.
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
     async def handle_DATA(self, server, session, envelope):
         for rcpt in envelope.rcpt_tos:
             if rcpt in self.recipients:

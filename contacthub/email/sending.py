@@ -56,7 +56,6 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 
 from sqlalchemy import update
@@ -78,9 +77,10 @@ from contacthub.email.repository import (
 from contacthub.email.sender import (
     Mailer,
     MailerUnavailable,
+    MessageBuilder,
+    OutgoingMessage,
     SendError,
     SmtpMailer,
-    build_message,
 )
 from contacthub.events import changes
 from contacthub.settings import Settings
@@ -234,6 +234,7 @@ class _Sender:
     name: str
     email: str
     domain: str
+    builder: MessageBuilder  # the issue's copies, built without an EmailMessage each
 
 
 def smtp_mailer(settings: Settings) -> SmtpMailer:
@@ -469,7 +470,8 @@ def _prepare(session: Session, issue: EmailIssue) -> tuple[compose.PreparedIssue
     template = compose.IssueTemplate(issue.guid, issue.subject, issue.html_body, issue.text_body)
     prepared = compose.PreparedIssue(template, links, newsletter.base_url)
     domain = newsletter.sender_email.rpartition("@")[2]
-    return prepared, _Sender(newsletter.sender_name, newsletter.sender_email, domain)
+    builder = MessageBuilder(newsletter.sender_name, newsletter.sender_email)
+    return prepared, _Sender(newsletter.sender_name, newsletter.sender_email, domain, builder)
 
 
 def _message(
@@ -478,19 +480,14 @@ def _message(
     recipient: ClaimedDelivery,
     signer: LinkSigner,
     token: str,
-) -> EmailMessage:
+) -> OutgoingMessage:
     who = compose.Recipient(recipient.email, recipient.first_name, recipient.last_name)
     tracking = compose.Tracking.PERSONAL if recipient.tracked else compose.Tracking.AGGREGATE
     rendered = prepared.render(who, signer, tracking)
     # One Message-ID per delivery, the same if it is ever sent again (see the module docstring).
     message_id = f"<{prepared.issue.guid}.{recipient.delivery_id}@{sender.domain}>"
-    return build_message(
-        rendered,
-        sender.name,
-        sender.email,
-        who,
-        message_id=message_id,
-        extra_headers=delivery_headers(token),
+    return sender.builder.build(
+        rendered, who, message_id=message_id, extra_headers=delivery_headers(token)
     )
 
 
