@@ -4,7 +4,8 @@ For each store (a fresh SQLite file; a fresh PostgreSQL database when one answer
 creates a newsletter, imports N subscribers from a generated CSV (timed too), creates an issue
 (about 6 KB of HTML, 6 links, personalised), then runs `contacthub issue send GUID --json` as a
 user would, pinned to one core, against an SMTP sink (aiosmtpd, in its own process pinned to the
-other core) that counts and discards what it receives. Prints messages per second (wall time of
+other core, offering PIPELINING as production servers do) that counts and discards what it
+receives. Prints messages per second (wall time of
 the send command, process start-up included), the send process's peak RSS (ru_maxrss from
 wait4), and checks that the sink received exactly one message per recipient.
 
