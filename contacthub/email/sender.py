@@ -504,7 +504,8 @@ class SmtpMailer:
             if self._connection is None:
                 self._connection = self._connect()
             try:
-                refused = _transaction(self._connection, ready, envelope_from or ready.from_addr)
+                mail_from = ready.from_addr if envelope_from is None else envelope_from
+                refused = _transaction(self._connection, ready, mail_from)
             except (smtplib.SMTPServerDisconnected, ConnectionError) as error:
                 # The server dropped us, most often after an idle timeout, before it accepted
                 # the message: reconnect and try once more.
