@@ -1,7 +1,12 @@
 """Sending email behind a small interface (after PyPI Warehouse's `warehouse/email/interfaces`).
 
 `Mailer` is what the sending service depends on; `SmtpMailer` talks to a real SMTP server over
-one connection kept open across sends, and `MemoryMailer` keeps messages in a list (dry runs).
+one connection kept open across sends (pipelining MAIL FROM, RCPT TO and DATA when the server
+offers PIPELINING, RFC 2920), and `MemoryMailer` keeps messages in a list (dry runs).
+
+A message is an `email.message.EmailMessage` or an `OutgoingMessage`: the bytes of a message and
+its envelope, as `MessageBuilder` makes them for the many copies of one issue without an
+`EmailMessage` each (building one is most of the cost of sending).
 
 Failures are a `SendError` with `permanent` telling whether trying this message again can help:
 5xx answers (unknown mailbox, rejected content) are permanent; 4xx answers, timeouts and
@@ -12,17 +17,28 @@ stop and resume later instead of marking every remaining recipient failed.
 
 from __future__ import annotations
 
+import binascii
+import contextlib
+import copy
+import random
+import re
 import smtplib
 import ssl
+import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from email import quoprimime
 from email.errors import MessageError
+from email.generator import BytesGenerator
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.policy import EmailPolicy
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, getaddresses, make_msgid
+from io import BytesIO
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 from contacthub.email.compose import Recipient, RenderedEmail
 
@@ -45,10 +61,55 @@ class MailerUnavailable(SendError):
         super().__init__(reason, permanent=False)
 
 
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A message ready for SMTP: its bytes (CRLF line ends) and its envelope.
+
+    `from_addr`: the From address (the envelope sender unless the mailer is given another);
+    `to_addrs`: the envelope recipients; `smtputf8`: an address is not ASCII, so the server must
+    offer SMTPUTF8 (the headers then carry UTF-8 too).
+    """
+
+    data: bytes
+    from_addr: str
+    to_addrs: tuple[str, ...]
+    smtputf8: bool = False
+
+    def as_bytes(self) -> bytes:
+        """The message as sent (before SMTP's dot-stuffing)."""
+        return self.data
+
+    def parsed(self) -> EmailMessage:
+        """The message parsed back by the email package (dry runs, tests)."""
+        return cast(EmailMessage, BytesParser(policy=MAIL_POLICY).parsebytes(self.data))
+
+
+def outgoing(message: EmailMessage | OutgoingMessage) -> OutgoingMessage:
+    """An `EmailMessage` as smtplib's `send_message` would send it: the envelope from its
+    Sender or From, To, Cc and Bcc headers, Bcc left out, UTF-8 headers for non-ASCII addresses."""
+    if isinstance(message, OutgoingMessage):
+        return message
+    sender = message["Sender"] if "Sender" in message else message["From"]
+    from_addr = getaddresses([str(sender)])[0][1]
+    fields = [str(message[name]) for name in ("To", "Bcc", "Cc") if message[name] is not None]
+    to_addrs = tuple(address for _, address in getaddresses(fields))
+    international = not "".join((from_addr, *to_addrs)).isascii()
+    without_bcc = copy.copy(message)  # `del` gives the copy its own header list
+    del without_bcc["Bcc"]
+    # What smtplib does for SMTPUTF8 (typeshed types `clone` without the policy's fields).
+    policy = message.policy.clone(utf8=True) if international else message.policy  # type: ignore[call-arg]
+    with BytesIO() as buffer:
+        BytesGenerator(buffer, policy=policy).flatten(without_bcc, linesep="\r\n")
+        data = buffer.getvalue()
+    return OutgoingMessage(data, from_addr, to_addrs, smtputf8=international)
+
+
 class Mailer(Protocol):
     """Something that sends email messages."""
 
-    def send(self, message: EmailMessage, *, envelope_from: str | None = None) -> None:
+    def send(
+        self, message: EmailMessage | OutgoingMessage, *, envelope_from: str | None = None
+    ) -> None:
         """Send one message, or raise `SendError`.
 
         `envelope_from` is the envelope sender (SMTP MAIL FROM, the Return-Path the receiver
@@ -64,8 +125,12 @@ class MemoryMailer:
         self.sent: list[EmailMessage] = []
         self.envelope_froms: list[str | None] = []
 
-    def send(self, message: EmailMessage, *, envelope_from: str | None = None) -> None:
-        """Keep the message and its envelope sender."""
+    def send(
+        self, message: EmailMessage | OutgoingMessage, *, envelope_from: str | None = None
+    ) -> None:
+        """Keep the message (an `OutgoingMessage` parsed back) and its envelope sender."""
+        if isinstance(message, OutgoingMessage):
+            message = message.parsed()
         self.sent.append(message)
         self.envelope_froms.append(envelope_from)
 
@@ -154,6 +219,177 @@ def build_message(
     return message
 
 
+# --- Building many copies of one issue -------------------------------------------------------
+
+# A header value written as is, when its line fits in 78 characters: printable ASCII words
+# separated by single spaces, nothing that looks like an RFC 2047 encoded word. Anything else
+# goes through the email package's folding, as `build_message` does.
+_PLAIN_VALUE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
+# A display name written as is in To: atoms only (no dots, quotes or other specials).
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_QP_CACHE_LINES = 2_000
+_MAX_LINE = 78  # MAIL_POLICY.max_line_length: where set_content starts encoding
+
+
+def _header_line(name: str, value: str | Address) -> bytes:
+    """One header as `build_message` writes it (see `_MailPolicy`), cheaply when it is plain."""
+    if isinstance(value, str):
+        if name.lower() in _UNFOLDED_HEADERS and value.isascii() and _PLAIN_VALUE.fullmatch(value):
+            return f"{name}: {value}\r\n".encode("ascii")
+        if (
+            len(name) + 2 + len(value) <= _MAX_LINE
+            and _PLAIN_VALUE.fullmatch(value)
+            and "=?" not in value
+        ):
+            return f"{name}: {value}\r\n".encode("ascii")
+    # Parsed and folded by the email package: validation (no line breaks) and RFC 2047 included.
+    header = MAIL_POLICY.header_store_parse(name, value)[1]
+    return MAIL_POLICY.fold_binary(name, header)
+
+
+def _to_line(to: Address) -> bytes:
+    name, address = to.display_name, to.addr_spec
+    line = f"To: {name} <{address}>" if name else f"To: {address}"
+    if (
+        len(line) <= _MAX_LINE
+        and (not name or (_PLAIN_NAME.fullmatch(name) and "=?" not in name))
+        and _PLAIN_VALUE.fullmatch(address)
+        and not address.startswith('"')
+    ):
+        return (line + "\r\n").encode("ascii")
+    return _header_line("To", to)
+
+
+def _boundary() -> str:
+    # The email package's form of boundary (generator.Generator._make_boundary).
+    # Not a secret: only unlikely to occur in the body (which is checked).
+    token = random.randrange(sys.maxsize)  # noqa: S311
+    return "=" * 15 + f"{token:0{len(repr(sys.maxsize - 1))}d}" + "=="
+
+
+class MessageBuilder:
+    """Builds the copies of one issue from the same sender as bytes, each what `build_message`
+    would make for it (the same headers, MIME structure and transfer encodings), at a fraction
+    of the cost: no `EmailMessage` per copy, and what every copy shares made once.
+
+    The From header and the multipart boundary are made once (a copy whose body happens to
+    contain the boundary gets a fresh one). A copy with a non-ASCII address is made by
+    `build_message` (it needs SMTPUTF8 and UTF-8 headers; rare).
+    """
+
+    def __init__(self, sender_name: str, sender_email: str) -> None:
+        self.sender_name = sender_name
+        self.sender_email = sender_email
+        self._from: Address | None = None
+        self._from_line = b""
+        self._from_error: ValueError | None = None
+        try:
+            self._from = Address(display_name=sender_name.strip(), addr_spec=sender_email.strip())
+            self._from_line = _header_line("From", self._from)
+        except (ValueError, IndexError, MessageError) as error:
+            self._from_error = ValueError(f"unusable address: {error}")
+        self._boundary = _boundary()
+        # Quoted-printable encodes each line on its own, and most lines are the same in every
+        # copy: each line's encoding is kept (until there are many: the personal lines).
+        self._qp_lines: dict[bytes, str] = {}
+
+    def _qp(self, line: bytes) -> str:
+        encoded = self._qp_lines.get(line)
+        if encoded is None:
+            if len(self._qp_lines) >= _QP_CACHE_LINES:
+                self._qp_lines.clear()
+            encoded = quoprimime.body_encode(line.decode("latin-1") + "\n", _MAX_LINE)
+            self._qp_lines[line] = encoded
+        return encoded
+
+    def _body(self, text: str) -> tuple[str, bytes]:
+        """(Content-Transfer-Encoding, body with CRLF line ends) as `build_message` has them.
+
+        `_transfer_encoding` first; else the email package's own choice (`contentmanager`):
+        7bit or 8bit when every line fits in 78 octets, else quoted-printable or base64,
+        whichever is shorter on the first ten lines. The same encoders, line by line.
+        """
+        lines = text.encode("utf-8").splitlines()
+        cte = _transfer_encoding(text)
+        if cte is None:
+            if max((len(line) for line in lines), default=0) <= _MAX_LINE:
+                cte = "7bit" if text.isascii() else "8bit"
+            else:
+                sniff = lines[:10]
+                sniff_qp = sum(len(self._qp(line)) for line in sniff)
+                sniff_size = sum(len(line) + 2 for line in sniff)
+                sniff_base64 = 4 * -(-sniff_size // 3) + 1  # len(binascii.b2a_base64(sniff))
+                cte = "base64" if sniff_qp > sniff_base64 else "quoted-printable"
+        if cte in ("7bit", "8bit"):
+            return cte, b"\r\n".join(lines) + b"\r\n"
+        if cte == "quoted-printable":
+            encoded = "".join([self._qp(line) for line in lines])
+            return cte, encoded.replace("\n", "\r\n").encode("ascii")
+        data = b"\r\n".join(lines) + b"\r\n"
+        step = _MAX_LINE // 4 * 3
+        chunks = (binascii.b2a_base64(data[i : i + step]) for i in range(0, len(data), step))
+        return cte, b"".join(chunks).replace(b"\n", b"\r\n")
+
+    def build(
+        self,
+        rendered: RenderedEmail,
+        recipient: Recipient,
+        *,
+        message_id: str,
+        date: datetime | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> OutgoingMessage:
+        """This recipient's copy; ValueError when an address cannot be used."""
+        if self._from is None:
+            raise self._from_error or ValueError("unusable address")
+        try:
+            to = Address(display_name=_display_name(recipient), addr_spec=recipient.email.strip())
+        except (ValueError, IndexError, MessageError) as error:
+            raise ValueError(f"unusable address: {error}") from error
+        if not (self._from.addr_spec + to.addr_spec).isascii():
+            message = build_message(
+                rendered,
+                self.sender_name,
+                self.sender_email,
+                recipient,
+                message_id=message_id,
+                date=date,
+                extra_headers=extra_headers,
+            )
+            return outgoing(message)
+        lines = [
+            self._from_line,
+            _to_line(to),
+            _header_line("Subject", rendered.subject),
+            _header_line("Date", format_datetime(date or datetime.now(UTC))),
+            _header_line("Message-ID", message_id),
+        ]
+        for name, value in rendered.headers.items():
+            lines.append(_header_line(name, value))
+        for name, value in (extra_headers or {}).items():
+            lines.append(_header_line(name, value))
+        text_cte, text = self._body(rendered.text)
+        html_cte, html = self._body(rendered.html)
+        boundary = self._boundary
+        while f"--{boundary}".encode("ascii") in text or f"--{boundary}".encode("ascii") in html:
+            boundary = _boundary()
+        delimiter = f"\r\n--{boundary}\r\n".encode("ascii")
+        lines += [
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/alternative;\r\n",
+            f' boundary="{boundary}"\r\n'.encode("ascii"),
+            delimiter,
+            b'Content-Type: text/plain; charset="utf-8"\r\n',
+            f"Content-Transfer-Encoding: {text_cte}\r\n\r\n".encode("ascii"),
+            text,
+            delimiter,
+            b'Content-Type: text/html; charset="utf-8"\r\n',
+            f"Content-Transfer-Encoding: {html_cte}\r\n\r\n".encode("ascii"),
+            html,
+            f"\r\n--{boundary}--\r\n".encode("ascii"),
+        ]
+        return OutgoingMessage(b"".join(lines), self._from.addr_spec, (to.addr_spec,))
+
+
 # --- SMTP ------------------------------------------------------------------------------------
 
 
@@ -195,6 +431,7 @@ class SmtpMailer:
         self.ssl_context = ssl_context
         self._connection: smtplib.SMTP | None = None
         self.connections_opened = 0  # for progress reports and tests
+        self.pipelining = False  # whether the last connection opened offers PIPELINING
 
     def __enter__(self) -> SmtpMailer:
         return self
@@ -249,18 +486,26 @@ class SmtpMailer:
                 f"cannot set up the session with {self.host}:{self.port}: {error}"
             ) from error
         self.connections_opened += 1
+        self.pipelining = connection.has_extn("pipelining")
         return connection
 
-    def send(self, message: EmailMessage, *, envelope_from: str | None = None) -> None:
+    def send(
+        self, message: EmailMessage | OutgoingMessage, *, envelope_from: str | None = None
+    ) -> None:
         """Send one message; `SendError` (or `MailerUnavailable`) when it was not accepted.
 
         `envelope_from` goes in MAIL FROM (the VERP return path); None: the From address.
         """
+        try:
+            ready = outgoing(message)
+        except (ValueError, IndexError, MessageError) as error:
+            raise SendError(f"cannot send this message: {error}", permanent=True) from error
         for attempt in (1, 2):
             if self._connection is None:
                 self._connection = self._connect()
             try:
-                refused = self._connection.send_message(message, from_addr=envelope_from)
+                mail_from = ready.from_addr if envelope_from is None else envelope_from
+                refused = _transaction(self._connection, ready, mail_from)
             except (smtplib.SMTPServerDisconnected, ConnectionError) as error:
                 # The server dropped us, most often after an idle timeout, before it accepted
                 # the message: reconnect and try once more.
@@ -295,6 +540,97 @@ class SmtpMailer:
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
+
+
+def _transaction(
+    connection: smtplib.SMTP, message: OutgoingMessage, mail_from: str
+) -> dict[str, tuple[int, bytes]]:
+    """One mail transaction; the refused recipients when others were accepted.
+
+    Raises what smtplib's `sendmail` raises, so that failures are classified the same way
+    with or without pipelining (`SMTPSenderRefused`, `SMTPRecipientsRefused`, `SMTPDataError`).
+    """
+    options: list[str] = []
+    if message.smtputf8:
+        if not connection.has_extn("smtputf8"):
+            raise smtplib.SMTPNotSupportedError(
+                "One or more source or delivery addresses require internationalized email "
+                "support, but the server does not advertise the required SMTPUTF8 capability"
+            )
+        options = ["SMTPUTF8", "BODY=8BITMIME"]
+    if not connection.has_extn("pipelining"):
+        return connection.sendmail(mail_from, list(message.to_addrs), message.data, options)
+    return _pipelined(connection, message, mail_from, options)
+
+
+def _pipelined(
+    connection: smtplib.SMTP, message: OutgoingMessage, mail_from: str, options: list[str]
+) -> dict[str, tuple[int, bytes]]:
+    """MAIL FROM, RCPT TO and DATA in one write, their replies read together (RFC 2920); then
+    the content and its reply: two round trips instead of three plus one per recipient.
+
+    As in smtplib's `sendmail`: a 421 closes the connection; any other refusal resets the
+    transaction (RSET) before raising; recipients refused among accepted ones are returned.
+    """
+    if connection.does_esmtp and connection.has_extn("size"):
+        options = [*options, f"SIZE={len(message.data)}"]
+    suffix = "".join(f" {option}" for option in options)
+    # The addresses are bare addr-specs already (`Address.addr_spec`, `getaddresses`, VERP):
+    # smtplib's `quoteaddr` would only parse them again.
+    commands = [f"MAIL FROM:<{mail_from}>{suffix}"]
+    commands += [f"RCPT TO:<{address}>" for address in message.to_addrs]
+    commands.append("DATA")
+    encoding = "utf-8" if message.smtputf8 else "ascii"
+    connection.send("".join(f"{command}\r\n" for command in commands).encode(encoding))
+    # Every command gets its reply, whatever the ones before it said; but a 421 means the
+    # server is closing the connection: no more replies will come.
+    mail_code, mail_text = connection.getreply()
+    if mail_code == 421:
+        connection.close()
+        raise smtplib.SMTPSenderRefused(mail_code, mail_text, mail_from)
+    refused: dict[str, tuple[int, bytes]] = {}
+    for address in message.to_addrs:
+        code, text = connection.getreply()
+        if code not in (250, 251):
+            refused[address] = (code, text)
+        if code == 421:
+            connection.close()
+            raise smtplib.SMTPRecipientsRefused(refused)
+    data_code, data_text = connection.getreply()
+    failure: smtplib.SMTPException | None = None
+    if mail_code != 250:
+        failure = smtplib.SMTPSenderRefused(mail_code, mail_text, mail_from)
+    elif len(refused) == len(message.to_addrs):
+        failure = smtplib.SMTPRecipientsRefused(refused)
+    elif data_code != 354:
+        failure = smtplib.SMTPDataError(data_code, data_text)
+    if failure is not None:
+        if data_code == 354:
+            # The server waits for content we will not send: end it empty, then reset.
+            connection.send(b".\r\n")
+            connection.getreply()
+        _abandon(connection, data_code)
+        raise failure
+    data = message.data.replace(b"\r\n.", b"\r\n..")  # dot-stuffing (RFC 5321 4.5.2)
+    if data.startswith(b"."):
+        data = b"." + data
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    connection.send(data + b".\r\n")
+    code, text = connection.getreply()
+    if code != 250:
+        _abandon(connection, code)
+        raise smtplib.SMTPDataError(code, text)
+    return refused
+
+
+def _abandon(connection: smtplib.SMTP, code: int) -> None:
+    """After a refusal: close on 421 (the server is closing), else reset the transaction."""
+    if code == 421:
+        connection.close()
+        return
+    with contextlib.suppress(smtplib.SMTPServerDisconnected):
+        connection.rset()
 
 
 def _refused(recipients: dict[str, tuple[int, bytes]]) -> SendError:

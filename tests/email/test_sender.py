@@ -35,6 +35,8 @@ from contacthub.email.hashing import LinkSigner, Purpose
 from contacthub.email.sender import (
     MailerUnavailable,
     MemoryMailer,
+    MessageBuilder,
+    OutgoingMessage,
     SendError,
     SmtpMailer,
     build_message,
@@ -87,6 +89,16 @@ class Inbox:
     messages: list[Received] = field(default_factory=list)
     quits: int = 0
     closing: int = 0
+    pipelining: bool = False  # offer PIPELINING (RFC 2920) in the EHLO reply
+    mail_options: list[str] = field(default_factory=list)  # of every MAIL command
+
+    async def handle_EHLO(
+        self, server: Any, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if not self.pipelining:
+            return responses
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_MAIL(
         self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -96,6 +108,7 @@ class Inbox:
             return "421 4.3.2 Service shutting down, closing channel"
         envelope.mail_from = address
         envelope.mail_options.extend(options)
+        self.mail_options.extend(options)
         return "250 OK"
 
     async def handle_RCPT(
@@ -151,9 +164,10 @@ def start_server() -> Iterator[StartServer]:
             controller.stop()
 
 
-@pytest.fixture
-def inbox() -> Inbox:
-    return Inbox()
+@pytest.fixture(params=[False, True], ids=["lockstep", "pipelined"])
+def inbox(request: pytest.FixtureRequest) -> Inbox:
+    """Every SMTP test runs against a server without PIPELINING and one with it."""
+    return Inbox(pipelining=request.param)
 
 
 @pytest.fixture
@@ -223,6 +237,14 @@ def test_memory_mailer_keeps_messages() -> None:
     assert mailer.sent == [message]
 
 
+def test_memory_mailer_parses_built_messages() -> None:
+    mailer = MemoryMailer()
+    mailer.send(built_for("ann@example.com"), envelope_from="bounces@example.com")
+    assert mailer.sent[0]["To"] == "ann@example.com"
+    assert mailer.sent[0]["Subject"] == "Grüße, Ann"
+    assert mailer.envelope_froms == ["bounces@example.com"]
+
+
 # --- SmtpMailer against aiosmtpd ----------------------------------------------------------------
 
 
@@ -231,6 +253,7 @@ def test_sends_many_messages_over_one_connection(server: Controller, inbox: Inbo
         for name in ("ann", "bob", "cat"):
             mailer.send(message_for(f"{name}@example.com"))
         assert mailer.connections_opened == 1
+        assert mailer.pipelining is inbox.pipelining
     assert [m.rcpt_tos for m in inbox.messages] == [
         ["ann@example.com"],
         ["bob@example.com"],
@@ -342,6 +365,91 @@ def test_server_down_is_unavailable_then_recovers(start_server: StartServer, inb
         start_server(inbox, port=port)
         mailer.send(message_for("ann@example.com"))
     assert len(inbox.messages) == 1
+
+
+def built_for(address: str, rendered: RenderedEmail = RENDERED) -> OutgoingMessage:
+    builder = MessageBuilder("News Team", "news@example.com")
+    return builder.build(rendered, Recipient(address), message_id="<m.1@example.com>")
+
+
+def test_built_messages_arrive_whole(server: Controller, inbox: Inbox) -> None:
+    """Lines starting with a dot survive SMTP's dot-stuffing; the envelope is the builder's."""
+    text = ".hidden\n.\n..two\nend\n"
+    rendered = RenderedEmail("Dots", "<p>.x</p>\n.\n", text, dict(RENDERED.headers))
+    message = built_for("ann@example.com", rendered)
+    with SmtpMailer("127.0.0.1", server.port) as mailer:
+        mailer.send(message, envelope_from="bounces+1-x@example.com")
+        mailer.send(built_for("bob@example.com"))
+        assert mailer.connections_opened == 1
+    assert [(m.mail_from, m.rcpt_tos) for m in inbox.messages] == [
+        ("bounces+1-x@example.com", ["ann@example.com"]),
+        ("news@example.com", ["bob@example.com"]),
+    ]
+    assert inbox.messages[0].content.replace(b"\r\n", b"\n") == message.as_bytes().replace(
+        b"\r\n", b"\n"
+    )
+    received = inbox.messages[0].parsed()
+    assert received.get_body(("plain",)).get_content().splitlines() == text.splitlines()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("address", "permanent", "code"),
+    [
+        ("bounce", True, "550"),
+        ("later", False, "451"),
+        ("spam", True, "554"),
+        ("full", False, "452"),
+    ],
+)
+def test_built_messages_refused_as_before(
+    server: Controller, inbox: Inbox, address: str, permanent: bool, code: str
+) -> None:
+    """Refusals at RCPT and after DATA are classified the same, pipelined or not, and the
+    connection stays good for the next message."""
+    with SmtpMailer("127.0.0.1", server.port) as mailer:
+        with pytest.raises(SendError) as caught:
+            mailer.send(built_for(f"{address}@example.com"))
+        assert caught.value.permanent is permanent
+        assert code in caught.value.reason
+        mailer.send(built_for("ann@example.com"))
+        assert mailer.connections_opened == 1
+    assert [m.rcpt_tos for m in inbox.messages] == [["ann@example.com"]]
+
+
+@pytest.mark.parametrize(
+    ("others", "permanent"), [(["bounce@example.com"], True), (["later@example.com"], False)]
+)
+def test_some_recipients_refused(
+    server: Controller, inbox: Inbox, others: list[str], permanent: bool
+) -> None:
+    """A message to several recipients, some refused: sent to the others, and an error."""
+    message = message_for("ann@example.com")
+    message["Cc"] = ", ".join(others)
+    with SmtpMailer("127.0.0.1", server.port) as mailer:
+        with pytest.raises(SendError, match="recipient refused") as caught:
+            mailer.send(message)
+        assert caught.value.permanent is permanent
+        assert others[0] in caught.value.reason
+    assert [m.rcpt_tos for m in inbox.messages] == [["ann@example.com"]]
+
+
+@pytest.mark.parametrize("smtputf8", [True, False])
+def test_built_message_to_a_non_ascii_domain(
+    start_server: StartServer, inbox: Inbox, smtputf8: bool
+) -> None:
+    server = start_server(inbox, enable_SMTPUTF8=smtputf8)
+    message = built_for("ann@exämple.com")
+    assert message.smtputf8
+    with SmtpMailer("127.0.0.1", server.port) as mailer:
+        if not smtputf8:
+            with pytest.raises(SendError) as caught:
+                mailer.send(message)
+            assert caught.value.permanent
+            return
+        mailer.send(message)
+    assert inbox.messages[0].rcpt_tos == ["ann@exämple.com"]
+    assert "SMTPUTF8" in inbox.mail_options
+    assert inbox.messages[0].parsed()["To"] == "ann@exämple.com"
 
 
 def test_invalid_tls_mode_refused() -> None:
