@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import jsonschema_rs
 import pytest
 import uvicorn
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
@@ -46,12 +45,12 @@ from contacthub.channels import cors
 from contacthub.consents import service as consents
 from contacthub.storage.database import Database
 from contacthub.storage.models import Channel, IngestMessageId
-from contacthub.tracking.openapi import document
 from contacthub.tracking.proxy import create_proxy_app
 from tests import factories
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.clients.support import assert_valid_activities_bodies
 from tests.factories import TrackingSetup
-from tests.servers import HOST, HubServer, free_port, running_hub
+from tests.servers import HOST, HubServer, free_port
 from tests.tracking.support import activities_of
 
 SDK = Path(__file__).resolve().parents[2] / "clients" / "js"
@@ -103,13 +102,6 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
     yield chromium
     chromium.close()
-
-
-@pytest.fixture
-def hub(database_url: str, database: Database, tmp_path: Path) -> Iterator[HubServer]:
-    with running_hub(database_url, tmp_path / "hub.log") as server:
-        yield server
-        print(f"--- the hub's log:\n{server.log_tail(80)}")
 
 
 @pytest.fixture
@@ -286,25 +278,6 @@ def proxied_site(bundles: Path, hub: HubServer, setup: TrackingSetup) -> Iterato
     stop_site(site)
 
 
-def activities_request_validator() -> Any:
-    """A validator of POST /activities bodies, from the tracking API's OpenAPI document."""
-    openapi = document()
-    schema = {
-        "$ref": "#/components/schemas/ActivitiesRequest",
-        "components": openapi["components"],
-    }
-    return jsonschema_rs.Draft202012Validator(schema)
-
-
-def assert_valid_bodies(bodies: list[dict[str, Any]]) -> None:
-    assert bodies, "the page sent no POST /activities"
-    validator = activities_request_validator()
-    for body in bodies:
-        errors = [error.message for error in validator.iter_errors(body)]
-        assert errors == [], (errors, body)
-        assert all(activity.get("messageId") for activity in body["activities"]), body
-
-
 def stored_message_ids(database: Database, channel_guid: str) -> set[str]:
     with database.read() as session:
         channel_id = session.scalar(
@@ -335,7 +308,7 @@ def assert_exactly_once(
     sent = browsing.sent_message_ids()
     assert len(sent) == len(expected)
     assert stored_message_ids(database, setup.channel_guid) == sent
-    assert_valid_bodies(browsing.bodies)
+    assert_valid_activities_bodies(browsing.bodies)
 
 
 def settle(page: Page) -> None:
@@ -502,7 +475,7 @@ def test_revoking_stops_tracking_and_clears_the_queue(
     assert stored(database, contact) == Counter(["click:Buy"])
     aborted = {a["messageId"] for a in session.bodies[-1]["activities"]}
     assert stored_message_ids(database, setup.channel_guid) == session.sent_message_ids() - aborted
-    assert_valid_bodies(session.bodies)
+    assert_valid_activities_bodies(session.bodies)
 
 
 def test_directly_to_the_hub_with_a_tracking_key_from_another_origin(
@@ -542,7 +515,7 @@ def test_directly_to_the_hub_with_a_tracking_key_from_another_origin(
         sent = session.sent_message_ids()
         assert len(sent) == 3  # the refused one's id is not stored
         assert stored_message_ids(database, setup.channel_guid) < sent
-        assert_valid_bodies(session.bodies)
+        assert_valid_activities_bodies(session.bodies)
     finally:
         stop_site(site)
 

@@ -20,13 +20,12 @@ import time
 import tomllib
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import contacthub_client
 import httpx
-import jsonschema_rs
 import pytest
 from contacthub_client import (
     Accepted,
@@ -43,8 +42,9 @@ from contacthub.storage.database import Database
 from contacthub.storage.models import Channel, IngestMessageId
 from contacthub.tracking import openapi
 from tests import factories
+from tests.clients.support import assert_valid_activities_bodies
 from tests.factories import TrackingSetup
-from tests.servers import HubServer, running_hub, start_hub
+from tests.servers import HubServer, start_hub
 from tests.tracking.support import activities_of, titles_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,26 +67,9 @@ def setup(database: Database) -> TrackingSetup:
     return factories.tracking_channel(database)
 
 
-@pytest.fixture
-def hub(database_url: str, database: Database, tmp_path: Path) -> Iterator[HubServer]:
-    """`contacthub serve` on the test's database, stopped at the end of the test."""
-    with running_hub(database_url, tmp_path / "hub.log") as server:
-        yield server
-
-
 def endpoint(server: HubServer) -> str:
     """The tracking API's base URL, as an application configures the SDK with it."""
     return f"{server.base_url}{API}"
-
-
-def activities_schema() -> jsonschema_rs.Validator:
-    """A validator of POST /activities bodies: the OpenAPI document's own request schema."""
-    document = openapi.document()
-    body = document["paths"]["/activities"]["post"]["requestBody"]
-    ref = body["content"]["application/json"]["schema"]["$ref"]
-    # The document is the root, so that its #/components/... references resolve as written.
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **document, "$ref": ref}
-    return jsonschema_rs.validator_for(schema, validate_formats=True)
 
 
 class Recorder(httpx.BaseTransport):
@@ -142,14 +125,6 @@ class KillAfterCommit(Recorder):
             self.killed.set()
             raise httpx.ReadError("the hub died before its answer arrived")
         return response
-
-
-def assert_valid_bodies(bodies: list[dict[str, Any]]) -> None:
-    assert bodies
-    validator = activities_schema()
-    for body in bodies:
-        errors = [error.message for error in validator.iter_errors(body)]
-        assert not errors, (errors, body)
 
 
 @pytest.fixture
@@ -226,7 +201,7 @@ def test_the_sync_client_against_a_real_hub(
         "Loan calculator '5000'",
     ]
     assert titles_of(database, other.contact) == ["Data input 'Other'"]
-    assert_valid_bodies(recorder.bodies)
+    assert_valid_activities_bodies(recorder.bodies)
 
 
 def test_the_async_client_against_a_real_hub(
@@ -265,7 +240,7 @@ def test_the_async_client_against_a_real_hub(
         "Data input 'Signup'",
         "Loan calculator",
     ]
-    assert_valid_bodies(recorder.bodies)
+    assert_valid_activities_bodies(recorder.bodies)
 
 
 def test_close_sends_what_is_queued(
