@@ -128,8 +128,8 @@ def _lower(types: Iterable[str] | None) -> frozenset[str] | None:
     return None if types is None else frozenset(t.lower() for t in types)
 
 
-class RecordingClient:
-    """A `Client` stand-in that records what was tracked (see the module's docstring).
+class _Recorder:
+    """What both stand-ins share: the recording and the questions a test asks of it.
 
     `known_types`: the custom activity types the hub would know (None: every type);
     `consent_texts`: what `consent_texts(name)` answers, by consent name (others: 404).
@@ -155,6 +155,10 @@ class RecordingClient:
     def of_contact(self, contact: str) -> list[TrackedActivity]:
         """The activities of one contact, in the order tracked."""
         return self.recording.of_contact(contact)
+
+
+class RecordingClient(_Recorder):
+    """A `Client` stand-in that records what was tracked (see the module's docstring)."""
 
     def create_contact(self) -> str:
         return self.recording.create_contact()
@@ -206,29 +210,8 @@ class RecordingClient:
         self.close()
 
 
-class AsyncRecordingClient:
+class AsyncRecordingClient(_Recorder):
     """An `AsyncClient` stand-in that records what was tracked (see `RecordingClient`)."""
-
-    def __init__(
-        self,
-        *,
-        known_types: Iterable[str] | None = None,
-        consent_texts: Mapping[str, ConsentTexts] | None = None,
-    ) -> None:
-        self.recording = Recording(_lower(known_types), dict(consent_texts or {}))
-
-    @property
-    def activities(self) -> list[TrackedActivity]:
-        """Every activity tracked, in order."""
-        return self.recording.activities
-
-    def of_type(self, type: str) -> list[TrackedActivity]:
-        """The activities of one type, in the order tracked."""
-        return self.recording.of_type(type)
-
-    def of_contact(self, contact: str) -> list[TrackedActivity]:
-        """The activities of one contact, in the order tracked."""
-        return self.recording.of_contact(contact)
 
     async def create_contact(self) -> str:
         return self.recording.create_contact()
