@@ -232,10 +232,8 @@ class _Outcome:
 
 @dataclass(frozen=True, slots=True)
 class _Sender:
-    name: str
-    email: str
-    domain: str
-    builder: MessageBuilder  # the issue's copies, built without an EmailMessage each
+    domain: str  # of the sender's address: the Message-IDs' right-hand side
+    builder: MessageBuilder  # the issue's copies (From included), without an EmailMessage each
 
 
 def smtp_mailer(settings: Settings) -> SmtpMailer:
@@ -489,7 +487,7 @@ def _prepare(session: Session, issue: EmailIssue) -> tuple[compose.PreparedIssue
     prepared = compose.PreparedIssue(template, links, newsletter.base_url)
     domain = newsletter.sender_email.rpartition("@")[2]
     builder = MessageBuilder(newsletter.sender_name, newsletter.sender_email)
-    return prepared, _Sender(newsletter.sender_name, newsletter.sender_email, domain, builder)
+    return prepared, _Sender(domain, builder)
 
 
 def _message(
