@@ -69,6 +69,18 @@ ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """The hub's settings with the webhook dispatcher held back for an hour: these tests read
+    the outbox and the delivery rows they write themselves, and a dispatcher run in between
+    would add deliveries of its own (events/test_dispatcher.py tests it)."""
+    return Settings(
+        database_url=database_url,
+        secret_key="test-secret",  # type: ignore[arg-type]
+        webhook_dispatch_interval=3600.0,
+    )
+
+
 def newsletter(db: Database, name: str = "Weekly") -> None:
     with db.write() as session:
         email.create_newsletter(session, name, "The Team", "news@example.com", "https://ex.com")
