@@ -3,7 +3,9 @@
 Sets up a hub on a fresh store (SQLite, then PostgreSQL), sends a real issue to one subscriber
 through an SMTP server on loopback (aiosmtpd, in this process), takes the pixel URL and a tracked
 link from the message received, and loads `GET Track.ashx` and `GET Redirect.ashx` with them
-under wrk (with a browser's user agent, so every hit is a human one that the hub logs in full).
+under wrk with browsers' user agents, so every hit is a human one that the hub logs in full:
+once with one agent (the classifier's verdict cached after the first hit) and once with an agent
+never seen before on every request (the cache cold: every hit pays `machine.classify`).
 The bare Starlette baseline (`baseline.py`, `GET /health` with the same query string) runs at
 the same time; baseline and hubs are measured in turns, round after round, and each row shows the
 round with the median hub/baseline ratio (every round's ratio is listed too).
@@ -54,6 +56,9 @@ Spring sale</a></p>
 </body></html>
 """
 ENDPOINTS = {"pixel": 200, "redirect": 303}  # what each endpoint must answer
+# Each endpoint is loaded with one browser's agent (the classifier's cache warm), and with an
+# agent of its own on every request (cold).
+AGENTS = ("one agent", "new agents")
 
 
 @dataclass
@@ -62,6 +67,7 @@ class Row:
 
     target: str
     endpoint: str
+    agents: str
     result: harness.WrkResult
     expected_status: int
     store: str | None = None
@@ -215,11 +221,39 @@ class Target:
     execute: Execute | None = None
 
 
+def new_agents_script() -> str:
+    """The wrk script GETting with a browser's user agent never sent before on every request.
+
+    Each wrk thread has its own Lua state: its agents carry the time and the address of a table
+    of its own (distinct among the threads alive together), then a request count, as a version.
+    """
+    version = "Chrome/124.0"
+    assert version in BROWSER
+    before, after = BROWSER.split(version)
+    lines = [
+        "local prefix = nil",
+        "local sent = 0",
+        "request = function()",
+        "  if prefix == nil then",
+        '    prefix = os.time() .. string.gsub(tostring({}), "[^%x]", "")',
+        "  end",
+        "  sent = sent + 1",
+        f'  wrk.headers["User-Agent"] = {harness.lua_string(before + version + ".")} '
+        f'.. prefix .. "." .. sent .. {harness.lua_string(after)}',
+        "  return wrk.format()",
+        "end",
+    ]
+    return harness.wrk_script("GET", {}) + "\n" + "\n".join(lines) + "\n"
+
+
 def measure(
-    target: Target, endpoint: str, seconds: float, args: argparse.Namespace
+    target: Target, endpoint: str, agents: str, seconds: float, args: argparse.Namespace
 ) -> harness.WrkResult:
-    """GET the endpoint's path with a browser's user agent for `seconds`."""
-    script = harness.wrk_script("GET", {"User-Agent": BROWSER})
+    """GET the endpoint's path with browsers' user agents (`agents`) for `seconds`."""
+    if agents == "new agents":
+        script = new_agents_script()
+    else:
+        script = harness.wrk_script("GET", {"User-Agent": BROWSER})
     return harness.run_wrk(
         target.server.url + target.paths[endpoint],
         script,
@@ -291,48 +325,58 @@ def run_rounds(targets: list[Target], args: argparse.Namespace) -> list[Row]:
     answered = {(t.name, e): 0 for t in targets for e in ENDPOINTS}
     for target in targets:
         for endpoint in ENDPOINTS:
-            warm = measure(target, endpoint, args.warmup, args)
-            answered[(target.name, endpoint)] += warm.statuses.get(_expected(target, endpoint), 0)
-    rounds: list[dict[tuple[str, str], harness.WrkResult]] = []
+            for agents in AGENTS:
+                warm = measure(target, endpoint, agents, args.warmup, args)
+                answered[(target.name, endpoint)] += warm.statuses.get(
+                    _expected(target, endpoint), 0
+                )
+    rounds: list[dict[tuple[str, str, str], harness.WrkResult]] = []
     for number in range(args.rounds):
         print(f"round {number + 1} of {args.rounds} ...", flush=True)
         results = {}
         for endpoint in ENDPOINTS:
-            for target in targets:
-                result = measure(target, endpoint, args.duration, args)
-                results[(target.name, endpoint)] = result
-                answered[(target.name, endpoint)] += result.statuses.get(
-                    _expected(target, endpoint), 0
-                )
+            for agents in AGENTS:
+                for target in targets:
+                    result = measure(target, endpoint, agents, args.duration, args)
+                    results[(target.name, endpoint, agents)] = result
+                    answered[(target.name, endpoint)] += result.statuses.get(
+                        _expected(target, endpoint), 0
+                    )
         rounds.append(results)
     baseline = targets[0]
     rows = []
     for endpoint in ENDPOINTS:
-        for target in targets:
-            key, base_key = (target.name, endpoint), (baseline.name, endpoint)
-            ratios = [_ratio(results[key], results[base_key]) for results in rounds]
-            median = sorted(rounds, key=lambda r: _ratio(r[key], r[base_key]))[len(rounds) // 2]
-            row = Row(
-                target.name,
-                endpoint,
-                median[key],
-                _expected(target, endpoint),
-                target.store,
-                ratios=ratios,
-                baseline_rps=median[(baseline.name, endpoint)].requests_per_s,
-            )
-            if target.execute is not None:
-                row.rss_kib = harness.peak_rss(target.server.process.pid)
-                table = {"pixel": "email_opens", "redirect": "email_clicks"}[endpoint]
-                stored = target.execute(
-                    f"SELECT count(*) FROM {table} WHERE NOT is_machine"  # noqa: S608
+        for agents in AGENTS:
+            for target in targets:
+                key = (target.name, endpoint, agents)
+                base_key = (baseline.name, endpoint, agents)
+                ratios = [_ratio(results[key], results[base_key]) for results in rounds]
+                median = sorted(rounds, key=lambda r: _ratio(r[key], r[base_key]))[len(rounds) // 2]
+                rows.append(
+                    Row(
+                        target.name,
+                        endpoint,
+                        agents,
+                        median[key],
+                        _expected(target, endpoint),
+                        target.store,
+                        ratios=ratios,
+                        baseline_rps=median[base_key].requests_per_s,
+                    )
                 )
-                row.check_ok = stored >= answered[key]
-                row.check = (
-                    f"{endpoint}: {stored} human {table} stored >= {answered[key]} answered: "
-                    f"{'ok' if row.check_ok else 'LOST'}"
-                )
-            rows.append(row)
+    for row in rows:
+        target = next(t for t in targets if t.name == row.target)
+        if target.execute is None or row.agents != AGENTS[-1]:
+            continue  # one check per hub and endpoint, on the last row of the two
+        row.rss_kib = harness.peak_rss(target.server.process.pid)
+        table = {"pixel": "email_opens", "redirect": "email_clicks"}[row.endpoint]
+        stored = target.execute(f"SELECT count(*) FROM {table} WHERE NOT is_machine")  # noqa: S608
+        expected = answered[(target.name, row.endpoint)]
+        row.check_ok = stored >= expected
+        row.check = (
+            f"{row.endpoint}: {stored} human {table} stored >= {expected} answered "
+            f"(both agent variants): {'ok' if row.check_ok else 'LOST'}"
+        )
     return rows
 
 
@@ -346,7 +390,7 @@ def _expected(target: Target, endpoint: str) -> int:
 
 def print_table(rows: list[Row]) -> None:
     header = (
-        *("target", "endpoint", "req/s", "p50 ms", "p99 ms", "hub/base", "target"),
+        *("target", "endpoint", "agents", "req/s", "p50 ms", "p99 ms", "hub/base", "target"),
         *("ratio per round", "peak RSS", "failed", "others CPU"),
     )
     lines = [header]
@@ -364,6 +408,7 @@ def print_table(rows: list[Row]) -> None:
             (
                 row.target,
                 row.endpoint,
+                row.agents,
                 f"{r.requests_per_s:,.0f}",
                 f"{r.p50_ms:.1f}",
                 f"{r.p99_ms:.1f}",
@@ -380,6 +425,8 @@ def print_table(rows: list[Row]) -> None:
         "\nbaseline: bare Starlette, GET /health with the same query string. Each row is the "
         "round with the median hub/base ratio.\nfailed: answers other than 200 (pixel) or 303 "
         "(redirect), and socket errors. others CPU: other processes' CPU meanwhile, in % of a core."
+        "\nagents: one browser's agent throughout (the classifier's verdict cached), or a new "
+        "agent on every request (never cached)."
     )
 
 
@@ -423,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"hub ({row.store}) {row.check}")
         if row.failure_rate > MAX_FAILURE_RATE:
             print(
-                f"ERROR {row.target} {row.endpoint}: statuses "
+                f"ERROR {row.target} {row.endpoint} ({row.agents}): statuses "
                 f"{dict(sorted(row.result.statuses.items()))} {row.result.socket_errors}: "
                 "the figures of this row are not valid.",
                 file=sys.stderr,

@@ -31,7 +31,7 @@ from contacthub.bounces import imap as bounce_mailbox
 from contacthub.bounces.webhooks import endpoints as webhooks
 from contacthub.email import background, schedule
 from contacthub.email.api import email_api_routes
-from contacthub.email.endpoints import email_routes, hot_paths
+from contacthub.email.endpoints import email_routes
 from contacthub.email.signing import link_signer
 from contacthub.email.writer import HitWriter
 from contacthub.errors import HubError
@@ -39,6 +39,7 @@ from contacthub.events.dispatcher import Dispatcher
 from contacthub.groups import membership
 from contacthub.http import (
     client_gone_handler,
+    hot_paths,
     http_error_handler,
     hub_error_handler,
     json_response,
@@ -332,8 +333,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     app = Starlette(
         routes=routes,
-        # The open pixel and the click redirect are answered before the route table.
-        middleware=[hot_paths(email)],
+        # POST /activities, the open pixel and the click redirect are answered before the
+        # route table (contacthub/http.py `HotPaths`).
+        middleware=[hot_paths(routes)],
         lifespan=lifespan,
         exception_handlers={
             HubError: hub_error_handler,

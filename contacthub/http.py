@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contacthub.errors import (
     HubError,
@@ -108,3 +112,54 @@ async def client_gone_handler(request: Request, exc: Exception) -> Response:
     """
     assert isinstance(exc, ClientDisconnect)
     return Response(status_code=400)
+
+
+class HotEndpoint:
+    """A hot path as a bare ASGI app: no Request wrapping by the route, no per-request
+    wrappers. Listed in the route table like any endpoint, and served by `HotPaths` ahead of it.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class HotPaths:
+    """ASGI middleware answering the hot endpoints before Starlette's routing.
+
+    They are the hub's busiest URLs: POST /activities, the open pixel and the click redirect.
+    Declared as Starlette user middleware, this runs inside the server-error middleware (a crash
+    is still a JSON 500) but skips the exception middleware, the route table and the mounts'
+    middleware. A request with an `Origin` header, any other method or path goes on to the
+    routes, which list the same endpoints: there the tracking API's CORS applies.
+    """
+
+    def __init__(self, app: ASGIApp, endpoints: Mapping[tuple[str, str], ASGIApp]) -> None:
+        self.app = app
+        self.endpoints = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.endpoints.get((scope["method"], scope["path"]))
+            if endpoint is not None and not any(name == b"origin" for name, _ in scope["headers"]):
+                await endpoint(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def hot_paths(routes: Sequence[BaseRoute]) -> Middleware:
+    """The `HotPaths` middleware for the `HotEndpoint`s among `routes` (and in their mounts),
+    by method and full path."""
+    return Middleware(HotPaths, endpoints=dict(_hot_endpoints(routes, "")))
+
+
+def _hot_endpoints(
+    routes: Sequence[BaseRoute], prefix: str
+) -> list[tuple[tuple[str, str], ASGIApp]]:
+    found: list[tuple[tuple[str, str], ASGIApp]] = []
+    for route in routes:
+        if isinstance(route, Mount):
+            found += _hot_endpoints(route.routes, prefix + route.path)
+        elif isinstance(route, Route) and isinstance(route.endpoint, HotEndpoint):
+            for method in route.methods or ():
+                found.append(((method, prefix + route.path), route.endpoint))
+    return found

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import case, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
@@ -205,12 +205,32 @@ def _tops(session: Session, kind: str, *where: ColumnElement[bool]) -> Counter[t
 
 
 def _grouped(session: Session, *where: ColumnElement[bool]) -> _Groups:
-    """Everything the rollups count, of the activities `where` selects."""
+    """Everything the rollups count, of the activities `where` selects, in one scan: grouped
+    by day, channel, type and top-list key (NULL for types no top list counts). Three scans,
+    one per table, cost the job three times the reading and twice the sorting of a chunk, and
+    the job runs beside ingest."""
+    day = utc_day(session, Activity.created_at)
+    channel = func.coalesce(Activity.channel_id, NO_CHANNEL)
+    key = case(
+        *(
+            (Activity.type == activity_type, func.substr(key_column, 1, MAX_KEY_LENGTH))
+            for key_column, activity_type in _TOP_KEYS.values()
+        ),
+        else_=None,
+    )
+    kinds = {activity_type: kind for kind, (_, activity_type) in _TOP_KEYS.items()}
+    counts: Counter[tuple[date, int, str]] = Counter()
     tops: Counter[tuple[date, str, str]] = Counter()
-    for kind in _TOP_KEYS:
-        for (d, key), n in _tops(session, kind, *where).items():
-            tops[(d, kind, key)] += n
-    return _Groups(_counts(session, *where), tops)
+    for d, c, t, k, n in session.execute(
+        select(day, channel, Activity.type, key, func.count())
+        .where(*where)
+        .group_by(day, channel, Activity.type, key)
+    ):
+        d = date_from_driver(d)
+        counts[(d, c, t)] += n
+        if k is not None:
+            tops[(d, kinds[t], k)] += n
+    return _Groups([CountRow(d, c, t, n) for (d, c, t), n in counts.items()], tops)
 
 
 def _add(session: Session, groups: _Groups, *, sign: int) -> None:

@@ -20,14 +20,12 @@ Errors are small HTML pages: people, not programs, follow these links.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 
 from sqlalchemy.orm import Session
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from contacthub.email import tracking
 from contacthub.email.compose import BROWSER_VIEW_PATH, CLICK_PATH, OPEN_PATH, UNSUBSCRIBE_PATH
@@ -48,7 +46,7 @@ from contacthub.email.pages import (
     unsubscribe_page,
 )
 from contacthub.errors import HubError, InvalidInput
-from contacthub.http import read_body
+from contacthub.http import HotEndpoint, read_body
 from contacthub.hub import Hub, hub_of
 from contacthub.settings import Settings
 from contacthub.storage.types import utcnow
@@ -80,8 +78,8 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-class _HitEndpoint:
-    """A hot path, as a bare ASGI app: no Request object, no per-request wrappers."""
+class _HitEndpoint(HotEndpoint):
+    """A tracking link's hit, as a bare ASGI app (`HotEndpoint`)."""
 
     def __init__(self, trusted_proxies: tuple[IPNetwork, ...]) -> None:
         self.trusted_proxies = trusted_proxies
@@ -192,35 +190,6 @@ def signed_link(request: Request, purpose: Purpose) -> tracking.SignedLink:
     """The issue GUID, address and hash of a request's query string."""
     params = TrackingParams(request.scope["query_string"])
     return tracking.SignedLink(params.guid(purpose), params.email(purpose), params.hash)
-
-
-class HotPaths:
-    """ASGI middleware answering the pixel and the redirect before Starlette's routing.
-
-    They are the hub's busiest URLs. Declared as Starlette user middleware, this runs inside the
-    server-error middleware (a crash is still a 500) but skips the exception middleware and the
-    route table; any other method or path goes on to the routes, which list both URLs too.
-    """
-
-    def __init__(self, app: ASGIApp, endpoints: Mapping[str, ASGIApp]) -> None:
-        self.app = app
-        self.endpoints = endpoints
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
-            endpoint = self.endpoints.get(scope["path"])
-            if endpoint is not None:
-                await endpoint(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def hot_paths(routes: Sequence[Route]) -> Middleware:
-    """The `HotPaths` middleware for the bare ASGI endpoints among `routes`."""
-    endpoints = {
-        route.path: route.endpoint for route in routes if isinstance(route.endpoint, _HitEndpoint)
-    }
-    return Middleware(HotPaths, endpoints=endpoints)
 
 
 def email_routes(settings: Settings) -> list[Route]:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -27,10 +27,13 @@ from contacthub.channels import cors
 from contacthub.channels.service import authenticate, hash_key
 from contacthub.consents import service as consents
 from contacthub.contacts import service as contacts
-from contacthub.errors import InvalidInput
+from contacthub.errors import HubError, InvalidInput
 from contacthub.http import (
+    HotEndpoint,
     bearer_key,
+    client_gone_handler,
     encode_json,
+    hub_error_handler,
     json_response,
     read_body,
     require_json,
@@ -182,6 +185,22 @@ async def log_activities(request: Request) -> Response:
     return json_response({"results": outcome.results}, 207)
 
 
+class LogActivities(HotEndpoint):
+    """POST /activities as a bare ASGI app: `HotPaths` serves it before the route table, and
+    the route (behind CORS) when the request has an Origin. Errors are answered here as the
+    app's handlers answer them."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await log_activities(request)
+        except HubError as error:
+            response = await hub_error_handler(request, error)
+        except ClientDisconnect as error:
+            response = await client_gone_handler(request, error)
+        await response(scope, receive, send)
+
+
 class JsonCORSMiddleware(CORSMiddleware):
     """Starlette's CORS middleware, refusing a preflight with the API's JSON error body."""
 
@@ -289,7 +308,7 @@ def tracking_routes(settings: Settings, *, cors_cache_seconds: float | None = No
     second error-handling middleware stack on every request of the hot path.
     """
     routes = [
-        Route("/activities", log_activities, methods=["POST"]),  # the hot path: first
+        Route("/activities", LogActivities(), methods=["POST"]),  # the hot path: first
         Route("/consents/{consent}", get_consent_texts, methods=["GET"]),
         Route("/contacts", create_contact, methods=["POST"]),
         Route("/contacts/{guid}/consents/{consent}", consent_agreement, methods=["GET", "POST"]),

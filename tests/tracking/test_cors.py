@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 
 import pytest
 from sqlalchemy import text
@@ -305,3 +307,38 @@ def test_requests_without_an_origin_get_no_cors_headers(
 
     assert answer.status_code == 200
     assert not [name for name in answer.headers if name.startswith("access-control-")]
+
+
+def test_activities_are_answered_alike_with_and_without_an_origin(
+    make_client: MakeClient, database: Database, setup: TrackingSetup, contact: str
+) -> None:
+    # Without an Origin, POST /activities is served ahead of the route table (HotPaths); with
+    # one, through the route and the CORS middleware. Both must answer the same.
+    client = make_client(cors_allowed_origins=[ALLOWED], max_body_bytes=2048)
+    body = {"channel": setup.channel_guid, "contact": contact, "activities": [{"type": "click"}]}
+    headers = {**setup.headers, "Content-Type": "application/json"}
+    requests: list[tuple[dict[str, str], bytes]] = [
+        (headers, json.dumps(body).encode()),
+        (headers, b"{not json"),
+        (headers, json.dumps({**body, "contact": str(uuid.uuid4())}).encode()),
+        ({"Content-Type": "application/json"}, json.dumps(body).encode()),
+        ({**headers, "Content-Type": "text/plain"}, json.dumps(body).encode()),
+        (headers, b" " * 4096),
+    ]
+
+    statuses = []
+    for sent, content in requests:
+        hot = client.post(f"{API}/activities", headers=sent, content=content)
+        routed = client.post(
+            f"{API}/activities", headers={**sent, "Origin": ALLOWED}, content=content
+        )
+
+        assert (hot.status_code, hot.content) == (routed.status_code, routed.content)
+        assert {k: v for k, v in hot.headers.items() if k != "date"} == {
+            k: v
+            for k, v in routed.headers.items()
+            if k != "date" and not k.startswith("access-control-") and k != "vary"
+        }
+        assert routed.headers["access-control-allow-origin"] == ALLOWED
+        statuses.append(hot.status_code)
+    assert statuses == [207, 400, 404, 401, 415, 413]
