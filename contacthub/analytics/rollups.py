@@ -221,15 +221,15 @@ def _grouped(session: Session, *where: ColumnElement[bool]) -> _Groups:
     kinds = {activity_type: kind for kind, (_, activity_type) in _TOP_KEYS.items()}
     counts: Counter[tuple[date, int, str]] = Counter()
     tops: Counter[tuple[date, str, str]] = Counter()
-    for d, c, t, k, n in session.execute(
+    for raw_day, channel_id, activity_type, top_key, n in session.execute(
         select(day, channel, Activity.type, key, func.count())
         .where(*where)
         .group_by(day, channel, Activity.type, key)
     ):
-        d = date_from_driver(d)
-        counts[(d, c, t)] += n
-        if k is not None:
-            tops[(d, kinds[t], k)] += n
+        the_day = date_from_driver(raw_day)
+        counts[(the_day, channel_id, activity_type)] += n
+        if top_key is not None:
+            tops[(the_day, kinds[activity_type], top_key)] += n
     return _Groups([CountRow(d, c, t, n) for (d, c, t), n in counts.items()], tops)
 
 
