@@ -48,7 +48,7 @@ from contacthub.http import (
 from contacthub.hub import Hub, hub_of
 from contacthub.retention import job as retention
 from contacthub.settings import DEFAULT_SECRET, Settings
-from contacthub.storage import partitions
+from contacthub.storage import leases, partitions
 from contacthub.storage.database import Database
 from contacthub.storage.groupcommit import GroupCommitWriter
 from contacthub.subscriptions import optin
@@ -56,6 +56,9 @@ from contacthub.subscriptions.endpoints import subscription_routes
 from contacthub.tracking.endpoints import tracking_routes
 
 logger = logging.getLogger(__name__)
+# A periodic job's lease lasts this many of its intervals, plus a margin (`job_lease_seconds`).
+JOB_LEASE_RUNS = 3
+JOB_LEASE_MARGIN = 5.0
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
@@ -141,12 +144,32 @@ async def run_every(
             pause = pause_after(interval, time.monotonic() - started)
 
 
+def job_lease_seconds(interval: float) -> float:
+    """How long a periodic job's lease lasts: a few runs, so that the holder renews it at each
+    run, and another process takes over soon after the holder stops or dies."""
+    return JOB_LEASE_RUNS * interval + JOB_LEASE_MARGIN
+
+
+def release_job_leases(database: Database) -> None:
+    """Give up this process's leases of the periodic jobs (on shutdown), so that another
+    process takes them over at its next run rather than once they expire."""
+    try:
+        with database.write() as session:
+            for name in (rollups.LEASE, membership.LEASE):
+                leases.release(session, name)
+    except Exception:
+        # A lease is a hint: unreleased, it expires within `job_lease_seconds`.
+        logger.exception("Releasing the periodic jobs' leases failed.")
+
+
 def keep_rollups_fresh(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, None]:
-    """Count new activities into the dashboard's rollups every `rollup_interval` seconds."""
+    """Count new activities into the dashboard's rollups every `rollup_interval` seconds (in
+    one process at a time: the lease "rollups")."""
+    lease_seconds = job_lease_seconds(hub.settings.rollup_interval)
     return run_every(
         hub.settings.rollup_interval,
         stopping,
-        lambda: rollups.refresh(hub.database),
+        lambda: rollups.refresh(hub.database, lease_seconds=lease_seconds),
         # The dashboard counts what is not rolled up live: a failed run only costs speed.
         "Counting activities into the rollups failed; retrying later.",
     )
@@ -154,11 +177,13 @@ def keep_rollups_fresh(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any,
 
 def keep_groups_live(hub: Hub, stopping: asyncio.Event) -> Coroutine[Any, Any, None]:
     """Bring dynamic groups' members up to date every `group_refresh_interval` seconds (less
-    often while runs are slow: `membership.pause_after`)."""
+    often while runs are slow: `membership.pause_after`; in one process at a time: the lease
+    "groups")."""
+    lease_seconds = job_lease_seconds(hub.settings.group_refresh_interval + membership.MAX_PAUSE)
     return run_every(
         hub.settings.group_refresh_interval,
         stopping,
-        lambda: membership.refresh(hub.database),
+        lambda: membership.refresh(hub.database, lease_seconds=lease_seconds),
         # The next run takes up what this one could not: nothing is lost, only delayed.
         "Updating the members of dynamic groups failed; retrying later.",
         pause_after=membership.pause_after,
@@ -312,6 +337,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Each job finishes its current run (see `run_every`) before the store closes.
             stopping.set()
             await asyncio.gather(*jobs)
+            await anyio.to_thread.run_sync(release_job_leases, hub.database)
             await anyio.to_thread.run_sync(dispatcher.close)
             # Send runs stop after their current message; the rest stays pending, to resume.
             await anyio.to_thread.run_sync(sends.stop_all)

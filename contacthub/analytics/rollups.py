@@ -34,6 +34,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from contacthub.activities.rules import CLICK, PAGE_VISIT
+from contacthub.storage import leases
 from contacthub.storage.database import Database
 from contacthub.storage.models import Activity, ActivityRollup, RollupState, TopRollup
 from contacthub.storage.types import date_from_driver, utc_day, utcnow
@@ -42,6 +43,8 @@ MAX_KEY_LENGTH = 500
 # Activities counted per transaction, so that a large backlog commits its progress as it goes.
 CHUNK = 100_000
 STATE_ID = 1
+# The job runs in one hub process at a time (storage/leases.py).
+LEASE = "rollups"
 # How long the job may wait for the SHARE lock on PostgreSQL (ingest waits behind it meanwhile).
 LOCK_TIMEOUT = "200ms"
 LOCK_NOT_AVAILABLE = "55P03"
@@ -119,8 +122,14 @@ def final_high_id(database: Database) -> int | None:
     return None if highs is None else highs[0]
 
 
-def refresh(database: Database) -> int:
+def refresh(
+    database: Database, *, lease_seconds: float | None = None, holder: str = leases.PROCESS
+) -> int:
     """Count every activity not yet in the rollups; returns how many were counted.
+
+    With `lease_seconds` (the app's periodic job), only while `holder` holds the lease "rollups":
+    every hub process runs the job, and without the lease each worker would group the same
+    chunk, all but one throwing their work away, for N times the CPU beside ingest.
 
     Each chunk is grouped in a read-only unit of work, which never blocks ingest (on SQLite a
     write transaction would hold the one write lock for the whole grouping). Only the upsert
@@ -128,6 +137,8 @@ def refresh(database: Database) -> int:
     another process may have counted the chunk meanwhile, or an erasure changed what was
     counted (both move the state row). Then the chunk is grouped again.
     """
+    if lease_seconds is not None and not leases.held(database, LEASE, lease_seconds, holder):
+        return 0
     high = final_high_id(database)
     if high is None:
         return 0

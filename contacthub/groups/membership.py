@@ -45,6 +45,7 @@ from contacthub.errors import InvalidInput
 from contacthub.events import changes
 from contacthub.groups import compiler, conditions, repository
 from contacthub.groups.queue import has_dynamic_group
+from contacthub.storage import leases
 from contacthub.storage.database import Database
 from contacthub.storage.models import (
     Activity,
@@ -68,6 +69,8 @@ logger = logging.getLogger(__name__)
 # seconds (or the configured interval, if longer), so that membership stays within seconds.
 BUSY_SHARE = 0.05
 MAX_PAUSE = 3.0
+# The job runs in one hub process at a time (storage/leases.py).
+LEASE = "groups"
 ENTERED = "conditions met"
 LEFT = "conditions no longer met"
 
@@ -75,7 +78,8 @@ LEFT = "conditions no longer met"
 @dataclass(slots=True)
 class RefreshReport:
     """What one run did: contacts evaluated, entries and exits; `skipped` when it could not
-    run now (PostgreSQL's lock was not granted in time) and will at the next run."""
+    run now (PostgreSQL's lock was not granted in time) and will at the next run, or when
+    another hub process holds the job's lease and runs it."""
 
     candidates: int = 0
     entered: int = 0
@@ -128,8 +132,18 @@ class _Run:
         return repository.memberships(session, self.contacts) == self.memberships
 
 
-def refresh(database: Database, *, now: datetime | None = None) -> RefreshReport:
+def refresh(
+    database: Database,
+    *,
+    now: datetime | None = None,
+    lease_seconds: float | None = None,
+    holder: str = leases.PROCESS,
+) -> RefreshReport:
     """Bring every dynamic group's members up to date with what happened since the last run.
+
+    With `lease_seconds` (the app's periodic job), only while `holder` holds the lease "groups"
+    (else the run is `skipped`): every hub process runs the job, and without the lease each
+    worker would evaluate the same contacts, all but one throwing their work away.
 
     On SQLite, where a write transaction holds the hub's one write lock (and ingest waits for
     it), each part of the run is evaluated in a read transaction first; the write transaction
@@ -144,6 +158,9 @@ def refresh(database: Database, *, now: datetime | None = None) -> RefreshReport
     with database.read() as session:
         if not has_dynamic_group(session):
             return report
+    if lease_seconds is not None and not leases.held(database, LEASE, lease_seconds, holder):
+        report.skipped = True
+        return report
     highs = rollups.final_high_ids(database, [Activity.id, EmailOpen.id, EmailClick.id])
     if highs is None:
         report.skipped = True

@@ -16,7 +16,7 @@ from datetime import timedelta
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
-from contacthub.storage.database import insert_or_ignore
+from contacthub.storage.database import Database, insert_or_ignore
 from contacthub.storage.models import JobLease
 from contacthub.storage.types import utcnow
 
@@ -41,6 +41,12 @@ def take(session: Session, name: str, seconds: float, holder: str = PROCESS) -> 
         .returning(JobLease.name)
     ).first()
     return created is not None
+
+
+def held(database: Database, name: str, seconds: float, holder: str = PROCESS) -> bool:
+    """`take`, in a short write transaction of its own (for jobs whose work runs in several)."""
+    with database.write() as session:
+        return take(session, name, seconds, holder)
 
 
 def release(session: Session, name: str, holder: str = PROCESS) -> None:

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import delete
 
 from contacthub.analytics import rollups
+from contacthub.storage import leases
 from contacthub.storage.database import Database
 from contacthub.storage.models import Activity
 from tests.analytics.support import (
@@ -226,3 +227,23 @@ def test_refresh_works_through_a_backlog_in_chunks(
     ]
     with database.read() as session:
         assert rollups.counted_up_to(session) == 17
+
+
+def test_the_periodic_run_counts_in_one_process_at_a_time(database: Database) -> None:
+    # The app's job passes `lease_seconds`: of two processes, the one holding the lease counts.
+    web, app, anna = sample(database)
+
+    assert rollups.refresh(database, lease_seconds=60, holder="worker 1") == 7
+    add(database, anna, Act(at("2024-05-03", "08:00"), "click", web, "more"))
+    assert rollups.refresh(database, lease_seconds=60, holder="worker 2") == 0
+    assert rolled(database) == expected_counts(web, app)  # the new click waits
+    assert rollups.refresh(database, lease_seconds=60, holder="worker 1") == 1
+
+    with database.write() as session:
+        leases.release(session, rollups.LEASE, holder="worker 1")  # worker 1 stops
+    add(database, anna, Act(at("2024-05-03", "09:00"), "click", web, "more"))
+    assert rollups.refresh(database, lease_seconds=60, holder="worker 2") == 1
+    assert rollups.refresh(database, lease_seconds=60, holder="worker 1") == 0
+    # Without a lease (the demo's final count, the tests), a run always counts.
+    add(database, anna, Act(at("2024-05-03", "10:00"), "click", web, "more"))
+    assert rollups.refresh(database) == 1

@@ -38,6 +38,7 @@ from contacthub.email import service as email
 from contacthub.errors import Conflict
 from contacthub.groups import compiler, conditions, membership, repository
 from contacthub.groups import service as groups
+from contacthub.storage import leases
 from contacthub.storage.database import Database
 from contacthub.storage.models import (
     Activity,
@@ -424,6 +425,30 @@ def test_cursors_move_and_the_queue_empties(world: World) -> None:
     with world.database.read() as session:
         history = groups.membership_history(session, world.person(0)[0])
         assert (history[0].entered, history[0].reason) == (False, "conditions no longer met")
+
+
+def test_the_periodic_run_evaluates_in_one_process_at_a_time(world: World) -> None:
+    # The app's job passes `lease_seconds`: of two processes, the one holding the lease runs.
+    world.new_contact("Prague")
+    with world.database.write() as session:
+        groups.create_group(
+            session,
+            "Pricing",
+            conditions={"activity": PAGE_VISIT, "url_contains": "/pricing", "within_days": 1},
+            now=world.clock,
+        )
+
+    def run(holder: str) -> membership.RefreshReport:
+        return membership.refresh(world.database, now=world.clock, lease_seconds=60, holder=holder)
+
+    world.ingest(world.person(0)[1], ActivityInput(PAGE_VISIT, None, URLS[0], None))
+    assert run("worker 1").entered == 1
+    world.clock += timedelta(days=1, seconds=1)  # the visit leaves the window
+    assert run("worker 2") == membership.RefreshReport(skipped=True)
+    with world.database.write() as session:
+        leases.release(session, membership.LEASE, holder="worker 1")  # worker 1 stops
+    assert run("worker 2").left == 1
+    assert run("worker 1") == membership.RefreshReport(skipped=True)
 
 
 def test_the_first_dynamic_group_moves_the_cursors_past_the_history(world: World) -> None:
