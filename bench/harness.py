@@ -432,6 +432,26 @@ def run_wrk(
     )
 
 
+def add_settings(parser: argparse.ArgumentParser) -> None:
+    """The `--set NAME=VALUE` option: hub settings for the measured hubs (`settings_env`)."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a hub setting for the measured hubs, e.g. rollup_interval=3600; repeatable",
+    )
+
+
+def settings_env(args: argparse.Namespace) -> dict[str, str]:
+    """The hub settings given with --set NAME=VALUE, as environment variables."""
+    env = {}
+    for setting in args.set:
+        name, _, value = setting.partition("=")
+        env[f"CONTACTHUB_{name.strip().upper()}"] = value
+    return env
+
+
 def add_postgresql_url(parser: argparse.ArgumentParser) -> None:
     """The `--postgresql-url` option every benchmark on PostgreSQL takes."""
     parser.add_argument(

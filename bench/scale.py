@@ -206,15 +206,6 @@ def serve(
     return server
 
 
-def settings_env(args: argparse.Namespace) -> dict[str, str]:
-    """The hub settings given with --set NAME=VALUE, as environment variables."""
-    env = {}
-    for setting in args.set:
-        name, _, value = setting.partition("=")
-        env[f"CONTACTHUB_{name.strip().upper()}"] = value
-    return env
-
-
 def tracking_key(env: dict[str, str]) -> tuple[str, str]:
     """A new channel and a tracking key on it: (channel GUID, key)."""
     name = f"Scale {secrets.token_hex(3)}"
@@ -237,7 +228,7 @@ def ingest(
     cpu: int | str = harness.SERVER_CPU,
 ) -> Ingest:
     """Serve the store, load it as bench/tracking.py does, check what it stored."""
-    env = hub_env(database_url, workdir) | settings_env(args)
+    env = hub_env(database_url, workdir) | harness.settings_env(args)
     cli(env, "migrate")
     channel, key = tracking_key(env)
     server = serve(stack, env, workdir, label, workers=workers, cpu=cpu)
@@ -340,7 +331,7 @@ def admin_pages(
     email: str,
     password: str,
 ) -> list[admin.Measurement]:
-    env = hub_env(database_url, workdir) | settings_env(args)
+    env = hub_env(database_url, workdir) | harness.settings_env(args)
     contact, contact_activities = admin.busiest_contact(database_url)
     pages = scale_pages(database_url, contact)
     server = serve(stack, env, workdir, f"hub ({store}, admin)")
@@ -429,13 +420,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", default="/var/tmp", help="where the big SQLite file goes")
     parser.add_argument("--keep", action="store_true", help="keep the big stores")
     parser.add_argument("--no-pages", action="store_true", help="skip the admin pages (b)")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a hub setting for the measured hubs, e.g. rollup_interval=3600; repeatable",
-    )
+    harness.add_settings(parser)
     parser.add_argument("--reuse-sqlite", metavar="PATH", help="a kept big SQLite store")
     parser.add_argument("--reuse-postgresql", metavar="URL", help="a kept big PostgreSQL store")
     harness.add_postgresql_url(parser)

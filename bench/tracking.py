@@ -6,7 +6,12 @@ the hub/baseline ratio, the hub's peak memory and every non-2xx answer. After ea
 counts the stored activities: a 207 promises they are committed.
 
     .venv/bin/python bench/tracking.py [--duration 10] [--connections 64] \
-        [--only sqlite|postgresql] [--sign-ins N] [--groups N] [--webhook] [--message-ids]
+        [--only sqlite|postgresql] [--sign-ins N] [--groups N] [--webhook] [--message-ids] \
+        [--workers N] [--set NAME=VALUE]
+
+`--workers N` serves the hub with N worker processes, still all on the server's one core, so
+that the CPU per request shows what running N copies of the background jobs costs; `--set`
+gives the hubs a setting (e.g. `rollup_interval=3600`).
 
 With `--groups N`, each store is measured twice, on fresh databases: without groups, then with
 N dynamic groups that depend on activities (defined before the hub starts); the load then
@@ -520,8 +525,7 @@ def bench_hub(
     if args.sign_ins:
         # Every attempt checked (the per-address limit would refuse all but a few unchecked).
         env["CONTACTHUB_SIGN_IN_MAX_FAILURES_PER_CLIENT"] = str(10**9)
-    if os.environ.get("XP_INTERVAL"):
-        env["CONTACTHUB_WEBHOOK_DISPATCH_INTERVAL"] = os.environ["XP_INTERVAL"]
+    env |= harness.settings_env(args)
     cli(env, "migrate")
     channel = json.loads(cli(env, "channel", "create", "Bench", "--json"))["guid"]
     key = json.loads(
@@ -538,7 +542,7 @@ def bench_hub(
     command = [
         str(VENV_BIN / "contacthub"),
         "serve",
-        *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+        *("--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)),
         *("--log-level", "warning"),
     ]
     server = harness.start_server(
@@ -759,6 +763,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also measure each store with a unique messageId on every activity",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="hub worker processes, all on the server's one core (the baseline keeps one)",
+    )
+    harness.add_settings(parser)
     harness.add_postgresql_url(parser)
     args = parser.parse_args(argv)
     if args.webhook and args.groups:
