@@ -393,9 +393,8 @@ def test_the_job_is_one_query_without_dynamic_groups(world: World) -> None:
         assert session.scalar(select(GroupMembershipState)) is None
 
 
-def test_cursors_move_and_the_queue_empties(world: World) -> None:
-    for city in ("Prague", "Brno"):
-        world.new_contact(city)
+def pricing_visitors(world: World) -> None:
+    """The dynamic group "Pricing": contacts who visited a pricing page within a day."""
     with world.database.write() as session:
         groups.create_group(
             session,
@@ -403,6 +402,12 @@ def test_cursors_move_and_the_queue_empties(world: World) -> None:
             conditions={"activity": PAGE_VISIT, "url_contains": "/pricing", "within_days": 1},
             now=world.clock,
         )
+
+
+def test_cursors_move_and_the_queue_empties(world: World) -> None:
+    for city in ("Prague", "Brno"):
+        world.new_contact(city)
+    pricing_visitors(world)
     world.ingest(world.person(0)[1], ActivityInput(PAGE_VISIT, None, URLS[0], None))
     world.apply(("consent", 1, True))
     report = membership.refresh(world.database, now=world.clock)
@@ -430,13 +435,7 @@ def test_cursors_move_and_the_queue_empties(world: World) -> None:
 def test_the_periodic_run_evaluates_in_one_process_at_a_time(world: World) -> None:
     # The app's job passes `lease_seconds`: of two processes, the one holding the lease runs.
     world.new_contact("Prague")
-    with world.database.write() as session:
-        groups.create_group(
-            session,
-            "Pricing",
-            conditions={"activity": PAGE_VISIT, "url_contains": "/pricing", "within_days": 1},
-            now=world.clock,
-        )
+    pricing_visitors(world)
 
     def run(holder: str) -> membership.RefreshReport:
         return membership.refresh(world.database, now=world.clock, lease_seconds=60, holder=holder)
