@@ -44,7 +44,8 @@ def take(session: Session, name: str, seconds: float, holder: str = PROCESS) -> 
 
 
 def held(database: Database, name: str, seconds: float, holder: str = PROCESS) -> bool:
-    """`take`, in a short write transaction of its own (for jobs whose work runs in several)."""
+    """`take`, in a short write transaction of its own: for jobs whose work runs in several
+    transactions after it."""
     with database.write() as session:
         return take(session, name, seconds, holder)
 
