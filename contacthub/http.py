@@ -114,6 +114,15 @@ async def client_gone_handler(request: Request, exc: Exception) -> Response:
     return Response(status_code=400)
 
 
+def header(scope: Scope, name: bytes) -> str | None:
+    """A request header (`name` in lower case) straight from the ASGI scope."""
+    for key, value in scope["headers"]:
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
+
+
 class HotEndpoint:
     """A hot path as a bare ASGI app: no Request wrapping by the route, no per-request
     wrappers. Listed in the route table like any endpoint, and served by `HotPaths` ahead of it.
@@ -140,7 +149,7 @@ class HotPaths:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             endpoint = self.endpoints.get((scope["method"], scope["path"]))
-            if endpoint is not None and not any(name == b"origin" for name, _ in scope["headers"]):
+            if endpoint is not None and header(scope, b"origin") is None:
                 await endpoint(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -46,7 +46,7 @@ from contacthub.email.pages import (
     unsubscribe_page,
 )
 from contacthub.errors import HubError, InvalidInput
-from contacthub.http import HotEndpoint, read_body
+from contacthub.http import HotEndpoint, header, read_body
 from contacthub.hub import Hub, hub_of
 from contacthub.settings import Settings
 from contacthub.storage.types import utcnow
@@ -67,15 +67,6 @@ def error_page(error: HubError) -> Response:
     """A domain error as a small page with its status."""
     title = ERROR_TITLES.get(error.status_code, "Something went wrong")
     return message_page(error.status_code, title, error.message)
-
-
-def header(scope: Scope, name: bytes) -> str | None:
-    """A request header (`name` in lower case) straight from the ASGI scope."""
-    for key, value in scope["headers"]:
-        if key == name:
-            text: str = value.decode("latin-1")
-            return text
-    return None
 
 
 class _HitEndpoint(HotEndpoint):

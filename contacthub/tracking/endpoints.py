@@ -33,6 +33,7 @@ from contacthub.http import (
     bearer_key,
     client_gone_handler,
     encode_json,
+    header,
     hub_error_handler,
     json_response,
     read_body,
@@ -283,7 +284,7 @@ class TrackingCORS:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not any(name == b"origin" for name, _ in scope["headers"]):
+        if scope["type"] != "http" or header(scope, b"origin") is None:
             await self.app(scope, receive, send)
             return
         origins = await self.cache.origins(scope["app"].state.hub)
