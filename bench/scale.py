@@ -18,7 +18,7 @@ For each store (SQLite, then PostgreSQL) it builds a big demo hub with `contacth
 
     .venv/bin/python bench/scale.py [--contacts 1000000] [--activities 10000000] \
         [--only sqlite|postgresql] [--workers 1,2,4] [--duration 10] [--warmup 2] \
-        [--requests 10] [--page-warmup 2] [--no-pages] [--set NAME=VALUE] [--keep] \
+        [--requests 10] [--page-warmup 2] [--no-pages] [--no-ingest] [--set NAME=VALUE] [--keep] \
         [--workdir /var/tmp] [--reuse-sqlite PATH] [--reuse-postgresql URL]
 
 The big stores are removed at the end (the SQLite file in `--workdir`, the PostgreSQL database
@@ -420,6 +420,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", default="/var/tmp", help="where the big SQLite file goes")
     parser.add_argument("--keep", action="store_true", help="keep the big stores")
     parser.add_argument("--no-pages", action="store_true", help="skip the admin pages (b)")
+    parser.add_argument("--no-ingest", action="store_true", help="skip the ingest loads (a, c)")
     harness.add_settings(parser)
     parser.add_argument("--reuse-sqlite", metavar="PATH", help="a kept big SQLite store")
     parser.add_argument("--reuse-postgresql", metavar="URL", help="a kept big PostgreSQL store")
@@ -461,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
                 admin.print_table(rows, store)
                 valid &= all(row.status in (200, 404) for row in rows)
 
+            if args.no_ingest:
+                continue
             print(f"\n{store}: ingest, empty store then big store ...", flush=True)
             empty = ingest(
                 stack, args, workdir, store, empty_store(stack, args, store, workdir), "empty"
