@@ -282,6 +282,37 @@ def test_ensure_ahead_gives_history_in_the_default_its_months(pg: Database) -> N
         }
 
 
+def test_ensure_ahead_since_makes_every_month_of_a_history_to_come(pg: Database) -> None:
+    # `contacthub demo` asks for its months before writing, so its rows never wait.
+    with pg.write() as session:
+        created = partitions.ensure_ahead(session, 0, since=month(-3, day=20))
+    assert created == [
+        f"{table}_p{month(offset):%Y_%m}" for table in TABLES for offset in (-3, -2, -1)
+    ]
+    with pg.write() as session:
+        insert_events(session, [month(-3, day=21), month(-1)])
+    for table in TABLES:
+        assert where_rows_are(pg, table) == {
+            f"{table}_p{month(-3):%Y_%m}": 1,
+            f"{table}_p{month(-1):%Y_%m}": 1,
+        }
+
+
+def test_the_job_vacuums_the_default_partitions_it_moved_rows_out_of(pg: Database) -> None:
+    with pg.write() as session:
+        insert_events(session, [month(-2), month(-2, day=3)])
+    created = partitions.ensure_ahead_job(pg, 1)
+    assert created
+    with pg.read() as session:
+        vacuumed = session.execute(
+            text(
+                "SELECT relname, vacuum_count FROM pg_stat_user_tables WHERE relname = ANY(:names)"
+            ),
+            {"names": [f"{table}_default" for table in TABLES]},
+        ).all()
+    assert dict(vacuumed) == {f"{table}_default": 1 for table in TABLES}
+
+
 def test_two_processes_ensuring_at_once_take_turns(pg: Database) -> None:
     # Every hub worker runs the job at start: the second waits for the first's advisory lock,
     # then finds the partitions there (no "relation already exists").
