@@ -20,9 +20,7 @@ A run:
    bucket is empty. Then it renders and sends each copy with no transaction open (SMTP is slow;
    on SQLite an open write transaction would block every other writer), and records each
    result, `sent` (with the time the server accepted it), `deferred` (a temporary failure: SMTP
-   4xx, a timeout, a dropped connection) or `failed` (a permanent one), and commits. That record
-   is written by a thread of its own while the next chunk is claimed and sent (`_Bookkeeper`);
-   the run waits for the last one before step 3;
+   4xx, a timeout, a dropped connection) or `failed` (a permanent one), and commits;
 3. marks the issue `sent` once no delivery is left to send: while deferred ones wait for their
    next try the issue stays `sending`.
 
@@ -38,8 +36,7 @@ envelope sender is the delivery's VERP address `bounces+<id>-<tag>@<bounce domai
 
 At most once. A delivery is marked `sent` only after the SMTP server accepted the message, in a
 commit after the SMTP exchange. If the process dies between the two, the deliveries of that
-chunk (and of the chunk before it, if its record was still being written) stay `sending`: "in
-doubt", perhaps delivered, perhaps not. They are never sent again on
+chunk stay `sending`: "in doubt", perhaps delivered, perhaps not. They are never sent again on
 their own, so nobody gets an email twice; the report counts them, and the operator may choose
 at-least-once for them with `retry_in_doubt` (`contacthub issue send --retry-in-doubt`). The copy
 sent again carries the same Message-ID, which lets mail systems that de-duplicate (Gmail does)
@@ -57,7 +54,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -331,62 +328,21 @@ def send_issue(
             audit.record(session, actor, "issue.send_started", str(issue.guid), details)
 
     after_id = 0
-    with _Bookkeeper(database) as books:
-        while report.stopped is None:
-            ids, claimed, wait = _claim_chunk(
-                database, issue_id, after_id, chunk_size, max_attempts, rate_limiter
-            )
-            if wait and rate_limiter is not None:
-                report.rate_limit_wait += wait
-                rate_limiter.sleep(wait)
-                continue
-            if not ids:
-                break
-            after_id = ids[-1]
-            _send_chunk(books, claimed, prepared, sender, mailer, signer, report, policy, progress)
+    while report.stopped is None:
+        ids, claimed, wait = _claim_chunk(
+            database, issue_id, after_id, chunk_size, max_attempts, rate_limiter
+        )
+        if wait and rate_limiter is not None:
+            report.rate_limit_wait += wait
+            rate_limiter.sleep(wait)
+            continue
+        if not ids:
+            break
+        after_id = ids[-1]
+        _send_chunk(database, claimed, prepared, sender, mailer, signer, report, policy, progress)
 
     _finish(database, issue_id, report, suppressed_before)
     return report
-
-
-class _Bookkeeper:
-    """Records each chunk's results in a thread of its own while the next chunk is sent.
-
-    The record is a transaction (on PostgreSQL a few round trips, on SQLite a commit) during
-    which the SMTP connection would otherwise sit idle. At most one record is in flight: the
-    next one first waits for it (and raises what it raised), and leaving the `with` block waits
-    for the last, so a run's outcome is known before the issue is finished. Nothing is recorded
-    before its SMTP exchange is over, so the at-most-once rule (see the module docstring) holds.
-    """
-
-    def __init__(self, database: Database) -> None:
-        self._database = database
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
-        self._pending: Future[None] | None = None
-
-    def record(self, outcomes: Sequence[_Outcome], unsent: Sequence[ClaimedDelivery]) -> None:
-        """Store `outcomes` and give back `unsent`, after the previous chunk's record."""
-        self._wait()
-        self._pending = self._thread.submit(self._write, outcomes, unsent)
-
-    def _write(self, outcomes: Sequence[_Outcome], unsent: Sequence[ClaimedDelivery]) -> None:
-        with self._database.write() as session:
-            _record(session, outcomes)
-            _release(session, unsent)
-
-    def _wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def __enter__(self) -> _Bookkeeper:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            self._wait()
-        finally:
-            self._thread.shutdown(wait=True)
 
 
 def _claim_chunk(
@@ -446,7 +402,7 @@ def _finish(
 
 
 def _send_chunk(
-    books: _Bookkeeper,
+    database: Database,
     claimed: Sequence[ClaimedDelivery],
     prepared: compose.PreparedIssue,
     sender: _Sender,
@@ -507,7 +463,9 @@ def _send_chunk(
                 if progress is not None:
                     progress(report.sent + report.deferred + report.failed, report.to_send)
         finally:
-            books.record(outcomes, claimed[started:])
+            with database.write() as session:
+                _record(session, outcomes)
+                _release(session, claimed[started:])
 
 
 def _failed(recipient: ClaimedDelivery, error: SendError, policy: SendPolicy) -> _Outcome:
