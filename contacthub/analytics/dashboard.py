@@ -174,8 +174,8 @@ def dashboard(session: Session, start: date, end: date, *, group: str | None = N
     days = tuple(start + timedelta(days=n) for n in range((end - start).days + 1))
     if group is None:
         counts = rollups.activity_counts(session, start, end)
-        new_contacts = _new_contacts_per_day(session, start, end)
-        contacts = session.scalar(select(func.count()).select_from(Contact)) or 0
+        contact_counts = rollups.contact_counts(session, start, end)
+        new_contacts, contacts = contact_counts.per_day, contact_counts.total
         top_pages = _top(session, rollups.PAGE, start, end)
         top_clicks = _top(session, rollups.CLICK_KIND, start, end)
         group_name = None
@@ -291,8 +291,10 @@ def _channel_name(channel_id: int, names: Mapping[int, str]) -> str:
 def _new_contacts_per_day(
     session: Session, start: date, end: date, *among: ColumnElement[bool]
 ) -> dict[date, int]:
-    """Contacts created per UTC day (of those `among` selects): a range of the index on
-    `contacts.created_at`."""
+    """Contacts created per UTC day of those `among` selects (a group's members): a range of
+    the index on `contacts.created_at`. The unscoped dashboard reads the rollup instead
+    (`rollups.contact_counts`): this range costs in proportion to the contacts created in it,
+    over a second at a million contacts."""
     day = utc_day(session, Contact.created_at)
     rows = session.execute(
         select(day, func.count())
