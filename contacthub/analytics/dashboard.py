@@ -1,14 +1,15 @@
 """The dashboard: what the audience did in a range of UTC days, in one read.
 
-Everything here stays fast however large the activity log grows: activity counts and the top
-pages and clicks come from the rollups (`analytics.rollups`, which count live only the few
-activities not rolled up yet), new contacts from the index on `contacts.created_at`, and the
-figures of the five latest email issues from the indexes on the email tables, kept for a minute
-(`RecentFigures`).
+Everything here stays fast however large the activity log and the contacts grow: activity
+counts, the top pages and clicks, new contacts per day and the number of contacts come from the
+rollups (`analytics.rollups`, which count live only the few activities and contacts not rolled up
+yet), and the figures of the five latest email issues from the indexes on the email tables, kept
+for a minute (`RecentFigures`).
 
 Scoped to a group (`group`), the figures count only the group's current members: their
 activities, top pages and clicks, and new contacts, and `contacts` is the number of members. The
-rollups are not kept per contact, so these are counted from the activity log: the range of days
+rollups are not kept per contact, so these are counted from the activity log (and the members'
+new contacts from the index on `contacts.created_at`): the range of days
 becomes a range of ids (ids follow time: `activities.log.first_id_at_or_after`), and only the
 members' activities in it are read, through `group_members`' primary key. That costs in
 proportion to the activities in the range, where the unscoped dashboard reads only the rollups;
