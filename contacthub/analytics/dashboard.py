@@ -1,14 +1,15 @@
 """The dashboard: what the audience did in a range of UTC days, in one read.
 
-Everything here stays fast however large the activity log grows: activity counts and the top
-pages and clicks come from the rollups (`analytics.rollups`, which count live only the few
-activities not rolled up yet), new contacts from the index on `contacts.created_at`, and the
-figures of the five latest email issues from the indexes on the email tables, kept for a minute
-(`RecentFigures`).
+Everything here stays fast however large the activity log and the contacts grow: activity
+counts, the top pages and clicks, new contacts per day and the number of contacts come from the
+rollups (`analytics.rollups`, which count live only the few activities and contacts not rolled up
+yet), and the figures of the five latest email issues from the indexes on the email tables, kept
+for a minute (`RecentFigures`).
 
 Scoped to a group (`group`), the figures count only the group's current members: their
 activities, top pages and clicks, and new contacts, and `contacts` is the number of members. The
-rollups are not kept per contact, so these are counted from the activity log: the range of days
+rollups are not kept per contact, so these are counted from the activity log (and the members'
+new contacts from the index on `contacts.created_at`): the range of days
 becomes a range of ids (ids follow time: `activities.log.first_id_at_or_after`), and only the
 members' activities in it are read, through `group_members`' primary key. That costs in
 proportion to the activities in the range, where the unscoped dashboard reads only the rollups;
@@ -174,8 +175,8 @@ def dashboard(session: Session, start: date, end: date, *, group: str | None = N
     days = tuple(start + timedelta(days=n) for n in range((end - start).days + 1))
     if group is None:
         counts = rollups.activity_counts(session, start, end)
-        new_contacts = _new_contacts_per_day(session, start, end)
-        contacts = session.scalar(select(func.count()).select_from(Contact)) or 0
+        contact_counts = rollups.contact_counts(session, start, end)
+        new_contacts, contacts = contact_counts.per_day, contact_counts.total
         top_pages = _top(session, rollups.PAGE, start, end)
         top_clicks = _top(session, rollups.CLICK_KIND, start, end)
         group_name = None
@@ -291,8 +292,10 @@ def _channel_name(channel_id: int, names: Mapping[int, str]) -> str:
 def _new_contacts_per_day(
     session: Session, start: date, end: date, *among: ColumnElement[bool]
 ) -> dict[date, int]:
-    """Contacts created per UTC day (of those `among` selects): a range of the index on
-    `contacts.created_at`."""
+    """Contacts created per UTC day of those `among` selects (a group's members): a range of
+    the index on `contacts.created_at`. The unscoped dashboard reads the rollup instead
+    (`rollups.contact_counts`): this range costs in proportion to the contacts created in it,
+    over a second at a million contacts."""
     day = utc_day(session, Contact.created_at)
     rows = session.execute(
         select(day, func.count())

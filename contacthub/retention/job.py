@@ -15,7 +15,9 @@ the primary key from where the previous one stopped.
 
 Activities are deleted only once the dashboard's rollups have counted them (ids up to
 `rollups.counted_up_to`): the rollups keep the counts per day, channel and type and the top
-pages and clicks, so the dashboard's totals do not change when the rows go.
+pages and clicks, so the dashboard's totals do not change when the rows go. Anonymous contacts
+deleted are taken out of the dashboard's new contacts in the batch that deletes them
+(`rollups.forget_contacts`): those count the contacts that exist.
 
 Each run is recorded in `retention_runs` (counts per kind, start and end, the error) and in the
 audit log (`retention.run`). An error stops the run: it is logged, recorded as the run's
@@ -307,16 +309,19 @@ def delete_anonymous_contacts(batches: Batches, days: int) -> int:
         ).all()
         if not ids:
             return 0, None
-        gone = session.scalars(
+        deleted = session.execute(
             delete(Contact)
             .where(Contact.id.in_(ids), *anonymous)
-            .returning(Contact.id)
+            .returning(Contact.id, Contact.created_at)
             .execution_options(synchronize_session=False)
         ).all()
+        gone = [contact_id for contact_id, _ in deleted]
         if gone:
             session.execute(
                 delete(GroupPendingContact).where(GroupPendingContact.contact_id.in_(gone))
             )
+            # The dashboard's new contacts count only contacts that still exist.
+            rollups.forget_contacts(session, [(row.id, row.created_at) for row in deleted])
         return len(gone), ids[-1]
 
     return batches.walk(policies.ANONYMOUS_CONTACTS, step)

@@ -466,13 +466,26 @@ class TopRollup(Base):
     count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class ContactRollup(Base):
+    """Contacts per UTC day of their `created_at` that still exist, for the dashboard's new
+    contacts (erasure and retention subtract the contacts they delete)."""
+
+    __tablename__ = "contact_rollups"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class RollupState(Base):
-    """How far the rollups have counted: every activity with an id up to this one (one row)."""
+    """How far the rollups have counted: every activity, and every contact, with an id up to
+    these (one row). `updated_at` is also the row's version: whatever changes what was counted
+    moves it (`analytics.rollups`)."""
 
     __tablename__ = "rollup_state"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_activity_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_contact_id: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
