@@ -8,10 +8,15 @@ What `q` matches:
 
 Emails are stored as given (mixed case possible: only the domain is lower-cased on input), so
 the comparison ignores case on both sides: `lower() LIKE lower()` on PostgreSQL, SQLite's own
-`LIKE` (which ignores the case of ASCII letters). Neither can use the plain index on
-`contacts.email`, so a search reads the contacts table; at 100,000 contacts a search stays well
-under 100 ms on both databases (docs/admin.md, "Contacts"). SQLite folds the case of ASCII
-letters only: there "čapek" does not find "Čapek" (PostgreSQL folds every letter).
+`LIKE` (which ignores the case of ASCII letters). SQLite folds the case of ASCII letters only:
+there "čapek" does not find "Čapek" (PostgreSQL folds every letter).
+
+Searches read indexes (migration 0010; docs/admin.md, "Contacts"): the email prefix is an
+index range (PostgreSQL: `lower(email) text_pattern_ops`; SQLite: `email COLLATE NOCASE`, for its
+LIKE optimisation), the name a trigram index of the lower-cased "first last" (`_name_matches`:
+PostgreSQL's GIN index, SQLite's FTS5 table, which proposes candidates that the LIKE then
+judges, so that the results are the LIKE's). Where pg_trgm or SQLite's trigram tokenizer is
+missing, the name search reads the table, as it did before (docs/decisions.md).
 
 Filters (`ContactFilter`, built by `parse_filter`) narrow the list further, all together and
 with the search text: members of a group, contacts who agree now to a consent (their latest
@@ -25,7 +30,9 @@ is an `IN` or correlated `EXISTS` subquery on an index: `group_members`' primary
 Sorting (`sort`): `-created` (newest first, the default), `created`, `email`, `-email`,
 `last_name`, `-last_name`. Emails and last names sort without regard to case, blanks last in
 either direction, then by id. Pages are cut by keyset: the cursor `next_after` carries the last
-row's sort value and id, so paging never skips or repeats a contact while new ones arrive.
+row's sort value and id, so paging never skips or repeats a contact while new ones arrive. A page
+is read from the index on (lower(key), id) in either direction, the contacts without the key
+apart (`_ordered_page`), so a page deep in a million contacts costs what the first one does.
 """
 
 from __future__ import annotations
