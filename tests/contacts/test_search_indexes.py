@@ -4,12 +4,15 @@ pages across blanks, and the plans reading the indexes."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 import pytest
-from sqlalchemy import event, text
+from alembic import command
+from sqlalchemy import event, make_url, text
 from sqlalchemy.orm import Session
 
 from contacthub.contacts import search
@@ -17,8 +20,10 @@ from contacthub.contacts.privacy import erase_contact
 from contacthub.contacts.search import contact_count, search_contacts
 from contacthub.contacts.service import get_contact
 from contacthub.storage.database import Database
+from contacthub.storage.migrate import alembic_config, upgrade
 from contacthub.storage.models import CONTACT_NAME_TRIGRAMS
 from tests import factories
+from tests.conftest import POSTGRES_ADMIN_URL, _admin_execute, _postgres_url
 
 # (first name, last name, email): blanks, case, non-ASCII letters, spaces, LIKE's wildcards and
 # its escape character, and FTS5's quote.
@@ -347,3 +352,49 @@ def test_the_search_objects_exist(database: Database) -> None:
                 "ix_contacts_email_sort",
             }
     assert expected <= names
+
+
+# -- PostgreSQL without pg_trgm ------------------------------------------------------------------
+
+
+def test_without_pg_trgm_the_hub_migrates_and_scans_names(postgres_template: str) -> None:
+    # A role that may create tables but not extensions (no CREATE on the database): migration
+    # 0010 goes on without the trigram index (docs/decisions.md), the schema still matches the
+    # models, and the name search reads the table.
+    suffix = uuid.uuid4().hex[:12]
+    role, name = f"contacthub_noext_{suffix}", f"contacthub_noext_{suffix}"
+    _admin_execute(f'CREATE ROLE "{role}" LOGIN')
+    _admin_execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(_postgres_url(name), autocommit=True) as connection:
+            connection.execute(f'GRANT ALL ON SCHEMA public TO "{role}"')  # type: ignore[arg-type]
+        # Signed in as the admin (whatever the server's authentication), working as the role.
+        url = (
+            make_url(POSTGRES_ADMIN_URL)
+            .set(database=name)
+            .update_query_dict({"options": f"-c role={role}"})
+            .render_as_string(hide_password=False)
+        )
+        upgrade(url)
+        command.check(alembic_config(url))
+        database = Database(url)
+        try:
+            with database.read() as session:
+                indexes = set(
+                    session.scalars(
+                        text("SELECT indexname FROM pg_indexes WHERE tablename = 'contacts'")
+                    )
+                )
+            assert "ix_contacts_name_trigram" not in indexes
+            assert "ix_contacts_email_pattern" in indexes
+            smithson = factories.contact_with(database, first_name="Ada", last_name="Smithson")
+            with database.read() as session:
+                assert [str(c.guid) for c in search_contacts(session, "smith").contacts] == [
+                    smithson
+                ]
+                assert contact_count(session, "ada smi") == 1
+        finally:
+            database.dispose()
+    finally:
+        _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _admin_execute(f'DROP ROLE IF EXISTS "{role}"')
