@@ -8,10 +8,15 @@ What `q` matches:
 
 Emails are stored as given (mixed case possible: only the domain is lower-cased on input), so
 the comparison ignores case on both sides: `lower() LIKE lower()` on PostgreSQL, SQLite's own
-`LIKE` (which ignores the case of ASCII letters). Neither can use the plain index on
-`contacts.email`, so a search reads the contacts table; at 100,000 contacts a search stays well
-under 100 ms on both databases (docs/admin.md, "Contacts"). SQLite folds the case of ASCII
-letters only: there "čapek" does not find "Čapek" (PostgreSQL folds every letter).
+`LIKE` (which ignores the case of ASCII letters). SQLite folds the case of ASCII letters only:
+there "čapek" does not find "Čapek" (PostgreSQL folds every letter).
+
+Searches read indexes (migration 0011; docs/admin.md, "Contacts"): the email prefix is an
+index range (PostgreSQL: `lower(email) text_pattern_ops`; SQLite: `email COLLATE NOCASE`, for its
+LIKE optimisation), the name a trigram index of the lower-cased "first last" (`_name_matches`:
+PostgreSQL's GIN index, SQLite's FTS5 table, which proposes candidates that the LIKE then
+judges, so that the results are the LIKE's). Where pg_trgm or SQLite's trigram tokenizer is
+missing, the name search reads the table, as it did before (docs/decisions.md).
 
 Filters (`ContactFilter`, built by `parse_filter`) narrow the list further, all together and
 with the search text: members of a group, contacts who agree now to a consent (their latest
@@ -25,7 +30,9 @@ is an `IN` or correlated `EXISTS` subquery on an index: `group_members`' primary
 Sorting (`sort`): `-created` (newest first, the default), `created`, `email`, `-email`,
 `last_name`, `-last_name`. Emails and last names sort without regard to case, blanks last in
 either direction, then by id. Pages are cut by keyset: the cursor `next_after` carries the last
-row's sort value and id, so paging never skips or repeats a contact while new ones arrive.
+row's sort value and id, so paging never skips or repeats a contact while new ones arrive. A page
+is read from the index on (lower(key), id) in either direction, the contacts without the key
+apart (`_ordered_page`), so a page deep in a million contacts costs what the first one does.
 """
 
 from __future__ import annotations
@@ -47,9 +54,14 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
+    table,
+    text,
+    tuple_,
+    union_all,
 )
 from sqlalchemy.orm import Session
 
@@ -69,7 +81,7 @@ from contacthub.groups.conditions import (
     GroupCondition,
 )
 from contacthub.identifiers import MAX_ID, guid_or_none, refuse_nul, whole_number
-from contacthub.storage.models import Activity, Contact, ContactGroup
+from contacthub.storage.models import CONTACT_NAME_TRIGRAMS, Activity, Contact, ContactGroup
 from contacthub.storage.types import utcnow
 
 DEFAULT_SORT = "-created"
@@ -156,28 +168,69 @@ def _like(column: SQLColumnExpression[Any], pattern: str, dialect: str) -> Colum
     return func.lower(column).like(func.lower(pattern), escape=_LIKE_ESCAPE)
 
 
-def _matches(q: str, dialect: str) -> ColumnElement[bool] | None:
+def _full_name() -> ColumnElement[str]:
+    """The full name, "first last", as the name indexes hold it (migration 0011): the same SQL
+    text on both databases, so that PostgreSQL's expression index matches it (the constants are
+    inline, not bound); a missing part is empty, not NULL."""
+    empty: ColumnElement[str] = literal_column("''")
+    return (
+        func.coalesce(Contact.first_name, empty)
+        + literal_column("' '")
+        + func.coalesce(Contact.last_name, empty)
+    )
+
+
+def _has_trigrams(session: Session) -> bool:
+    """The SQLite store has the FTS5 trigram table of names (migration 0011 makes it where
+    SQLite has the trigram tokenizer, 3.34 or newer)."""
+    return (
+        session.scalar(
+            text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name"),
+            {"name": CONTACT_NAME_TRIGRAMS},
+        )
+        is not None
+    )
+
+
+def _name_matches(session: Session, q: str, pattern: str, dialect: str) -> ColumnElement[bool]:
+    """Any part of "first last" contains `q` (`pattern` is `%q%`, escaped).
+
+    One condition on the full name serves both fields: `q` is stripped, so it can only span the
+    space between them if it has a space itself, and otherwise it is in the full name exactly
+    when it is in one of the two. PostgreSQL reads it from the GIN trigram index on
+    `lower(full name)` where pg_trgm exists, else from the table. On SQLite the FTS5 trigram
+    table finds the candidates (its MATCH of a phrase is a substring search that folds the case
+    of every letter) and SQLite's own LIKE decides, so exactly the rows the LIKE alone finds
+    come back: "čapek" still does not find "Čapek". The trigram table cannot find fewer than
+    three characters; those read the table.
+    """
+    full_name = _like(_full_name(), pattern, dialect)
+    if dialect != "sqlite" or len(q) < 3 or not _has_trigrams(session):
+        return full_name
+    phrase = '"' + q.replace('"', '""') + '"'
+    candidates: Select[Any] = (
+        select(literal_column("rowid"))
+        .select_from(table(CONTACT_NAME_TRIGRAMS))
+        .where(literal_column(CONTACT_NAME_TRIGRAMS).op("MATCH")(phrase))
+    )
+    return and_(Contact.id.in_(candidates), full_name)
+
+
+def _matches(session: Session, q: str) -> ColumnElement[bool] | None:
     """The condition for the search text; None when it is empty (every contact matches)."""
     if not q:
         return None
     guid = guid_or_none(q)
     if guid is not None:
         return Contact.guid == guid
+    dialect = _dialect(session)
     escaped = _escape_like(q)
+    # An index range on both databases (migration 0011): the pattern index on lower(email) on
+    # PostgreSQL, the NOCASE index on email for SQLite's LIKE optimisation.
     email = _like(Contact.email, escaped + "%", dialect)
     if "@" in q:
         return email
-    anywhere = "%" + escaped + "%"
-    conditions = [
-        email,
-        _like(Contact.first_name, anywhere, dialect),
-        _like(Contact.last_name, anywhere, dialect),
-    ]
-    if " " in q:
-        # "Ada Lovelace" is found across the two fields (only then: it costs a concatenation).
-        full_name = func.coalesce(Contact.first_name, "") + " " + Contact.last_name
-        conditions.append(_like(full_name, anywhere, dialect))
-    return or_(*conditions)
+    return or_(email, _name_matches(session, q, "%" + escaped + "%", dialect))
 
 
 def _dialect(session: Session) -> str:
@@ -343,7 +396,7 @@ def _where(
 ) -> list[ColumnElement[bool]]:
     """Every condition of the search text and the filters."""
     conditions = _filter_conditions(session, filters, now or utcnow()) if filters else []
-    matches = _matches(q, _dialect(session))
+    matches = _matches(session, q)
     return conditions if matches is None else [matches, *conditions]
 
 
@@ -425,27 +478,51 @@ def decode_cursor(cursor: str, sort: str) -> tuple[str | None, int]:
     return decoded[1], decoded[2]
 
 
-def _after(
-    sort: str, key: ColumnElement[Any] | None, value: str | None, contact_id: int
-) -> ColumnElement[bool]:
-    """Rows after (value, id) in the sort's order: blanks come last in both directions."""
-    descending = sort.startswith("-")
-    id_after = Contact.id < contact_id if descending else Contact.id > contact_id
-    if key is None:
-        return id_after
-    if value is None:
-        return and_(key.is_(None), id_after)
-    key_after = key < value if descending else key > value
-    return or_(key_after, and_(key == value, id_after), key.is_(None))
+def _ordered_page(
+    query: Select[Any],
+    sort: str,
+    key: ColumnElement[Any] | None,
+    cursor: tuple[str | None, int] | None,
+    limit: int,
+) -> Select[Any]:
+    """`query` limited to the `limit` rows after the cursor (all from the start without one), in
+    the sort's order: by `key` ignoring case, blanks (NULL) last in both directions, then by id.
 
-
-def _ordered(query: Select[Any], sort: str, key: ColumnElement[Any] | None) -> Select[Any]:
+    No single index order is "NULLs last" both ways on both databases (SQLite puts NULLs first
+    and has no NULLS LAST in indexes), so the page is read in two parts from the one index on
+    (key, id), each an index range in the index's order or its reverse: the rows with a key
+    (`key >= ''`, which every string meets and NULL does not) after the cursor, and the blanks
+    (`key IS NULL`) after it; each part reads at most `limit` rows, and the page is the first
+    `limit` of the two together. A cursor among the blanks needs only the second part.
+    """
     descending = sort.startswith("-")
     by_id = Contact.id.desc() if descending else Contact.id.asc()
+    after_id = None
+    if cursor is not None:
+        after_id = Contact.id < cursor[1] if descending else Contact.id > cursor[1]
     if key is None:
-        return query.order_by(by_id)
-    by_key = key.desc() if descending else key.asc()
-    return query.order_by(by_key.nulls_last(), by_id)
+        by_id_query = query if after_id is None else query.where(after_id)
+        return by_id_query.order_by(by_id).limit(limit)
+    blanks = query.where(key.is_(None))
+    if after_id is not None and cursor is not None and cursor[0] is None:
+        return blanks.where(after_id).order_by(by_id).limit(limit)
+    filled = query.where(key >= "")
+    if cursor is not None:
+        # The row value is an index range of both columns on PostgreSQL; SQLite ranges over the
+        # key (the plain bound) and filters the ties with the row value.
+        value, row = cursor[0], tuple_(key, Contact.id)
+        if descending:
+            filled = filled.where(key <= value, row < tuple_(value, cursor[1]))
+        else:
+            filled = filled.where(key >= value, row > tuple_(value, cursor[1]))
+    filled = filled.order_by(key.desc() if descending else key.asc(), by_id).limit(limit)
+    blanks = blanks.order_by(by_id).limit(limit)
+    # Each part in a subquery of its own: SQLite allows no ORDER BY or LIMIT in a compound's
+    # members.
+    both = union_all(select(filled.subquery()), select(blanks.subquery())).subquery()
+    by_key = both.c.sort_value.desc() if descending else both.c.sort_value.asc()
+    both_by_id = both.c.id.desc() if descending else both.c.id.asc()
+    return select(both).order_by(by_key.nulls_last(), both_by_id).limit(limit)
 
 
 # -- the searches --------------------------------------------------------------------------------
@@ -497,11 +574,9 @@ def contacts_page(
         Contact.city,
         Contact.country,
     ).where(*_where(session, q, filters, now))
-    if after:
-        value, contact_id = decode_cursor(after, sort)
-        query = query.where(_after(sort, key, value, contact_id))
+    cursor = decode_cursor(after, sort) if after else None
     # One row more than the page tells whether there is a next page.
-    rows: Sequence[Any] = session.execute(_ordered(query, sort, key).limit(limit + 1)).all()
+    rows: Sequence[Any] = session.execute(_ordered_page(query, sort, key, cursor, limit + 1)).all()
     page = rows[:limit]
     last_activity = last_activity_times(session, [row[0] for row in page])
     contacts = [

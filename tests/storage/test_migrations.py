@@ -8,18 +8,19 @@ from sqlalchemy import inspect
 
 from contacthub.storage.database import Database
 from contacthub.storage.migrate import alembic_config, upgrade
-from contacthub.storage.models import Base
+from contacthub.storage.models import Base, is_search_object
 from contacthub.storage.partitions import partition_names
 
 
 def table_names(database_url: str) -> set[str]:
-    """The tables, without PostgreSQL's partitions of the event tables (migration 0009)."""
+    """The tables, without PostgreSQL's partitions of the event tables (migration 0009) and the
+    contact search's FTS5 table with its shadow tables on SQLite (migration 0011)."""
     database = Database(database_url)
     try:
         with database.read() as session:
             names = set(inspect(session.connection()).get_table_names())
             if database.is_sqlite:
-                return names
+                return {name for name in names if not is_search_object(name)}
             return names - partition_names(session.connection())
     finally:
         database.dispose()
