@@ -89,6 +89,16 @@ def _upgrade_sqlite() -> None:
 
 def _upgrade_postgresql() -> None:
     op.execute("CREATE INDEX ix_contacts_email_pattern ON contacts (lower(email) text_pattern_ops)")
+    _create_name_trigrams()
+    # The planner knows how selective an expression (lower(email), lower(last_name)) is only
+    # from the statistics ANALYZE gathers for its index, and autovacuum analyzes a table when
+    # its rows change, not when it gets an index. Without them, at a million contacts the search
+    # by address walked the primary key for its newest-first page (270 ms) instead of reading
+    # the one matching entry of the pattern index (5 ms).
+    op.execute("ANALYZE contacts")
+
+
+def _create_name_trigrams() -> None:
     connection = op.get_bind()
     savepoint = connection.begin_nested()
     try:
