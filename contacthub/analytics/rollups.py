@@ -233,7 +233,7 @@ def _next_chunk(
     if high is not None and low < high:
         upper = min(high, low + CHUNK)
         return _Chunk(
-            upper, new_contacts=_contacts_per_day(session, Contact.id > low, Contact.id <= upper)
+            upper, new_contacts=contacts_per_day(session, Contact.id > low, Contact.id <= upper)
         )
     return None
 
@@ -404,8 +404,9 @@ def _forget_counted_contacts(
     state.updated_at = _later_than(state.updated_at)
 
 
-def _contacts_per_day(session: Session, *where: ColumnElement[bool]) -> Counter[date]:
-    """Contacts per UTC day of `created_at`, of the contacts `where` selects."""
+def contacts_per_day(session: Session, *where: ColumnElement[bool]) -> Counter[date]:
+    """Contacts per UTC day of `created_at`, of the contacts `where` selects: the rollup job's
+    chunks, and the dashboard scoped to a group (whose members the rollup cannot tell)."""
     day = utc_day(session, Contact.created_at)
     return Counter(
         {

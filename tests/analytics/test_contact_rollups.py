@@ -215,7 +215,7 @@ def test_a_chunk_grouped_before_an_erasure_is_grouped_again(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = sample(database)
-    grouped = rollups._contacts_per_day
+    grouped = rollups.contacts_per_day
     calls: list[int] = []
 
     def erase_meanwhile(session: object, *where: object) -> Counter[date]:
@@ -226,7 +226,7 @@ def test_a_chunk_grouped_before_an_erasure_is_grouped_again(
             erase(database, ids[3])
         return per_day
 
-    monkeypatch.setattr(rollups, "_contacts_per_day", erase_meanwhile)
+    monkeypatch.setattr(rollups, "contacts_per_day", erase_meanwhile)
 
     rollups.refresh(database)
 
