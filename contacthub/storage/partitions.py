@@ -256,10 +256,12 @@ def ensure_ahead_job(database: Database, months: int) -> list[str]:
     with database.write() as session:
         session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
         created = ensure_ahead(session, months)
+        # Read only when there is something to vacuum: most runs create nothing.
         defaults = [
             name
             for table in PARTITIONED_TABLES
-            if is_partitioned(session, table)
+            if created
+            and is_partitioned(session, table)
             and (name := _default_partition(partitions(session, table))) is not None
         ]
     if created:
