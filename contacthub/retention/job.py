@@ -321,7 +321,7 @@ def delete_anonymous_contacts(batches: Batches, days: int) -> int:
                 delete(GroupPendingContact).where(GroupPendingContact.contact_id.in_(gone))
             )
             # The dashboard's new contacts count only contacts that still exist.
-            rollups.forget_contacts(session, [(row.id, row.created_at) for row in deleted])
+            rollups.forget_contacts(session, deleted)
         return len(gone), ids[-1]
 
     return batches.walk(policies.ANONYMOUS_CONTACTS, step)
